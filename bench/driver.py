@@ -1,0 +1,515 @@
+#!/usr/bin/env python3
+"""Benchmark driver for s6-tlsd-io, run by bench/run (read bench/README.md).
+
+It plays every role but the engine: the super-server (listens on 127.0.0.1,
+accepts, spawns the engine with the socket as fd 0/1), the TLS client (Python's
+ssl module, in-process) and the application (echo, or a bulk source/sink).
+The engine's own CPU time and peak RSS come from wait4(2) on it.
+
+    driver.py conn   OUT.jsonl   per-connection figures and idle CPU
+    driver.py bulk   OUT.jsonl   bulk throughput (the client's OpenSSL decides
+                                 the suite: bench/run sets OPENSSL_CONF to force
+                                 TLS_AES_128_GCM_SHA256 on a second run)
+    driver.py report OUT.jsonl   table, ratios and the jitter-entropy guard
+
+Configuration comes from the environment (bench/run sets it): BENCH_BIN,
+BENCH_DIR (keys and configs), BENCH_CONNS, BENCH_BULK_MIB, BENCH_IDLE_S,
+BENCH_SUITE (a label for the bulk run), BENCH_STUNNEL (empty: skip stunnel).
+"""
+
+import atexit
+import json
+import os
+import select
+import signal
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+TIMEOUT = 20.0  # seconds: every blocking step is bounded by this
+GUARD_MS = 20.0  # median engine CPU per connection above this = regression
+PAYLOAD = bytes(range(100))
+
+LIVE = set()  # pids of engines not reaped yet: killed on any exit
+
+
+def kill_live():
+    for pid in list(LIVE):
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except OSError:
+            pass
+        LIVE.discard(pid)
+
+
+atexit.register(kill_live)
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
+
+
+def env(name, default):
+    return os.environ.get(name, default)
+
+
+BIN = env("BENCH_BIN", "")
+DIR = env("BENCH_DIR", "")
+STUNNEL = env("BENCH_STUNNEL", "")
+CHILD_PATH = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}  # no OPENSSL_CONF etc.
+
+
+class Failure(Exception):
+    pass
+
+
+def reap(pid, what):
+    """Wait (bounded) for pid; return (exit code, cpu ms, maxrss KiB)."""
+    fd = os.pidfd_open(pid)
+    try:
+        ready, _, _ = select.select([fd], [], [], TIMEOUT)
+    finally:
+        os.close(fd)
+    if not ready:
+        os.kill(pid, signal.SIGKILL)
+    _, status, ru = os.wait4(pid, 0)
+    LIVE.discard(pid)
+    if not ready:
+        raise Failure(f"{what}: still running after {TIMEOUT}s, killed")
+    code = os.waitstatus_to_exitcode(status)
+    return code, (ru.ru_utime + ru.ru_stime) * 1000.0, ru.ru_maxrss
+
+
+def proc_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15)
+
+
+def wait_readable(fd, what):
+    if not select.select([fd], [], [], TIMEOUT)[0]:
+        raise Failure(f"{what}: nothing after {TIMEOUT}s")
+
+
+# ---------------------------------------------------------------- engines
+# An "app" object is the application side of one spawned engine: recv/send
+# cleartext, close_send (EOF towards the engine), drain (read to EOF), reap.
+
+
+class OursApp:
+    """s6-tlsd-io run as s6-tlsd runs it: -d NOTIF -- FDR FDW, pipes."""
+
+    def __init__(self, conn, key):
+        nr, nw = os.pipe()  # notification block
+        fdr_r, self.w = os.pipe()  # app -> engine (the engine's FDR)
+        self.r, fdw_w = os.pipe()  # engine -> app (the engine's FDW)
+        self.err = open(os.path.join(DIR, "ours.stderr"), "ab")
+        e = dict(CHILD_PATH, CERTFILE=key["cert"], KEYFILE=key["key"])
+        argv = [BIN, "-d", str(nw), "--", str(fdr_r), str(fdw_w)]
+        p = subprocess.Popen(argv, stdin=conn, stdout=conn, stderr=self.err,
+                             pass_fds=(nw, fdr_r, fdw_w), env=e)
+        p.returncode = 0  # we reap it ourselves with wait4
+        self.pid = p.pid
+        LIVE.add(self.pid)
+        for fd in (nw, fdr_r, fdw_w):
+            os.close(fd)
+        self.notif_fd = nr
+        self.notif = b""
+
+    def ready(self):
+        # the block ends with an empty string, then the engine closes the fd
+        while True:
+            wait_readable(self.notif_fd, "notification block")
+            chunk = os.read(self.notif_fd, 4096)
+            if not chunk:
+                break
+            self.notif += chunk
+        os.close(self.notif_fd)
+        if not self.notif.endswith(b"\0\0"):
+            raise Failure(f"bad notification block {self.notif!r}")
+
+    def recv_into(self, buf):
+        wait_readable(self.r, "engine -> app")
+        return os.readv(self.r, [buf])
+
+    def send(self, data):
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.w, view):]
+
+    def close_send(self):
+        if self.w >= 0:
+            os.close(self.w)
+            self.w = -1
+
+    def drain(self):
+        buf = bytearray(65536)
+        while self.recv_into(buf):
+            pass
+        os.close(self.r)
+
+    def reap(self):
+        self.close_send()
+        r = reap(self.pid, "s6-tlsd-io")
+        self.err.close()
+        return r
+
+
+class StunnelApp:
+    """stunnel4 in inetd mode: socket on stdin/stdout, connect= our app port."""
+
+    def __init__(self, conn, key):
+        self.err = open(os.path.join(DIR, "stunnel.stderr"), "ab")
+        p = subprocess.Popen([STUNNEL, key["stunnel_conf"]], stdin=conn,
+                             stdout=conn, stderr=self.err, env=CHILD_PATH)
+        p.returncode = 0
+        self.pid = p.pid
+        LIVE.add(self.pid)
+        self.sock = None
+
+    def ready(self):
+        APP_LISTENER.settimeout(TIMEOUT)
+        self.sock, _ = APP_LISTENER.accept()
+        self.sock.settimeout(TIMEOUT)
+
+    def recv_into(self, buf):
+        return self.sock.recv_into(buf)
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def close_send(self):
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def drain(self):
+        buf = bytearray(65536)
+        while self.sock.recv_into(buf):
+            pass
+        self.sock.close()
+
+    def reap(self):
+        r = reap(self.pid, "stunnel4")
+        self.err.close()
+        return r
+
+
+ENGINES = [("s6-tlsd-io", OursApp)]
+if STUNNEL:
+    ENGINES.append(("stunnel4", StunnelApp))
+
+KEYS = {
+    name: {
+        "cert": os.path.join(DIR, f"{name}.cert.pem"),
+        "key": os.path.join(DIR, f"{name}.key.pem"),
+        "stunnel_conf": os.path.join(DIR, f"{name}.stunnel.conf"),
+    }
+    for name in ("ecdsa-p256", "rsa-2048")
+}
+
+LISTENER = None
+APP_LISTENER = None  # stunnel's connect= target (port written in its conf)
+
+
+def client_context(cafile):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_verify_locations(cafile)
+    return ctx
+
+
+def recv_exact(recv_into, n):
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = recv_into(view[got:])
+        if not k:
+            raise Failure(f"EOF after {got} of {n} bytes")
+        got += k
+    return bytes(buf)
+
+
+def connect(make_app, key, ctx):
+    """Accept one connection, spawn the engine on it, do the handshake."""
+    cli = socket.create_connection(LISTENER.getsockname(), timeout=TIMEOUT)
+    conn, _ = LISTENER.accept()
+    try:
+        app = make_app(conn, key)
+    finally:
+        conn.close()  # the engine has its own copy as fd 0/1
+    tls = ctx.wrap_socket(cli, server_hostname="localhost")
+    app.ready()
+    return tls, app
+
+
+def finish(tls, app):
+    """Orderly end, the same for both engines: the app closes its side, the
+    client reads to EOF and closes, the app reads to EOF; then reap."""
+    app.close_send()
+    while tls.recv(65536):
+        pass
+    tls.close()
+    app.drain()
+    code, cpu, rss = app.reap()
+    if code != 0:
+        raise Failure(f"engine exited {code} (stderr in {DIR})")
+    return cpu, rss
+
+
+def echo(tls, app):
+    tls.sendall(PAYLOAD)
+    app.send(recv_exact(app.recv_into, len(PAYLOAD)))
+    if recv_exact(tls.recv_into, len(PAYLOAD)) != PAYLOAD:
+        raise Failure("echo mismatch")
+
+
+def run_conn(out):
+    n = int(env("BENCH_CONNS", "200"))
+    idle_s = float(env("BENCH_IDLE_S", "2"))
+    hz = os.sysconf("SC_CLK_TCK")
+    # exec floor: the engine exec'd and refused at once (no CERTFILE, exit 100)
+    cpus, rsss = [], []
+    for _ in range(n):
+        p = subprocess.Popen([BIN, "-v", "0", "--", "0", "1"], env=CHILD_PATH,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        p.returncode = 0
+        LIVE.add(p.pid)
+        code, cpu, rss = reap(p.pid, "exec floor")
+        if code != 100:
+            raise Failure(f"exec floor: expected exit 100, got {code}")
+        cpus.append(cpu)
+        rsss.append(rss)
+    out.write(json.dumps({"kind": "floor", "engine": "s6-tlsd-io", "n": n,
+                          "cpu_ms": cpus, "rss_kib": rsss}) + "\n")
+    for kname, key in KEYS.items():
+        ctx = client_context(key["cert"])
+        for ename, make_app in ENGINES:
+            cpus, rsss = [], []
+            cipher = None
+            t0 = time.monotonic()
+            for _ in range(n):
+                tls, app = connect(make_app, key, ctx)
+                cipher = tls.cipher()[0]
+                echo(tls, app)
+                cpu, rss = finish(tls, app)
+                cpus.append(cpu)
+                rsss.append(rss)
+            wall = time.monotonic() - t0
+            out.write(json.dumps({"kind": "conn", "key": kname, "engine": ename,
+                                  "n": n, "cipher": cipher, "wall_s": wall,
+                                  "cpu_ms": cpus, "rss_kib": rsss}) + "\n")
+            out.flush()
+            print(f"  conn  {kname:10} {ename:10} median "
+                  f"{statistics.median(cpus):6.2f} ms CPU", file=sys.stderr)
+    # idle: an established connection, nothing moving, ticks over idle_s
+    key = KEYS["ecdsa-p256"]
+    ctx = client_context(key["cert"])
+    for ename, make_app in ENGINES:
+        tls, app = connect(make_app, key, ctx)
+        echo(tls, app)
+        before = proc_ticks(app.pid)
+        time.sleep(idle_s)
+        ticks = proc_ticks(app.pid) - before
+        finish(tls, app)
+        out.write(json.dumps({"kind": "idle", "engine": ename, "seconds": idle_s,
+                              "ticks": ticks, "hz": hz}) + "\n")
+
+
+def run_bulk(out):
+    size = int(env("BENCH_BULK_MIB", "256")) << 20
+    suite = env("BENCH_SUITE", "default")
+    chunk = bytes(256 << 10)
+    key = KEYS["ecdsa-p256"]
+    ctx = client_context(key["cert"])
+    for ename, make_app in ENGINES:
+        for direction in ("app->client", "client->app"):
+            tls, app = connect(make_app, key, ctx)
+            cipher = tls.cipher()[0]
+            if direction == "app->client":
+                write, recv_into = app.send, tls.recv_into
+            else:
+                write, recv_into = tls.sendall, app.recv_into
+            errors = []
+
+            def writer():
+                try:
+                    left = size
+                    while left:
+                        k = min(left, len(chunk))
+                        write(chunk[:k])
+                        left -= k
+                except Exception as exc:  # reported by the main thread
+                    errors.append(exc)
+
+            t0 = time.monotonic()
+            th = threading.Thread(target=writer, daemon=True)
+            th.start()
+            buf = bytearray(256 << 10)
+            got = 0
+            while got < size:
+                k = recv_into(buf)
+                if not k:
+                    raise Failure(f"bulk {direction}: EOF after {got} bytes")
+                got += k
+            wall = time.monotonic() - t0
+            th.join(TIMEOUT)
+            if errors:
+                raise Failure(f"bulk {direction}: writer: {errors[0]}")
+            cpu, rss = finish(tls, app)
+            out.write(json.dumps({"kind": "bulk", "engine": ename, "suite": suite,
+                                  "cipher": cipher, "direction": direction,
+                                  "bytes": size, "wall_s": wall, "cpu_ms": cpu,
+                                  "rss_kib": rss}) + "\n")
+            out.flush()
+            print(f"  bulk  {suite:8} {ename:10} {direction:11} "
+                  f"{size / wall / 2**20:7.1f} MiB/s", file=sys.stderr)
+
+
+# ---------------------------------------------------------------- report
+
+def ratio(a, b):
+    return f"{a / b:5.2f}" if a is not None and b else "    -"
+
+
+def fmt(v, spec):
+    return format(v, spec) if v is not None else "-".rjust(len(format(0, spec)))
+
+
+def report(path):
+    rows = [json.loads(line) for line in open(path)]
+    med = statistics.median
+    ok = True
+    print()
+    print("== s6-tlsd-io benchmark (loopback, TLS 1.3, Python ssl client) ==")
+    for r in rows:
+        if r["kind"] == "floor" and r["cpu_ms"]:
+            print(f"exec floor (engine exec'd, exits 100 at once, n={r['n']}): "
+                  f"CPU {med(r['cpu_ms']):.2f} ms, peak RSS {med(r['rss_kib']):.0f} KiB")
+    print()
+    print("per connection: handshake + 100-byte echo, median (p90) "
+          "of engine CPU user+sys and ru_maxrss")
+    print(f"{'key':11} {'engine':10} {'n':>4} {'CPU ms':>7} {'(p90)':>7} "
+          f"{'RSS KiB':>8} {'conn/s':>7}  cipher")
+    conn = {(r["key"], r["engine"]): r for r in rows if r["kind"] == "conn"}
+    ratios = []
+    worst = 0.0
+    for kname in KEYS:
+        for ename, _ in ENGINES:
+            r = conn.get((kname, ename))
+            if not r:
+                continue
+            c = r["cpu_ms"]
+            p90 = sorted(c)[int(0.9 * (len(c) - 1))]
+            print(f"{kname:11} {ename:10} {r['n']:4d} {med(c):7.2f} {p90:7.2f} "
+                  f"{med(r['rss_kib']):8.0f} {r['n'] / r['wall_s']:7.0f}  {r['cipher']}")
+            if ename == "s6-tlsd-io":
+                worst = max(worst, med(c))
+        a, b = conn.get((kname, "s6-tlsd-io")), conn.get((kname, "stunnel4"))
+        if a and b:
+            ratios.append(f"{kname:11} {'ours/stun':10} {'':4} "
+                          f"{ratio(med(a['cpu_ms']), med(b['cpu_ms'])):>7} {'':7} "
+                          f"{ratio(med(a['rss_kib']), med(b['rss_kib'])):>8}")
+    for line in ratios:
+        print(line)
+
+    bulk = {(r["suite"], r["direction"], r["engine"]): r
+            for r in rows if r["kind"] == "bulk"}
+    if bulk:
+        print()
+        print("bulk, one connection per direction, ECDSA key; MiB/s is end to end "
+              "(Python peers on the same cores), CPU is the engine's own per GiB")
+        print(f"{'suite':8} {'direction':11} {'ours MiB/s':>10} {'stun MiB/s':>10} "
+              f"{'ratio':>5} {'ours s/GiB':>10} {'stun s/GiB':>10} {'ratio':>5} "
+              f"{'ours RSS':>8} {'stun RSS':>8}  cipher")
+        seen = []
+        for (suite, direction, _) in bulk:
+            if (suite, direction) not in seen:
+                seen.append((suite, direction))
+        for suite, direction in seen:
+            a = bulk.get((suite, direction, "s6-tlsd-io"))
+            b = bulk.get((suite, direction, "stunnel4"))
+
+            def speed(r):
+                return r["bytes"] / r["wall_s"] / 2**20 if r else None
+
+            def per_gib(r):
+                return r["cpu_ms"] / 1000 / (r["bytes"] / 2**30) if r else None
+
+            def rss(r):
+                return r["rss_kib"] if r else None
+
+            cipher = (a or b)["cipher"]
+            if a and b and a["cipher"] != b["cipher"]:
+                cipher += f" / {b['cipher']}"
+            print(f"{suite:8} {direction:11} {fmt(speed(a), '10.0f')} "
+                  f"{fmt(speed(b), '10.0f')} {ratio(speed(a), speed(b))} "
+                  f"{fmt(per_gib(a), '10.2f')} {fmt(per_gib(b), '10.2f')} "
+                  f"{ratio(per_gib(a), per_gib(b))} {fmt(rss(a), '8d')} "
+                  f"{fmt(rss(b), '8d')}  {cipher}")
+
+    idle = [r for r in rows if r["kind"] == "idle"]
+    if idle:
+        print()
+        print("idle established connection: " + ", ".join(
+            f"{r['engine']} {r['ticks']} ticks in {r['seconds']:g} s "
+            f"(1 tick = {1000 / r['hz']:.0f} ms)" for r in idle))
+        for r in idle:
+            if r["engine"] == "s6-tlsd-io" and r["ticks"] > 1:
+                print(f"WARNING: s6-tlsd-io used {r['ticks']} ticks while idle: "
+                      "is the relay loop busy-waiting? (upstream: 0)")
+
+    print()
+    if not conn:
+        print("REGRESSION: no per-connection figures were recorded")
+        ok = False
+    elif worst > GUARD_MS:
+        print("!" * 78)
+        print(f"REGRESSION: median CPU per connection of s6-tlsd-io is {worst:.1f} ms "
+              f"(limit {GUARD_MS:g} ms).")
+        print("REGRESSION: aws-lc's CPU-jitter RNG seeding is probably back: it costs "
+              "40-60 ms per process.")
+        print("REGRESSION: check AWS_LC_SYS_NO_JITTER_ENTROPY=1 in .cargo/config.toml "
+              "([env]) and that aws-lc-sys was rebuilt with it (cargo clean -p aws-lc-sys).")
+        print("!" * 78)
+        ok = False
+    else:
+        print(f"guard: median CPU per connection {worst:.2f} ms <= {GUARD_MS:g} ms: "
+              "no jitter-entropy regression")
+    return ok
+
+
+def main():
+    global LISTENER, APP_LISTENER
+    if len(sys.argv) != 3 or sys.argv[1] not in ("conn", "bulk", "report"):
+        sys.exit(__doc__)
+    mode, path = sys.argv[1], sys.argv[2]
+    if mode == "report":
+        sys.exit(0 if report(path) else 1)
+    LISTENER = socket.create_server(("127.0.0.1", 0))
+    LISTENER.settimeout(TIMEOUT)
+    if STUNNEL:
+        # stunnel's "remote" is our echo app on a port of our own; inetd mode:
+        # global options only, no service section, no accept=
+        APP_LISTENER = socket.create_server(("127.0.0.1", 0))
+        port = APP_LISTENER.getsockname()[1]
+        for key in KEYS.values():
+            with open(key["stunnel_conf"], "w") as f:
+                f.write(f"pid =\nsyslog = no\ndebug = err\n"
+                        f"cert = {key['cert']}\nkey = {key['key']}\n"
+                        f"connect = 127.0.0.1:{port}\nTIMEOUTclose = 0\n")
+    with open(path, "a") as out:
+        try:
+            (run_conn if mode == "conn" else run_bulk)(out)
+        except (Failure, OSError, ssl.SSLError) as exc:
+            sys.exit(f"bench: {mode}: {exc}")
+
+
+if __name__ == "__main__":
+    main()

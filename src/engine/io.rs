@@ -1,0 +1,167 @@
+//! The engine's view of its four descriptors: non-blocking reads and writes
+//! as `std::io` traits for rustls, and ends that shut their direction down.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use nix::sys::socket::{shutdown, Shutdown};
+
+/// One direction of a descriptor. Dropping it shuts that direction down
+/// before closing, so that the peer sees EOF even when the descriptor is a
+/// socket that another fd (0 and 1, or fdr and fdw) still refers to.
+pub struct End {
+    fd: OwnedFd,
+    how: Shutdown,
+}
+
+impl End {
+    pub fn reading(fd: OwnedFd) -> End {
+        End { fd, how: Shutdown::Read }
+    }
+
+    pub fn writing(fd: OwnedFd) -> End {
+        End { fd, how: Shutdown::Write }
+    }
+
+    pub fn raw(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl AsFd for End {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Drop for End {
+    fn drop(&mut self) {
+        // ENOTSOCK (a pipe) and ENOTCONN (a reset peer) are harmless here:
+        // closing the descriptor below is all that is left to do.
+        let _ = shutdown(self.fd.as_raw_fd(), self.how);
+    }
+}
+
+/// Counts TLS record boundaries in what is read from the network, so that an
+/// EOF can be told apart as clean (between records) or truncated (inside one).
+#[derive(Default)]
+pub struct RecordTracker {
+    header: [u8; 5],
+    header_len: usize,
+    body_left: usize,
+}
+
+impl RecordTracker {
+    pub fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            if self.body_left > 0 {
+                let k = self.body_left.min(data.len());
+                self.body_left -= k;
+                data = &data[k..];
+                continue;
+            }
+            let k = (5 - self.header_len).min(data.len());
+            self.header[self.header_len..self.header_len + k].copy_from_slice(&data[..k]);
+            self.header_len += k;
+            data = &data[k..];
+            if self.header_len == 5 {
+                self.header_len = 0;
+                self.body_left = usize::from(u16::from_be_bytes([self.header[3], self.header[4]]));
+            }
+        }
+    }
+
+    pub fn at_boundary(&self) -> bool {
+        self.header_len == 0 && self.body_left == 0
+    }
+}
+
+/// fd 0 as rustls reads it, watched by the record tracker.
+pub struct NetReader<'a> {
+    pub fd: BorrowedFd<'a>,
+    pub records: &'a mut RecordTracker,
+}
+
+impl io::Read for NetReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = nix::unistd::read(self.fd, buf)?;
+        self.records.feed(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// A descriptor as rustls writes to it: records leave with one writev(2).
+pub struct FdWriter<'a>(pub BorrowedFd<'a>);
+
+impl io::Write for FdWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(nix::unistd::write(self.0, buf)?)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        Ok(nix::sys::uio::writev(self.0, bufs)?)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Gives a failing connection's last words (an alert) a bounded time to
+/// leave: `write` returns Ok(0) once nothing is left. Best effort by design:
+/// the caller is about to exit with the real error.
+pub fn send_last_words(fd: BorrowedFd, mut write: impl FnMut(&mut FdWriter) -> io::Result<usize>) {
+    let mut out = FdWriter(fd);
+    loop {
+        match write(&mut out) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if !wait_writable(fd, Duration::from_secs(1)) {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+fn wait_writable(fd: BorrowedFd, timeout: Duration) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let ms = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+    matches!(poll(&mut [PollFd::new(fd, PollFlags::POLLOUT)], ms), Ok(n) if n > 0)
+}
+
+/// The raw bytes of a fatal alert record. Only used before any key exists
+/// (refusing a ClientHello), where alerts travel in the clear.
+pub fn plaintext_alert(description: rustls::AlertDescription) -> [u8; 7] {
+    [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, u8::from(description)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_tracker_follows_headers_split_anywhere() {
+        let stream: Vec<u8> = [
+            &[0x16, 3, 1, 0, 3][..],
+            &[1, 2, 3],
+            &[0x17, 3, 3, 0, 0],
+            &[0x17, 3, 3, 1, 0],
+            &[0; 256],
+        ]
+        .concat();
+        for split in 1..stream.len() {
+            let mut t = RecordTracker::default();
+            for chunk in stream.chunks(split) {
+                t.feed(chunk);
+            }
+            assert!(t.at_boundary(), "split {split}");
+            t.feed(&[0x17, 3]);
+            assert!(!t.at_boundary());
+        }
+    }
+}

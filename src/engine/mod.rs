@@ -1,0 +1,515 @@
+//! The relay (spec sections 4 and 6): one poll(2) loop over fd 0 (network
+//! in), fd 1 (network out), fdr (application in) and fdw (application out),
+//! driving one rustls `ServerConnection`.
+//!
+//! Each direction is a small state machine that owns its descriptors, so
+//! closing a descriptor and changing state are the same act:
+//!
+//!   inbound  (network -> fdw):  Open -> Draining (client EOF) -> Closed
+//!   outbound (fdr -> network):  Open -> Flushing (fdr EOF)    -> Closed
+//!
+//! Every turn derives its poll set from those two states and from what
+//! rustls says it wants, so a side is read only while its destination has
+//! room: memory stays bounded and an idle tunnel sleeps in poll(2).
+//! The engine knows nothing of argv or the environment.
+
+mod io;
+
+use std::io::{BufRead, ErrorKind, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use rustls::server::{Accepted, Acceptor, ClientHello};
+use rustls::{AlertDescription, ProtocolVersion, ServerConfig, ServerConnection};
+
+use crate::error::{io_reason, Error};
+use io::{plaintext_alert, send_last_words, End, FdWriter, NetReader, RecordTracker};
+
+/// How much cleartext is read from fdr at once: four full TLS records,
+/// which leave together in one writev(2).
+const APP_CHUNK: usize = 64 * 1024;
+
+/// How many network reads one wake-up may do before the other sides get a
+/// turn.
+const NET_READS_PER_TURN: usize = 32;
+
+pub struct Fds {
+    pub net_in: OwnedFd,
+    pub net_out: OwnedFd,
+    pub app_in: OwnedFd,
+    pub app_out: OwnedFd,
+}
+
+pub struct Settings {
+    /// `-S`: close_notify on local EOF.
+    pub close_notify: bool,
+    /// `-J`: client EOF without close_notify after the handshake is fatal.
+    pub enforce_close_notify: bool,
+    /// `-K`: the whole handshake must be done by then.
+    pub handshake_timeout: Option<Duration>,
+}
+
+/// Why a ClientHello is refused: the alert the client gets, and our error.
+pub struct Refusal {
+    pub alert: AlertDescription,
+    pub error: Error,
+}
+
+enum Inbound {
+    Open { net: End, app: End },
+    /// The client sent EOF; what is decrypted still goes to the application.
+    Draining { app: End },
+    Closed,
+}
+
+enum Outbound {
+    Open { app: End, net: End },
+    /// fdr hit EOF; pending records (and close_notify under `-S`) still leave.
+    Flushing { net: End },
+    Closed,
+}
+
+struct Engine<H> {
+    conn: ServerConnection,
+    inbound: Inbound,
+    outbound: Outbound,
+    settings: Settings,
+    deadline: Option<Instant>,
+    records: RecordTracker,
+    /// Called once, when the handshake completes: the notification.
+    on_handshake: Option<H>,
+    buf: Box<[u8]>,
+}
+
+/// Runs one connection to its end. `choose` picks the configuration from
+/// the ClientHello (SNI) or refuses it; `on_handshake` runs once the
+/// handshake is complete, before any cleartext is relayed.
+pub fn run<C, H>(fds: Fds, settings: Settings, choose: C, on_handshake: H) -> Result<(), Error>
+where
+    C: FnOnce(&ClientHello) -> Result<Arc<ServerConfig>, Refusal>,
+    H: FnOnce(&ServerConnection) -> Result<(), Error>,
+{
+    for fd in [&fds.net_in, &fds.net_out, &fds.app_in, &fds.app_out] {
+        set_nonblocking(fd)?;
+    }
+    let deadline = settings.handshake_timeout.map(|t| Instant::now() + t);
+    let mut records = RecordTracker::default();
+    let accepted = read_client_hello(&fds, deadline, &mut records)?;
+    let config = match choose(&accepted.client_hello()) {
+        Ok(config) => config,
+        Err(refusal) => {
+            let alert = plaintext_alert(refusal.alert);
+            let mut left: &[u8] = &alert;
+            send_last_words(fds.net_out.as_fd(), |w| {
+                let n = w.write(left)?;
+                left = &left[n..];
+                Ok(n)
+            });
+            return Err(refusal.error);
+        }
+    };
+    let conn = match accepted.into_connection(config) {
+        Ok(conn) => conn,
+        Err((e, mut alert)) => {
+            send_last_words(fds.net_out.as_fd(), |w| alert.write(w));
+            return Err(handshake_failed(true, e));
+        }
+    };
+    let mut engine = Engine {
+        conn,
+        inbound: Inbound::Open {
+            net: End::reading(fds.net_in),
+            app: End::writing(fds.app_out),
+        },
+        outbound: Outbound::Open {
+            app: End::reading(fds.app_in),
+            net: End::writing(fds.net_out),
+        },
+        settings,
+        deadline,
+        records,
+        on_handshake: Some(on_handshake),
+        buf: vec![0; APP_CHUNK].into_boxed_slice(),
+    };
+    engine.conn.set_buffer_limit(Some(APP_CHUNK));
+    let result = engine.relay();
+    if result.is_err() {
+        engine.send_pending_alert();
+    }
+    result
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> Result<(), Error> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(|e| Error::errno("set fds non-blocking", e))?;
+    let flags = OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK;
+    fcntl(fd, FcntlArg::F_SETFL(flags)).map_err(|e| Error::errno("set fds non-blocking", e))?;
+    Ok(())
+}
+
+/// Reads until a whole ClientHello is in, so that the key pair can be chosen
+/// by its SNI before the connection exists.
+fn read_client_hello(
+    fds: &Fds,
+    deadline: Option<Instant>,
+    records: &mut RecordTracker,
+) -> Result<Accepted, Error> {
+    let mut acceptor = Acceptor::default();
+    loop {
+        wait_readable(fds.net_in.as_fd(), deadline)?;
+        let mut reader = NetReader {
+            fd: fds.net_in.as_fd(),
+            records,
+        };
+        match acceptor.read_tls(&mut reader) {
+            Ok(0) => return Err(client_left(true, "closed the connection")),
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {
+                continue
+            }
+            Err(e) => return Err(client_left(true, &io_reason(&e))),
+        }
+        match acceptor.accept() {
+            Ok(None) => {}
+            Ok(Some(accepted)) => return Ok(accepted),
+            Err((e, mut alert)) => {
+                send_last_words(fds.net_out.as_fd(), |w| alert.write(w));
+                return Err(handshake_failed(true, e));
+            }
+        }
+    }
+}
+
+fn wait_readable(fd: std::os::fd::BorrowedFd, deadline: Option<Instant>) -> Result<(), Error> {
+    use nix::poll::{poll, PollFd, PollFlags};
+    let timeout = poll_timeout(deadline)?;
+    match poll(&mut [PollFd::new(fd, PollFlags::POLLIN)], timeout) {
+        Ok(_) | Err(Errno::EINTR) => Ok(()),
+        Err(e) => Err(Error::errno("poll", e)),
+    }
+}
+
+/// Milliseconds left before the handshake deadline, rounded up, or an error
+/// once it has passed.
+fn poll_timeout(deadline: Option<Instant>) -> Result<nix::poll::PollTimeout, Error> {
+    use nix::poll::PollTimeout;
+    let Some(deadline) = deadline else {
+        return Ok(PollTimeout::NONE);
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(Error::HandshakeTimeout);
+    }
+    let ms = left.as_micros().div_ceil(1000);
+    Ok(PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX))
+}
+
+fn handshake_failed(during: bool, e: rustls::Error) -> Error {
+    Error::Tls(format!(
+        "the TLS engine closed the connection {} the handshake: {e}",
+        if during { "during" } else { "after" }
+    ))
+}
+
+fn client_left(during: bool, what: &str) -> Error {
+    Error::Tls(format!(
+        "the TLS engine closed the connection {} the handshake: the client {what}",
+        if during { "during" } else { "after" }
+    ))
+}
+
+/// Which descriptors poll(2) found ready, by slot.
+const NET_IN: usize = 0;
+const APP_OUT: usize = 1;
+const APP_IN: usize = 2;
+const NET_OUT: usize = 3;
+
+impl<H> Engine<H>
+where
+    H: FnOnce(&ServerConnection) -> Result<(), Error>,
+{
+    fn relay(&mut self) -> Result<(), Error> {
+        // The ClientHello may have come with more records behind it.
+        self.process()?;
+        self.flush_net()?;
+        loop {
+            self.settle();
+            if matches!(
+                (&self.inbound, &self.outbound),
+                (Inbound::Closed, Outbound::Closed)
+            ) {
+                return Ok(());
+            }
+            let ready = self.wait()?;
+            if ready[APP_OUT] != 0 {
+                self.flush_app(ready[APP_OUT])?;
+            }
+            if ready[NET_OUT] != 0 {
+                self.flush_net()?;
+            }
+            if ready[APP_IN] != 0 {
+                self.fill_from_app()?;
+            }
+            if ready[NET_IN] != 0 {
+                self.fill_from_net()?;
+            }
+        }
+    }
+
+    fn has_cleartext_for_app(&mut self) -> bool {
+        matches!(self.conn.reader().fill_buf(), Ok(b) if !b.is_empty())
+    }
+
+    /// One poll(2) over the descriptors that can make progress now.
+    fn wait(&mut self) -> Result<[libc::c_short; 4], Error> {
+        let idle = libc::pollfd {
+            fd: -1,
+            events: 0,
+            revents: 0,
+        };
+        let mut set = [idle; 4];
+        let handshaking = self.conn.is_handshaking();
+        let app_has_data = self.has_cleartext_for_app();
+        let entry = |fd: &End, events: libc::c_short| libc::pollfd {
+            fd: fd.raw(),
+            events,
+            revents: 0,
+        };
+        match &self.inbound {
+            Inbound::Open { net, app } => {
+                if self.conn.wants_read() {
+                    set[NET_IN] = entry(net, libc::POLLIN);
+                }
+                // Watched even with nothing to write, to notice the
+                // application closing its end (POLLERR/POLLHUP).
+                set[APP_OUT] = entry(app, if app_has_data { libc::POLLOUT } else { 0 });
+            }
+            Inbound::Draining { app } => {
+                set[APP_OUT] = entry(app, if app_has_data { libc::POLLOUT } else { 0 });
+            }
+            Inbound::Closed => {}
+        }
+        let net_out = match &self.outbound {
+            Outbound::Open { app, net } => {
+                if !handshaking && !self.conn.wants_write() {
+                    set[APP_IN] = entry(app, libc::POLLIN);
+                }
+                Some(net)
+            }
+            Outbound::Flushing { net } => Some(net),
+            Outbound::Closed => None,
+        };
+        if let Some(net) = net_out {
+            if self.conn.wants_write() {
+                set[NET_OUT] = entry(net, libc::POLLOUT);
+            }
+        }
+        if set.iter().all(|p| p.fd < 0) {
+            // Cannot happen while the states above are consistent; a hang in
+            // poll(2) would be the worst way to find out.
+            return Err(Error::Setup("internal error: nothing left to wait for".into()));
+        }
+        let timeout = if handshaking {
+            poll_timeout(self.deadline)?
+        } else {
+            nix::poll::PollTimeout::NONE
+        };
+        // SAFETY: `set` is a valid array of pollfd for its whole length, and
+        // every descriptor in it is owned by `self` and open.
+        let r = unsafe { libc::poll(set.as_mut_ptr(), set.len() as libc::nfds_t, timeout.into()) };
+        if r < 0 {
+            let e = Errno::last();
+            if e == Errno::EINTR {
+                return Ok([0; 4]);
+            }
+            return Err(Error::errno("poll", e));
+        }
+        if r == 0 && handshaking && self.deadline.is_some() {
+            poll_timeout(self.deadline)?;
+        }
+        Ok(set.map(|p| p.revents))
+    }
+
+    /// Decrypted data to fdw, as much as it takes without blocking.
+    fn flush_app(&mut self, revents: libc::c_short) -> Result<(), Error> {
+        let app = match &self.inbound {
+            Inbound::Open { app, .. } | Inbound::Draining { app } => app.as_fd(),
+            Inbound::Closed => return Ok(()),
+        };
+        let mut reader = self.conn.reader();
+        loop {
+            let data = match reader.fill_buf() {
+                Ok(data) if !data.is_empty() => data,
+                _ => break,
+            };
+            match nix::unistd::write(app, data) {
+                Ok(n) => reader.consume(n),
+                Err(Errno::EAGAIN) => return Ok(()),
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(Error::errno("write to local", e)),
+            }
+        }
+        if revents & (libc::POLLERR | libc::POLLHUP) != 0 {
+            // The application closed fdw with nothing pending for it: stop
+            // reading the client quietly; the other direction goes on.
+            self.inbound = Inbound::Closed;
+        }
+        Ok(())
+    }
+
+    /// Pending records to fd 1, as much as it takes without blocking.
+    fn flush_net(&mut self) -> Result<(), Error> {
+        let net = match &self.outbound {
+            Outbound::Open { net, .. } | Outbound::Flushing { net } => net.as_fd(),
+            Outbound::Closed => return Ok(()),
+        };
+        while self.conn.wants_write() {
+            match self.conn.write_tls(&mut FdWriter(net)) {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::sys("write to remote", &e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Cleartext from fdr, encrypted at once; only read while rustls' output
+    /// is empty, so at most APP_CHUNK is ever held.
+    fn fill_from_app(&mut self) -> Result<(), Error> {
+        let Outbound::Open { app, .. } = &self.outbound else {
+            return Ok(());
+        };
+        let n = match nix::unistd::read(app.as_fd(), &mut self.buf) {
+            Ok(n) => n,
+            Err(Errno::EAGAIN) | Err(Errno::EINTR) => return Ok(()),
+            Err(e) => return Err(Error::errno("read from local", e)),
+        };
+        if n == 0 {
+            self.local_eof();
+        } else {
+            self.conn
+                .writer()
+                .write_all(&self.buf[..n])
+                .map_err(|e| Error::Setup(format!("TLS engine refused data: {e}")))?;
+        }
+        // Most of the time the socket has room: skip a trip through poll(2).
+        self.flush_net()
+    }
+
+    /// fdr is done: `-S` queues close_notify behind the pending records.
+    fn local_eof(&mut self) {
+        if let Outbound::Open { net, .. } = std::mem::replace(&mut self.outbound, Outbound::Closed)
+        {
+            if self.settings.close_notify {
+                self.conn.send_close_notify();
+            }
+            self.outbound = Outbound::Flushing { net };
+        }
+    }
+
+    /// Records from fd 0, decrypted and passed on while fdw takes them.
+    fn fill_from_net(&mut self) -> Result<(), Error> {
+        for _ in 0..NET_READS_PER_TURN {
+            let Inbound::Open { net, .. } = &self.inbound else {
+                return Ok(());
+            };
+            if !self.conn.wants_read() {
+                return Ok(());
+            }
+            let mut reader = NetReader {
+                fd: net.as_fd(),
+                records: &mut self.records,
+            };
+            match self.conn.read_tls(&mut reader) {
+                Ok(0) => return self.remote_eof(),
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if self.conn.is_handshaking() => {
+                    return Err(client_left(true, &io_reason(&e)))
+                }
+                Err(e) => return Err(Error::sys("read from remote", &e)),
+            }
+            self.process()?;
+            self.flush_app(0)?;
+            self.flush_net()?;
+        }
+        Ok(())
+    }
+
+    fn remote_eof(&mut self) -> Result<(), Error> {
+        if self.conn.is_handshaking() {
+            return Err(client_left(true, "closed the connection"));
+        }
+        if !self.records.at_boundary() {
+            return Err(client_left(false, "closed the connection inside a record"));
+        }
+        if self.settings.enforce_close_notify {
+            return Err(Error::Tls(
+                "remote closed connection without a close_notify".into(),
+            ));
+        }
+        if let Inbound::Open { app, .. } = std::mem::replace(&mut self.inbound, Inbound::Closed) {
+            self.inbound = Inbound::Draining { app };
+        }
+        Ok(())
+    }
+
+    /// Hands new records to rustls; reports the handshake's end once.
+    fn process(&mut self) -> Result<(), Error> {
+        if let Err(e) = self.conn.process_new_packets() {
+            return Err(handshake_failed(self.on_handshake.is_some(), e));
+        }
+        if !self.conn.is_handshaking() {
+            if let Some(on_handshake) = self.on_handshake.take() {
+                self.deadline = None;
+                on_handshake(&self.conn)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// State changes that follow from what has been delivered or flushed.
+    fn settle(&mut self) {
+        if !matches!(self.inbound, Inbound::Closed) {
+            match self.conn.reader().fill_buf() {
+                // close_notify received and everything before it delivered.
+                Ok([]) => {
+                    self.inbound = Inbound::Closed;
+                    if self.conn.protocol_version() == Some(ProtocolVersion::TLSv1_2) {
+                        // TLS 1.2 closes both ways: answer it and stop reading fdr.
+                        self.conn.send_close_notify();
+                        self.local_eof();
+                    }
+                }
+                // EOF without close_notify, everything before it delivered.
+                Err(e) if e.kind() == ErrorKind::UnexpectedEof => self.inbound = Inbound::Closed,
+                _ => {}
+            }
+        }
+        if let Outbound::Flushing { .. } = self.outbound {
+            if !self.conn.wants_write() {
+                self.outbound = Outbound::Closed;
+            }
+        }
+    }
+
+    /// On a fatal error, rustls may have queued an alert: let it out.
+    fn send_pending_alert(&mut self) {
+        let net = match &self.outbound {
+            Outbound::Open { net, .. } | Outbound::Flushing { net } => net.as_fd(),
+            Outbound::Closed => return,
+        };
+        let conn = &mut self.conn;
+        send_last_words(net, |w| {
+            if conn.wants_write() {
+                conn.write_tls(w)
+            } else {
+                Ok(0)
+            }
+        });
+    }
+}

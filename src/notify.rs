@@ -1,0 +1,128 @@
+//! The notification block (spec section 5): what s6-tlsd turns into the
+//! application's environment once the handshake is done.
+
+use std::borrow::Cow;
+use std::os::fd::{AsFd, OwnedFd};
+
+use rustls::{CipherSuite, ProtocolVersion, ServerConnection};
+
+use crate::error::Error;
+
+/// The facts of one established connection, as the block reports them.
+pub struct Notification {
+    pub protocol: Cow<'static, str>,
+    pub cipher: Cow<'static, str>,
+    pub server_name: Option<String>,
+    /// `SHA256:<hex>` of the client's leaf certificate, and its subject.
+    pub peer: Option<(String, String)>,
+}
+
+impl Notification {
+    pub fn of(conn: &ServerConnection) -> Notification {
+        Notification {
+            protocol: conn
+                .protocol_version()
+                .map_or(Cow::Borrowed(""), protocol_name),
+            cipher: conn
+                .negotiated_cipher_suite()
+                .map_or(Cow::Borrowed(""), |s| cipher_name(s.suite())),
+            server_name: conn.server_name().map(str::to_owned),
+            peer: None,
+        }
+    }
+
+    /// `NAME=value\0` sets, a bare `NAME\0` unsets; one more `\0` ends it.
+    pub fn block(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        let mut put = |name: &str, value: Option<&str>| {
+            out.extend_from_slice(name.as_bytes());
+            if let Some(v) = value {
+                out.push(b'=');
+                out.extend_from_slice(v.as_bytes());
+            }
+            out.push(0);
+        };
+        put("SSL_PROTOCOL", Some(&self.protocol));
+        put("SSL_CIPHER", Some(&self.cipher));
+        put("SSL_TLS_SNI_SERVERNAME", self.server_name.as_deref());
+        put("SSL_PEER_CERT_HASH", self.peer.as_ref().map(|p| p.0.as_str()));
+        put("SSL_PEER_CERT_SUBJECT", self.peer.as_ref().map(|p| p.1.as_str()));
+        out.push(0);
+        out
+    }
+
+    /// Writes the block to `fd` and closes it.
+    pub fn send(&self, fd: OwnedFd) -> Result<(), Error> {
+        write_all(fd.as_fd(), &self.block()).map_err(|e| Error::errno("write post-handshake data", e))
+    }
+}
+
+/// The descriptor may be non-blocking: wait for room instead of failing.
+fn write_all(fd: std::os::fd::BorrowedFd, mut data: &[u8]) -> Result<(), nix::errno::Errno> {
+    use nix::errno::Errno;
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    while !data.is_empty() {
+        match nix::unistd::write(fd, data) {
+            Ok(n) => data = &data[n..],
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => {
+                poll(&mut [PollFd::new(fd, PollFlags::POLLOUT)], PollTimeout::NONE)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+pub fn protocol_name(v: ProtocolVersion) -> Cow<'static, str> {
+    match v {
+        ProtocolVersion::TLSv1_2 => Cow::Borrowed("TLSv1.2"),
+        ProtocolVersion::TLSv1_3 => Cow::Borrowed("TLSv1.3"),
+        other => Cow::Owned(format!("{other:?}")),
+    }
+}
+
+/// The OpenSSL names that both upstream backends print.
+pub fn cipher_name(s: CipherSuite) -> Cow<'static, str> {
+    use CipherSuite::*;
+    Cow::Borrowed(match s {
+        TLS13_AES_128_GCM_SHA256 => "TLS_AES_128_GCM_SHA256",
+        TLS13_AES_256_GCM_SHA384 => "TLS_AES_256_GCM_SHA384",
+        TLS13_CHACHA20_POLY1305_SHA256 => "TLS_CHACHA20_POLY1305_SHA256",
+        TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 => "ECDHE-ECDSA-AES128-GCM-SHA256",
+        TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 => "ECDHE-ECDSA-AES256-GCM-SHA384",
+        TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 => "ECDHE-ECDSA-CHACHA20-POLY1305",
+        TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => "ECDHE-RSA-AES128-GCM-SHA256",
+        TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => "ECDHE-RSA-AES256-GCM-SHA384",
+        TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => "ECDHE-RSA-CHACHA20-POLY1305",
+        other => return Cow::Owned(format!("{other:?}")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_suite_the_provider_can_negotiate_has_an_openssl_name() {
+        for s in rustls::crypto::aws_lc_rs::ALL_CIPHER_SUITES {
+            let name = cipher_name(s.suite());
+            assert!(matches!(name, Cow::Borrowed(_)), "no OpenSSL name for {:?}", s.suite());
+        }
+    }
+
+    #[test]
+    fn block_layout() {
+        let n = Notification {
+            protocol: "TLSv1.3".into(),
+            cipher: "TLS_AES_256_GCM_SHA384".into(),
+            server_name: None,
+            peer: None,
+        };
+        assert_eq!(
+            n.block(),
+            b"SSL_PROTOCOL=TLSv1.3\0SSL_CIPHER=TLS_AES_256_GCM_SHA384\0SSL_TLS_SNI_SERVERNAME\0\
+SSL_PEER_CERT_HASH\0SSL_PEER_CERT_SUBJECT\0\0"
+        );
+    }
+}

@@ -1,0 +1,526 @@
+//! The test harness: runs the real binary the way s6-tlsd does (the accepted
+//! TCP socket as fds 0 and 1, pipes as fdr and fdw, a notification pipe) and
+//! hands the test the other ends: the client socket, the application's two
+//! pipes, the notification pipe and the engine process itself.
+//!
+//! Certificates are generated at test time; nothing secret is committed.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{PipeReader, PipeWriter, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_s6-tlsd-io");
+
+/// Where the engine reads and writes the application's data, and the
+/// notification fd, as s6-tlsd would number them.
+pub const FDR: i32 = 3;
+pub const FDW: i32 = 4;
+pub const NOTIF: i32 = 5;
+
+// ---------------------------------------------------------------- keys
+
+#[derive(Clone, Copy, Debug)]
+pub enum Alg {
+    EcdsaP256,
+    EcdsaP384,
+    Ed25519,
+    Rsa2048,
+    Rsa4096,
+}
+
+impl Alg {
+    fn rcgen(self) -> &'static rcgen::SignatureAlgorithm {
+        match self {
+            Alg::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            Alg::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+            Alg::Ed25519 => &rcgen::PKCS_ED25519,
+            Alg::Rsa2048 | Alg::Rsa4096 => &rcgen::PKCS_RSA_SHA256,
+        }
+    }
+
+    /// rcgen cannot generate RSA keys with aws-lc; openssl can.
+    fn generate(self) -> rcgen::KeyPair {
+        let bits = match self {
+            Alg::Rsa2048 => 2048,
+            Alg::Rsa4096 => 4096,
+            _ => return rcgen::KeyPair::generate_for(self.rcgen()).expect("keygen"),
+        };
+        let out = Command::new("openssl")
+            .args(["genpkey", "-algorithm", "RSA", "-pkeyopt"])
+            .arg(format!("rsa_keygen_bits:{bits}"))
+            .output()
+            .expect("run openssl genpkey");
+        assert!(out.status.success(), "openssl genpkey failed");
+        let pem = String::from_utf8(out.stdout).expect("PEM is text");
+        rcgen::KeyPair::from_pem_and_sign_algo(&pem, self.rcgen()).expect("parse RSA key")
+    }
+}
+
+/// A test CA that signs every leaf, so that clients verify for real.
+pub struct Ca {
+    pub cert: rcgen::Certificate,
+    pub key: rcgen::KeyPair,
+    pub pem_path: PathBuf,
+}
+
+pub fn ca() -> &'static Ca {
+    static CA: OnceLock<Ca> = OnceLock::new();
+    CA.get_or_init(|| {
+        let key = rcgen::KeyPair::generate().expect("CA key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "s6-tlsd-io test CA");
+        let cert = params.self_signed(&key).expect("CA cert");
+        let pem_path = tmpdir("ca").join("ca.pem");
+        std::fs::write(&pem_path, cert.pem()).expect("write CA");
+        Ca {
+            cert,
+            key,
+            pem_path,
+        }
+    })
+}
+
+/// A server key pair signed by the test CA, written to files.
+pub struct Keys {
+    pub dir: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub cert_der: Vec<u8>,
+    pub key_der: Vec<u8>,
+    pub key_pem: String,
+    pub cert_pem: String,
+}
+
+pub fn keys(alg: Alg, names: &[&str]) -> Keys {
+    let key = alg.generate();
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    let mut params = rcgen::CertificateParams::new(names).expect("params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "s6-tlsd-io test server");
+    let ca = ca();
+    let cert = params.signed_by(&key, &ca.cert, &ca.key).expect("sign");
+    let dir = tmpdir("keys");
+    let chain_pem = format!("{}{}", cert.pem(), ca.cert.pem());
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, &chain_pem).expect("write cert");
+    std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+    Keys {
+        dir,
+        cert: cert_path,
+        key: key_path,
+        cert_der: cert.der().to_vec(),
+        key_der: key.serialize_der(),
+        key_pem: key.serialize_pem(),
+        cert_pem: chain_pem,
+    }
+}
+
+/// One ECDSA P-256 pair for 127.0.0.1 and localhost, shared by the tests
+/// that do not care about the key itself.
+pub fn default_keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| keys(Alg::EcdsaP256, &["localhost", "127.0.0.1"]))
+}
+
+/// A fresh directory under the system's temporary directory.
+pub fn tmpdir(tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "s6-tlsd-io-test-{}-{tag}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("create tmpdir");
+    dir
+}
+
+pub fn key_env(keys: &Keys) -> Vec<(String, String)> {
+    vec![
+        ("CERTFILE".into(), keys.cert.display().to_string()),
+        ("KEYFILE".into(), keys.key.display().to_string()),
+    ]
+}
+
+// ---------------------------------------------------------------- engine
+
+/// The running engine and the test's ends of its descriptors.
+pub struct Engine {
+    pub child: Child,
+    /// The network client's socket (ciphertext); None when an external
+    /// client program holds it.
+    pub client: Option<TcpStream>,
+    /// What the engine writes to fdw, as the application reads it.
+    pub app_rx: Option<PipeReader>,
+    /// What the application writes, as the engine reads it on fdr.
+    pub app_tx: Option<PipeWriter>,
+    /// The read end of the notification pipe (`-d 5`).
+    pub notif: Option<PipeReader>,
+    stderr: Option<std::process::ChildStderr>,
+}
+
+/// How to start the engine: options before `--`, the environment.
+pub struct Spawn {
+    pub args: Vec<OsString>,
+    pub env: Vec<(String, String)>,
+    /// Pass `-d 5` and keep the notification pipe.
+    pub notify: bool,
+    /// Replace the whole argv after the program name (for cli tests).
+    pub raw_argv: Option<Vec<OsString>>,
+    /// Start from an empty environment (the default), not the test's.
+    pub clear_env: bool,
+}
+
+impl Default for Spawn {
+    fn default() -> Self {
+        Spawn {
+            args: Vec::new(),
+            env: key_env(default_keys()),
+            notify: true,
+            raw_argv: None,
+            clear_env: true,
+        }
+    }
+}
+
+impl Spawn {
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args = args.iter().map(OsString::from).collect();
+        self
+    }
+
+    pub fn env(mut self, env: Vec<(String, String)>) -> Self {
+        self.env = env;
+        self
+    }
+
+    pub fn keys(self, keys: &Keys) -> Self {
+        self.env(key_env(keys))
+    }
+
+    pub fn set(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn no_notify(mut self) -> Self {
+        self.notify = false;
+        self
+    }
+
+    pub fn argv(&self) -> Vec<OsString> {
+        if let Some(raw) = &self.raw_argv {
+            return raw.clone();
+        }
+        let mut argv = self.args.clone();
+        if self.notify {
+            argv.extend(["-d".into(), NOTIF.to_string().into()]);
+        }
+        argv.extend(["--".into(), FDR.to_string().into(), FDW.to_string().into()]);
+        argv
+    }
+
+    pub fn start(self) -> Engine {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        self.start_on(Some(client), server)
+    }
+
+    /// Accepts one connection (from an external client program) and starts
+    /// the engine on it.
+    pub fn start_accepting(self, listener: &TcpListener) -> Engine {
+        let (server, _) = listener.accept().expect("accept");
+        self.start_on(None, server)
+    }
+
+    /// Starts the engine on an accepted socket.
+    pub fn start_on(self, client: Option<TcpStream>, server: TcpStream) -> Engine {
+        let (app_rx, fdw) = std::io::pipe().expect("pipe");
+        let (fdr, app_tx) = std::io::pipe().expect("pipe");
+        let (notif_rx, notif_w) = std::io::pipe().expect("pipe");
+        let server_out = server.try_clone().expect("dup socket");
+        let mut cmd = Command::new(BIN);
+        cmd.args(self.argv());
+        if self.clear_env {
+            cmd.env_clear();
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd.stdin(Stdio::from(OwnedFd::from(server)))
+            .stdout(Stdio::from(OwnedFd::from(server_out)))
+            .stderr(Stdio::piped());
+        let moves: Vec<(OwnedFd, i32)> = vec![
+            (OwnedFd::from(fdr), FDR),
+            (OwnedFd::from(fdw), FDW),
+            (OwnedFd::from(notif_w), NOTIF),
+        ];
+        let raw: Vec<(i32, i32)> = moves.iter().map(|(fd, to)| (fd.as_raw_fd(), *to)).collect();
+        // SAFETY: only async-signal-safe calls (fcntl, dup2) between fork
+        // and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                // First out of the way of the targets, then into place.
+                let mut high = Vec::with_capacity(raw.len());
+                for &(fd, to) in &raw {
+                    let h = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 64);
+                    if h < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    high.push((h, to));
+                }
+                for &(h, to) in &high {
+                    if libc::dup2(h, to) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().expect("spawn s6-tlsd-io");
+        drop(cmd);
+        drop(moves);
+        let stderr = child.stderr.take();
+        Engine {
+            child,
+            client,
+            app_rx: Some(app_rx),
+            app_tx: Some(app_tx),
+            notif: self.notify.then_some(notif_rx),
+            stderr,
+        }
+    }
+}
+
+pub fn spawn() -> Spawn {
+    Spawn::default()
+}
+
+/// How the engine ended.
+#[derive(Debug)]
+pub struct Exit {
+    pub code: Option<i32>,
+    pub status: ExitStatus,
+    pub stderr: String,
+}
+
+impl Engine {
+    pub fn client(&self) -> &TcpStream {
+        self.client.as_ref().expect("in-process client")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the engine to exit, at most `timeout`; kills it and
+    /// panics if it does not.
+    pub fn wait(&mut self, timeout: Duration) -> Exit {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                let mut stderr = String::new();
+                if let Some(mut e) = self.stderr.take() {
+                    let _ = e.read_to_string(&mut stderr);
+                }
+                return Exit {
+                    code: status.code(),
+                    status,
+                    stderr,
+                };
+            }
+            if start.elapsed() > timeout {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("engine still running after {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn wait_exit(&mut self) -> Exit {
+        self.wait(Duration::from_secs(20))
+    }
+
+    /// Whether the engine is still running after `d`.
+    pub fn still_running_after(&mut self, d: Duration) -> bool {
+        std::thread::sleep(d);
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// The notification block as (name, value) pairs, value None when bare.
+    pub fn notification(&mut self) -> Vec<(String, Option<String>)> {
+        let mut raw = Vec::new();
+        self.notif
+            .take()
+            .expect("engine started with -d")
+            .read_to_end(&mut raw)
+            .expect("read notification");
+        parse_notification(&raw)
+    }
+
+    pub fn close_app_tx(&mut self) {
+        self.app_tx.take();
+    }
+
+    pub fn close_app_rx(&mut self) {
+        self.app_rx.take();
+    }
+
+    pub fn app_tx(&mut self) -> &mut PipeWriter {
+        self.app_tx.as_mut().expect("fdr still open")
+    }
+
+    pub fn app_rx(&mut self) -> &mut PipeReader {
+        self.app_rx.as_mut().expect("fdw still open")
+    }
+
+    /// A value from /proc/PID/status, e.g. "Uid" or "VmHWM".
+    pub fn proc_status(&self, field: &str) -> Option<String> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{field}:")).map(|v| v.trim().to_string()))
+    }
+
+    /// CPU ticks (utime + stime) the engine has used.
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("stat");
+        let after = &stat[stat.rfind(')').expect("comm") + 2..];
+        let f: Vec<&str> = after.split(' ').collect();
+        f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Never leave a process behind, whatever the test did.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+pub fn parse_notification(raw: &[u8]) -> Vec<(String, Option<String>)> {
+    assert!(raw.ends_with(&[0, 0]), "block must end with an empty string: {raw:?}");
+    raw[..raw.len() - 2]
+        .split(|&b| b == 0)
+        .map(|s| {
+            let s = String::from_utf8(s.to_vec()).expect("UTF-8 block");
+            match s.split_once('=') {
+                Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                None => (s, None),
+            }
+        })
+        .collect()
+}
+
+pub fn as_map(block: &[(String, Option<String>)]) -> HashMap<String, Option<String>> {
+    block.iter().cloned().collect()
+}
+
+// ---------------------------------------------------------------- clients
+
+pub fn client_config(versions: &[&'static rustls::SupportedProtocolVersion]) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(ca().cert.der().to_vec()))
+        .expect("add CA");
+    Arc::new(
+        ClientConfig::builder_with_protocol_versions(versions)
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+pub fn tls13() -> Arc<ClientConfig> {
+    client_config(&[&rustls::version::TLS13])
+}
+
+pub fn tls12() -> Arc<ClientConfig> {
+    client_config(&[&rustls::version::TLS12])
+}
+
+pub type Tls = StreamOwned<ClientConnection, TcpStream>;
+
+/// An in-process rustls client over the engine's client socket, with the
+/// handshake completed.
+pub fn connect(engine: &Engine, config: Arc<ClientConfig>, name: &str) -> Tls {
+    let sock = engine.client().try_clone().expect("dup client");
+    sock.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let conn = ClientConnection::new(config, ServerName::try_from(name.to_string()).expect("name"))
+        .expect("client");
+    let mut tls = StreamOwned::new(conn, sock);
+    while tls.conn.is_handshaking() {
+        tls.conn
+            .complete_io(&mut tls.sock)
+            .expect("client handshake");
+    }
+    tls
+}
+
+/// Reads everything until EOF or error; returns the bytes and how it ended.
+pub fn read_to_end_tls(tls: &mut Tls) -> (Vec<u8>, Result<(), std::io::Error>) {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16384];
+    loop {
+        match tls.read(&mut buf) {
+            Ok(0) => return (out, Ok(())),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) => return (out, Err(e)),
+        }
+    }
+}
+
+/// Reads exactly `n` bytes from the application side (fdw).
+pub fn read_app(engine: &mut Engine, n: usize) -> Vec<u8> {
+    let mut buf = vec![0; n];
+    engine.app_rx().read_exact(&mut buf).expect("read fdw");
+    buf
+}
+
+pub fn half_close(sock: &TcpStream) {
+    sock.shutdown(Shutdown::Write).expect("shutdown");
+}
+
+/// Pseudo-random bytes from a seed, to tell data apart.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+pub fn sha256(data: &[u8]) -> Vec<u8> {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data)
+        .as_ref()
+        .to_vec()
+}
+
+pub fn write_file(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    let mut f = File::create(&p).expect("create");
+    f.write_all(data).expect("write");
+    p
+}
