@@ -222,7 +222,18 @@ mod tests {
     #[test]
     fn s6_tlsd_argv_parses() {
         let o = ok(&[
-            "-v", "2", "-d", "7", "-S", "-J", "-y", "-K", "3000", "--mandatory-sni", "--", "3",
+            "-v",
+            "2",
+            "-d",
+            "7",
+            "-S",
+            "-J",
+            "-y",
+            "-K",
+            "3000",
+            "--mandatory-sni",
+            "--",
+            "3",
             "6",
         ]);
         assert_eq!(
@@ -281,8 +292,14 @@ mod tests {
 
     #[test]
     fn errors_match_upstream() {
-        assert_eq!(err(&["-x", "3", "4"]), "s6-tlsd-io: fatal: unrecognized short option: x");
-        assert_eq!(err(&["--foo", "3", "4"]), "s6-tlsd-io: fatal: unrecognized boolean option: --foo");
+        assert_eq!(
+            err(&["-x", "3", "4"]),
+            "s6-tlsd-io: fatal: unrecognized short option: x"
+        );
+        assert_eq!(
+            err(&["--foo", "3", "4"]),
+            "s6-tlsd-io: fatal: unrecognized boolean option: --foo"
+        );
         assert_eq!(
             err(&["--foo=bar", "3", "4"]),
             "s6-tlsd-io: fatal: unrecognized option with argument: --foo=bar"
@@ -295,13 +312,22 @@ mod tests {
             err(&["--sni=1", "3", "4"]),
             "s6-tlsd-io: fatal: unrecognized option with argument: --sni=1"
         );
-        assert_eq!(err(&["-v", "x", "3", "4"]), "s6-tlsd-io: fatal: verbosity must be an unsigned integer");
-        assert_eq!(err(&["-v=2", "3", "4"]), "s6-tlsd-io: fatal: verbosity must be an unsigned integer");
+        assert_eq!(
+            err(&["-v", "x", "3", "4"]),
+            "s6-tlsd-io: fatal: verbosity must be an unsigned integer"
+        );
+        assert_eq!(
+            err(&["-v=2", "3", "4"]),
+            "s6-tlsd-io: fatal: verbosity must be an unsigned integer"
+        );
         assert_eq!(
             err(&["-K", "12345678901", "3", "4"]),
             "s6-tlsd-io: fatal: handshake-timeout must be an unsigned integer"
         );
-        assert_eq!(err(&["-k-1", "3", "4"]), "s6-tlsd-io: fatal: sni-level must be an unsigned integer");
+        assert_eq!(
+            err(&["-k-1", "3", "4"]),
+            "s6-tlsd-io: fatal: sni-level must be an unsigned integer"
+        );
         assert_eq!(
             err(&["--notification-fd=", "3", "4"]),
             "s6-tlsd-io: fatal: notification-fd must be an unsigned integer"

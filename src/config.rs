@@ -170,7 +170,9 @@ mod tests {
 
     #[test]
     fn unset_variables_are_usage_errors_certfile_first() {
-        let e = read_default_pair(&Env::from_pairs(&[])).err().map(|e| e.to_string());
+        let e = read_default_pair(&Env::from_pairs(&[]))
+            .err()
+            .map(|e| e.to_string());
         assert_eq!(e.as_deref(), Some("s6-tlsd-io: fatal: CERTFILE not set"));
         let e = read_default_pair(&Env::from_pairs(&[("CERTFILE", "/x")]))
             .err()
@@ -182,11 +184,15 @@ mod tests {
     fn garbage_is_refused_with_a_reason() {
         assert!(parse_chain(b"hello").is_err());
         assert!(parse_key(b"hello").is_err());
-        assert!(parse_chain(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
-            .unwrap_err()
-            .contains("no CERTIFICATE"));
-        assert!(parse_key(b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n")
-            .unwrap_err()
-            .contains("encrypted"));
+        assert!(
+            parse_chain(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+                .unwrap_err()
+                .contains("no CERTIFICATE")
+        );
+        assert!(parse_key(
+            b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n"
+        )
+        .unwrap_err()
+        .contains("encrypted"));
     }
 }

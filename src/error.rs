@@ -101,7 +101,9 @@ mod tests {
             "s6-tlsd-io: fatal: unable to write to local: Broken pipe"
         );
         assert_eq!(e.exit_code(), 111);
-        assert!(Error::Usage.to_string().starts_with("s6-tlsd-io: usage: s6-tlsd-io [ -v"));
+        assert!(Error::Usage
+            .to_string()
+            .starts_with("s6-tlsd-io: usage: s6-tlsd-io [ -v"));
         assert!(!Error::HandshakeTimeout.is_reported(0));
         assert!(Error::Tls("x".into()).is_reported(0));
     }

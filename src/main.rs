@@ -69,8 +69,9 @@ fn run(opts: &Options) -> Result<(), Error> {
                 alert: AlertDescription::UnrecognisedName,
                 error: Error::Tls(match hello.server_name() {
                     Some(name) => format!("no key pair for the server name {name}"),
-                    None => "the client sent no server name and there is no default key pair"
-                        .into(),
+                    None => {
+                        "the client sent no server name and there is no default key pair".into()
+                    }
                 }),
             })?;
             tls::server_config(provider.clone(), key).map_err(|error| Refusal {

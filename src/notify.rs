@@ -45,15 +45,22 @@ impl Notification {
         put("SSL_PROTOCOL", Some(&self.protocol));
         put("SSL_CIPHER", Some(&self.cipher));
         put("SSL_TLS_SNI_SERVERNAME", self.server_name.as_deref());
-        put("SSL_PEER_CERT_HASH", self.peer.as_ref().map(|p| p.0.as_str()));
-        put("SSL_PEER_CERT_SUBJECT", self.peer.as_ref().map(|p| p.1.as_str()));
+        put(
+            "SSL_PEER_CERT_HASH",
+            self.peer.as_ref().map(|p| p.0.as_str()),
+        );
+        put(
+            "SSL_PEER_CERT_SUBJECT",
+            self.peer.as_ref().map(|p| p.1.as_str()),
+        );
         out.push(0);
         out
     }
 
     /// Writes the block to `fd` and closes it.
     pub fn send(&self, fd: OwnedFd) -> Result<(), Error> {
-        write_all(fd.as_fd(), &self.block()).map_err(|e| Error::errno("write post-handshake data", e))
+        write_all(fd.as_fd(), &self.block())
+            .map_err(|e| Error::errno("write post-handshake data", e))
     }
 }
 
@@ -66,7 +73,10 @@ fn write_all(fd: std::os::fd::BorrowedFd, mut data: &[u8]) -> Result<(), nix::er
             Ok(n) => data = &data[n..],
             Err(Errno::EINTR) => {}
             Err(Errno::EAGAIN) => {
-                poll(&mut [PollFd::new(fd, PollFlags::POLLOUT)], PollTimeout::NONE)?;
+                poll(
+                    &mut [PollFd::new(fd, PollFlags::POLLOUT)],
+                    PollTimeout::NONE,
+                )?;
             }
             Err(e) => return Err(e),
         }
@@ -107,7 +117,11 @@ mod tests {
     fn every_suite_the_provider_can_negotiate_has_an_openssl_name() {
         for s in rustls::crypto::aws_lc_rs::ALL_CIPHER_SUITES {
             let name = cipher_name(s.suite());
-            assert!(matches!(name, Cow::Borrowed(_)), "no OpenSSL name for {:?}", s.suite());
+            assert!(
+                matches!(name, Cow::Borrowed(_)),
+                "no OpenSSL name for {:?}",
+                s.suite()
+            );
         }
     }
 

@@ -116,11 +116,22 @@ mod tests {
 
     #[test]
     fn exact_then_one_label_wildcard_then_default() {
-        let s = store(&["a.example.com", "*.example.com", "*.com", "*.wild.example.com"], true);
+        let s = store(
+            &[
+                "a.example.com",
+                "*.example.com",
+                "*.com",
+                "*.wild.example.com",
+            ],
+            true,
+        );
         assert_eq!(pick(&s, Some("A.Example.COM")), Some("a.example.com"));
         assert_eq!(pick(&s, Some("foo.example.com")), Some("*.example.com"));
         assert_eq!(pick(&s, Some("foo.com")), Some("default"));
-        assert_eq!(pick(&s, Some("foo.wild.example.com")), Some("*.wild.example.com"));
+        assert_eq!(
+            pick(&s, Some("foo.wild.example.com")),
+            Some("*.wild.example.com")
+        );
         assert_eq!(pick(&s, Some("bar.foo.wild.example.com")), Some("default"));
         assert_eq!(pick(&s, Some("wild.example.com")), Some("*.example.com"));
         assert_eq!(pick(&s, None), Some("default"));

@@ -17,11 +17,17 @@ pub struct End {
 
 impl End {
     pub fn reading(fd: OwnedFd) -> End {
-        End { fd, how: Shutdown::Read }
+        End {
+            fd,
+            how: Shutdown::Read,
+        }
     }
 
     pub fn writing(fd: OwnedFd) -> End {
-        End { fd, how: Shutdown::Write }
+        End {
+            fd,
+            how: Shutdown::Write,
+        }
     }
 
     pub fn raw(&self) -> i32 {

@@ -58,16 +58,26 @@ pub struct Refusal {
 }
 
 enum Inbound {
-    Open { net: End, app: End },
+    Open {
+        net: End,
+        app: End,
+    },
     /// The client sent EOF; what is decrypted still goes to the application.
-    Draining { app: End },
+    Draining {
+        app: End,
+    },
     Closed,
 }
 
 enum Outbound {
-    Open { app: End, net: End },
+    Open {
+        app: End,
+        net: End,
+    },
     /// fdr hit EOF; pending records (and close_notify under `-S`) still leave.
-    Flushing { net: End },
+    Flushing {
+        net: End,
+    },
     Closed,
 }
 
@@ -143,7 +153,8 @@ where
 
 fn set_nonblocking(fd: &OwnedFd) -> Result<(), Error> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(|e| Error::errno("set fds non-blocking", e))?;
+    let flags =
+        fcntl(fd, FcntlArg::F_GETFL).map_err(|e| Error::errno("set fds non-blocking", e))?;
     let flags = OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK;
     fcntl(fd, FcntlArg::F_SETFL(flags)).map_err(|e| Error::errno("set fds non-blocking", e))?;
     Ok(())
@@ -309,7 +320,9 @@ where
         if set.iter().all(|p| p.fd < 0) {
             // Cannot happen while the states above are consistent; a hang in
             // poll(2) would be the worst way to find out.
-            return Err(Error::Setup("internal error: nothing left to wait for".into()));
+            return Err(Error::Setup(
+                "internal error: nothing left to wait for".into(),
+            ));
         }
         let timeout = if handshaking {
             poll_timeout(self.deadline)?

@@ -393,9 +393,10 @@ impl Engine {
     /// A value from /proc/PID/status, e.g. "Uid" or "VmHWM".
     pub fn proc_status(&self, field: &str) -> Option<String> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{field}:")).map(|v| v.trim().to_string()))
+        status.lines().find_map(|l| {
+            l.strip_prefix(&format!("{field}:"))
+                .map(|v| v.trim().to_string())
+        })
     }
 
     /// CPU ticks (utime + stime) the engine has used.
@@ -418,7 +419,10 @@ impl Drop for Engine {
 }
 
 pub fn parse_notification(raw: &[u8]) -> Vec<(String, Option<String>)> {
-    assert!(raw.ends_with(&[0, 0]), "block must end with an empty string: {raw:?}");
+    assert!(
+        raw.ends_with(&[0, 0]),
+        "block must end with an empty string: {raw:?}"
+    );
     raw[..raw.len() - 2]
         .split(|&b| b == 0)
         .map(|s| {
@@ -463,9 +467,13 @@ pub type Tls = StreamOwned<ClientConnection, TcpStream>;
 /// handshake completed.
 pub fn connect(engine: &Engine, config: Arc<ClientConfig>, name: &str) -> Tls {
     let sock = engine.client().try_clone().expect("dup client");
-    sock.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
-    let conn = ClientConnection::new(config, ServerName::try_from(name.to_string()).expect("name"))
-        .expect("client");
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let conn = ClientConnection::new(
+        config,
+        ServerName::try_from(name.to_string()).expect("name"),
+    )
+    .expect("client");
     let mut tls = StreamOwned::new(conn, sock);
     while tls.conn.is_handshaking() {
         tls.conn
@@ -501,7 +509,9 @@ pub fn half_close(sock: &TcpStream) {
 
 /// Pseudo-random bytes from a seed, to tell data apart.
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..len)
         .map(|_| {
             x ^= x << 13;
