@@ -11,6 +11,7 @@ mod config;
 mod engine;
 mod error;
 mod notify;
+mod peer;
 mod privilege;
 mod sni;
 mod tls;
@@ -21,7 +22,7 @@ use std::time::Duration;
 
 use rustls::AlertDescription;
 
-use crate::cli::Options;
+use crate::cli::{ClientCert, Options};
 use crate::config::Env;
 use crate::engine::{Fds, Refusal, Settings};
 use crate::error::Error;
@@ -51,6 +52,14 @@ fn run(opts: &Options) -> Result<(), Error> {
     let provider = tls::provider();
     let keys = KeyStore::load(&env, opts.sni_level, &provider)?;
     privilege::drop_privileges(&env)?;
+    let verifier = match opts.client_cert {
+        ClientCert::None => None,
+        mode => Some(tls::client_verifier(
+            provider.clone(),
+            config::read_trust_anchors(&env)?,
+            mode == ClientCert::Mandatory,
+        )?),
+    };
     let fds = take_fds(opts)?;
     let notif = take_notification_fd(opts)?;
     let settings = Settings {
@@ -74,7 +83,7 @@ fn run(opts: &Options) -> Result<(), Error> {
                     }
                 }),
             })?;
-            tls::server_config(provider.clone(), key).map_err(|error| Refusal {
+            tls::server_config(provider.clone(), key, verifier.clone()).map_err(|error| Refusal {
                 alert: AlertDescription::InternalError,
                 error,
             })

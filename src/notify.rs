@@ -13,8 +13,9 @@ pub struct Notification {
     pub protocol: Cow<'static, str>,
     pub cipher: Cow<'static, str>,
     pub server_name: Option<String>,
-    /// `SHA256:<hex>` of the client's leaf certificate, and its subject.
-    pub peer: Option<(String, String)>,
+    /// `SHA256:<hex>` of the client's leaf certificate, and its subject
+    /// (None when it has none of the attributes reported).
+    pub peer: Option<(String, Option<String>)>,
 }
 
 impl Notification {
@@ -27,7 +28,10 @@ impl Notification {
                 .negotiated_cipher_suite()
                 .map_or(Cow::Borrowed(""), |s| cipher_name(s.suite())),
             server_name: conn.server_name().map(str::to_owned),
-            peer: None,
+            peer: conn
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|leaf| (crate::peer::cert_hash(leaf), crate::peer::subject(leaf))),
         }
     }
 
@@ -51,7 +55,7 @@ impl Notification {
         );
         put(
             "SSL_PEER_CERT_SUBJECT",
-            self.peer.as_ref().map(|p| p.1.as_str()),
+            self.peer.as_ref().and_then(|p| p.1.as_deref()),
         );
         out.push(0);
         out

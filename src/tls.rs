@@ -5,9 +5,12 @@
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
-use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert};
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::{
+    ClientHello, NoServerSessionStorage, ResolvesServerCert, WebPkiClientVerifier,
+};
 use rustls::sign::CertifiedKey;
-use rustls::ServerConfig;
+use rustls::{RootCertStore, ServerConfig};
 
 use crate::error::Error;
 
@@ -16,16 +19,40 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
+/// Client certificates checked against `roots`: `-Y` lets a client without
+/// one in, `-y` does not. A certificate that is sent is always verified.
+pub fn client_verifier(
+    provider: Arc<CryptoProvider>,
+    roots: RootCertStore,
+    mandatory: bool,
+) -> Result<Arc<dyn ClientCertVerifier>, Error> {
+    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+    let builder = if mandatory {
+        builder
+    } else {
+        builder.allow_unauthenticated()
+    };
+    builder.build().map_err(|e| {
+        Error::Setup(format!(
+            "unable to set up client certificate verification: {e}"
+        ))
+    })
+}
+
 /// The configuration for a connection whose key pair is already chosen.
 pub fn server_config(
     provider: Arc<CryptoProvider>,
     key: Arc<CertifiedKey>,
+    verifier: Option<Arc<dyn ClientCertVerifier>>,
 ) -> Result<Arc<ServerConfig>, Error> {
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| Error::Setup(format!("unable to set up the TLS engine: {e}")))?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(OneKey(key)));
+        .map_err(|e| Error::Setup(format!("unable to set up the TLS engine: {e}")))?;
+    let builder = match verifier {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(OneKey(key)));
     config.ignore_client_order = true;
     config.send_tls13_tickets = 0;
     config.session_storage = Arc::new(NoServerSessionStorage {});

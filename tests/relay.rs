@@ -254,9 +254,23 @@ fn app_closing_fdw_with_nothing_pending_stops_reading_quietly() {
     let mut e = spawn().start();
     let mut tls = connect(&e, tls13(), "localhost");
     e.close_app_rx();
-    assert!(e.still_running_after(SHORT));
+    if !e.still_running_after(SHORT) {
+        panic!("engine exited: {:?}", e.wait_exit());
+    }
     e.app_tx().write_all(b"still here").unwrap();
     assert_eq!(client_read_exact(&mut tls, 10), b"still here");
+    e.close_app_tx();
+    assert_eq!(client_end(&mut tls), Err(ErrorKind::UnexpectedEof));
+    assert_exit(&mut e, 0, "");
+}
+
+#[test]
+fn app_closing_fdw_during_the_handshake_does_not_stop_it() {
+    let mut e = spawn().start();
+    e.close_app_rx();
+    let mut tls = connect(&e, tls13(), "localhost");
+    e.app_tx().write_all(b"hello").unwrap();
+    assert_eq!(client_read_exact(&mut tls, 5), b"hello");
     e.close_app_tx();
     assert_eq!(client_end(&mut tls), Err(ErrorKind::UnexpectedEof));
     assert_exit(&mut e, 0, "");

@@ -288,19 +288,21 @@ where
             events,
             revents: 0,
         };
-        match &self.inbound {
+        let app_out = match &self.inbound {
             Inbound::Open { net, app } => {
                 if self.conn.wants_read() {
                     set[NET_IN] = entry(net, libc::POLLIN);
                 }
-                // Watched even with nothing to write, to notice the
-                // application closing its end (POLLERR/POLLHUP).
-                set[APP_OUT] = entry(app, if app_has_data { libc::POLLOUT } else { 0 });
+                Some(app)
             }
-            Inbound::Draining { app } => {
-                set[APP_OUT] = entry(app, if app_has_data { libc::POLLOUT } else { 0 });
-            }
-            Inbound::Closed => {}
+            Inbound::Draining { app } => Some(app),
+            Inbound::Closed => None,
+        };
+        if let Some(app) = app_out.filter(|_| !handshaking) {
+            // Watched even with nothing to write, to notice the application
+            // closing its end (POLLERR/POLLHUP); not before the handshake
+            // is done, which must go on whatever the application does.
+            set[APP_OUT] = entry(app, if app_has_data { libc::POLLOUT } else { 0 });
         }
         let net_out = match &self.outbound {
             Outbound::Open { app, net } => {
