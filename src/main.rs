@@ -6,10 +6,12 @@
 //! says how it went. (SIGPIPE is already ignored by the Rust runtime: write
 //! errors come back as EPIPE.)
 
+mod anchors;
 mod cli;
-mod config;
 mod engine;
+mod env;
 mod error;
+mod keys;
 mod notify;
 mod peer;
 mod privilege;
@@ -23,8 +25,8 @@ use std::time::Duration;
 use rustls::AlertDescription;
 
 use crate::cli::{ClientCert, Options};
-use crate::config::Env;
 use crate::engine::{Fds, Refusal, Settings};
+use crate::env::Env;
 use crate::error::Error;
 use crate::notify::Notification;
 use crate::sni::KeyStore;
@@ -56,7 +58,7 @@ fn run(opts: &Options) -> Result<(), Error> {
         ClientCert::None => None,
         mode => Some(tls::client_verifier(
             provider.clone(),
-            config::read_trust_anchors(&env)?,
+            anchors::read_trust_anchors(&env)?,
             mode == ClientCert::Mandatory,
         )?),
     };
@@ -74,19 +76,24 @@ fn run(opts: &Options) -> Result<(), Error> {
         fds,
         settings,
         |hello| {
-            let key = keys.choose(hello.server_name()).ok_or_else(|| Refusal {
-                alert: AlertDescription::UnrecognisedName,
-                error: Error::Tls(match hello.server_name() {
-                    Some(name) => format!("no key pair for the server name {name}"),
-                    None => {
-                        "the client sent no server name and there is no default key pair".into()
-                    }
-                }),
-            })?;
-            tls::server_config(provider.clone(), key, verifier.clone()).map_err(|error| Refusal {
-                alert: AlertDescription::InternalError,
-                error,
-            })
+            let refuse = |alert, error| Refusal { alert, error };
+            let key = match keys.choose(hello.server_name(), &provider) {
+                Some(Ok(key)) => key,
+                Some(Err(e)) => return Err(refuse(AlertDescription::InternalError, e)),
+                None => {
+                    let why = match hello.server_name() {
+                        Some(name) => format!("no key pair for the server name {name}"),
+                        None => "the client sent no server name, and there is no default key pair"
+                            .into(),
+                    };
+                    let e = Error::Tls(format!(
+                        "the TLS engine closed the connection during the handshake: {why}"
+                    ));
+                    return Err(refuse(AlertDescription::UnrecognisedName, e));
+                }
+            };
+            tls::server_config(provider.clone(), key, verifier)
+                .map_err(|e| refuse(AlertDescription::InternalError, e))
         },
         |conn| match notif {
             Some(fd) => Notification::of(conn).send(fd),

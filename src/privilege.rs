@@ -5,7 +5,7 @@
 use nix::unistd::{getuid, setgid, setgroups, setuid, Gid, Uid};
 
 use crate::cli::scan_u32;
-use crate::config::Env;
+use crate::env::Env;
 use crate::error::Error;
 
 pub fn drop_privileges(env: &Env) -> Result<(), Error> {

@@ -7,29 +7,30 @@ use std::sync::Arc;
 use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
 
-use crate::config::{read_default_pair, read_key_files, Env, KeyFiles};
+use crate::env::Env;
 use crate::error::Error;
+use crate::keys::KeyPair;
 
-/// Every key pair the engine may serve, parsed and checked at start-up.
+/// Every key pair the engine may serve. The default pair is loaded and
+/// checked at start-up; named pairs are read and decoded at start-up and
+/// loaded only when chosen (see keys.rs).
 pub struct KeyStore {
     default: Option<Arc<CertifiedKey>>,
     /// Keyed by lowercase server name, `*.rest` for wildcards.
-    by_name: HashMap<String, Arc<CertifiedKey>>,
+    by_name: HashMap<String, KeyPair>,
 }
 
 impl KeyStore {
-    /// Reads and parses the pairs that `sni_level` selects.
+    /// Reads the pairs that `sni_level` selects.
     pub fn load(env: &Env, sni_level: u32, provider: &CryptoProvider) -> Result<KeyStore, Error> {
         let default = match sni_level {
-            0 | 1 => Some(read_default_pair(env)?.parse(provider)?),
+            0 | 1 => Some(KeyPair::read_default(env)?.load(provider)?),
             _ => None,
         };
-        let mut by_name = HashMap::new();
-        if sni_level >= 1 {
-            for (name, files) in read_named_pairs(env)? {
-                by_name.insert(name, files.parse(provider)?);
-            }
-        }
+        let by_name = match sni_level {
+            0 => HashMap::new(),
+            _ => read_named_pairs(env)?,
+        };
         if default.is_none() && by_name.is_empty() {
             return Err(Error::Config(
                 "no suitable keypairs found in the environment".into(),
@@ -38,26 +39,40 @@ impl KeyStore {
         Ok(KeyStore { default, by_name })
     }
 
+    /// The pair for `server_name`, loaded; None if there is none to serve.
+    pub fn choose(
+        mut self,
+        server_name: Option<&str>,
+        provider: &CryptoProvider,
+    ) -> Option<Result<Arc<CertifiedKey>, Error>> {
+        let named = server_name
+            .and_then(|name| self.matching_name(name))
+            .and_then(|key| self.by_name.remove(&key));
+        match named {
+            Some(pair) => Some(pair.load(provider)),
+            None => self.default.map(Ok),
+        }
+    }
+
     /// The exact name, then `*.` + the name without its first label when the
-    /// name has at least three labels, then the default pair.
-    pub fn choose(&self, server_name: Option<&str>) -> Option<Arc<CertifiedKey>> {
-        let named = server_name.and_then(|name| {
-            let name = name.to_ascii_lowercase();
-            self.by_name.get(&name).or_else(|| {
-                let (_, parent) = name.split_once('.')?;
-                if !parent.contains('.') {
-                    return None;
-                }
-                self.by_name.get(&format!("*.{parent}"))
-            })
-        });
-        named.or(self.default.as_ref()).cloned()
+    /// name has at least three labels. Case-insensitive.
+    fn matching_name(&self, name: &str) -> Option<String> {
+        let name = name.to_ascii_lowercase();
+        if self.by_name.contains_key(&name) {
+            return Some(name);
+        }
+        let (_, parent) = name.split_once('.')?;
+        if !parent.contains('.') {
+            return None;
+        }
+        let wildcard = format!("*.{parent}");
+        self.by_name.contains_key(&wildcard).then_some(wildcard)
     }
 }
 
 /// Every `KEYFILE:x` with its `CERTFILE:x`; a bare `KEYFILE:` is ignored.
-fn read_named_pairs(env: &Env) -> Result<Vec<(String, KeyFiles)>, Error> {
-    let mut pairs = Vec::new();
+fn read_named_pairs(env: &Env) -> Result<HashMap<String, KeyPair>, Error> {
+    let mut pairs = HashMap::new();
     for (var, key_path) in env.iter() {
         let var = var.to_string_lossy();
         let Some(name) = var.strip_prefix("KEYFILE:") else {
@@ -72,8 +87,8 @@ fn read_named_pairs(env: &Env) -> Result<Vec<(String, KeyFiles)>, Error> {
                 "environment variable KEYFILE:{name} not paired with the corresponding CERTFILE"
             ))
         })?;
-        let files = read_key_files(cert_var, cert_path, var.to_string(), key_path)?;
-        pairs.push((name.to_ascii_lowercase(), files));
+        let pair = KeyPair::read(cert_var, cert_path, var.to_string(), key_path)?;
+        pairs.insert(name.to_ascii_lowercase(), pair);
     }
     Ok(pairs)
 }
@@ -82,65 +97,58 @@ fn read_named_pairs(env: &Env) -> Result<Vec<(String, KeyFiles)>, Error> {
 mod tests {
     use super::*;
 
-    fn store(names: &[&str], with_default: bool) -> KeyStore {
-        // Distinct dummy pairs, told apart by pointer identity.
-        let provider = rustls::crypto::aws_lc_rs::default_provider();
+    fn store(names: &[&str]) -> KeyStore {
+        let dir = std::env::temp_dir().join(format!("s6-tlsd-io-sni-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = rcgen::CertificateParams::new(vec!["x".into()])
             .unwrap()
             .self_signed(&key)
             .unwrap();
-        let make = || {
-            let der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
-            Arc::new(CertifiedKey::new(
-                vec![cert.der().clone()],
-                provider.key_provider.load_private_key(der).unwrap(),
-            ))
-        };
-        KeyStore {
-            default: with_default.then(make),
-            by_name: names.iter().map(|n| (n.to_string(), make())).collect(),
-        }
-    }
-
-    fn pick<'a>(s: &'a KeyStore, name: Option<&str>) -> Option<&'a str> {
-        let chosen = s.choose(name)?;
-        if s.default.as_ref().is_some_and(|d| Arc::ptr_eq(d, &chosen)) {
-            return Some("default");
-        }
-        s.by_name
+        let (c, k) = (dir.join("c.pem"), dir.join("k.pem"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        let by_name = names
             .iter()
-            .find(|(_, v)| Arc::ptr_eq(v, &chosen))
-            .map(|(k, _)| k.as_str())
+            .map(|n| {
+                let pair = KeyPair::read("C".into(), c.as_os_str(), "K".into(), k.as_os_str());
+                (n.to_string(), pair.unwrap())
+            })
+            .collect();
+        KeyStore {
+            default: None,
+            by_name,
+        }
     }
 
     #[test]
-    fn exact_then_one_label_wildcard_then_default() {
-        let s = store(
-            &[
-                "a.example.com",
-                "*.example.com",
-                "*.com",
-                "*.wild.example.com",
-            ],
-            true,
-        );
-        assert_eq!(pick(&s, Some("A.Example.COM")), Some("a.example.com"));
-        assert_eq!(pick(&s, Some("foo.example.com")), Some("*.example.com"));
-        assert_eq!(pick(&s, Some("foo.com")), Some("default"));
+    fn exact_then_one_label_wildcard() {
+        let s = store(&[
+            "a.example.com",
+            "*.example.com",
+            "*.com",
+            "*.wild.example.com",
+        ]);
+        let m = |n: &str| s.matching_name(n);
+        assert_eq!(m("A.Example.COM").as_deref(), Some("a.example.com"));
+        assert_eq!(m("foo.example.com").as_deref(), Some("*.example.com"));
+        assert_eq!(m("foo.com"), None);
         assert_eq!(
-            pick(&s, Some("foo.wild.example.com")),
+            m("foo.wild.example.com").as_deref(),
             Some("*.wild.example.com")
         );
-        assert_eq!(pick(&s, Some("bar.foo.wild.example.com")), Some("default"));
-        assert_eq!(pick(&s, Some("wild.example.com")), Some("*.example.com"));
-        assert_eq!(pick(&s, None), Some("default"));
+        assert_eq!(m("bar.foo.wild.example.com"), None);
+        assert_eq!(m("wild.example.com").as_deref(), Some("*.example.com"));
     }
 
     #[test]
     fn without_default_unknown_names_are_refused() {
-        let s = store(&["a.example.com"], false);
-        assert_eq!(pick(&s, Some("b.example.com")), None);
-        assert_eq!(pick(&s, None), None);
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        assert!(store(&["a.example.com"])
+            .choose(Some("b.example.com"), &provider)
+            .is_none());
+        assert!(store(&["a.example.com"]).choose(None, &provider).is_none());
+        let chosen = store(&["a.example.com"]).choose(Some("A.example.com"), &provider);
+        assert!(matches!(chosen, Some(Ok(_))));
     }
 }

@@ -1,0 +1,50 @@
+//! A snapshot of the environment: sorted by name, so that lookups stay
+//! cheap with thousands of `KEYFILE:x` variables and iteration is in a fixed
+//! order (the first bad pair reported is always the same one).
+
+use std::ffi::{OsStr, OsString};
+
+pub struct Env(Vec<(OsString, OsString)>);
+
+impl Env {
+    pub fn from_process() -> Env {
+        Env::sorted(std::env::vars_os().collect())
+    }
+
+    #[cfg(test)]
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Env {
+        Env::sorted(pairs.iter().map(|(k, v)| (k.into(), v.into())).collect())
+    }
+
+    fn sorted(mut vars: Vec<(OsString, OsString)>) -> Env {
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        Env(vars)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&OsStr> {
+        let i = self
+            .0
+            .binary_search_by(|(k, _)| k.as_os_str().cmp(OsStr::new(name)))
+            .ok()?;
+        Some(&self.0[i].1)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&OsStr, &OsStr)> {
+        self.0.iter().map(|(k, v)| (k.as_os_str(), v.as_os_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups_find_every_variable() {
+        let env = Env::from_pairs(&[("B", "2"), ("A", "1"), ("KEYFILE:x", "k")]);
+        assert_eq!(env.get("A"), Some(OsStr::new("1")));
+        assert_eq!(env.get("KEYFILE:x"), Some(OsStr::new("k")));
+        assert_eq!(env.get("C"), None);
+        let names: Vec<_> = env.iter().map(|(k, _)| k.to_owned()).collect();
+        assert_eq!(names, ["A", "B", "KEYFILE:x"]);
+    }
+}
