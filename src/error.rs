@@ -58,15 +58,22 @@ impl Error {
     }
 }
 
-/// strerror(3) text without Rust's " (os error N)" suffix, as skalibs prints it.
-pub fn strerror(errno: i32) -> &'static str {
-    nix::errno::Errno::from_raw(errno).desc()
+/// strerror(3) text, as skalibs prints it (glibc's wording, not Rust's).
+pub fn strerror(errno: i32) -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its whole length; the XSI strerror_r
+    // that the libc crate binds writes a NUL-terminated string into it.
+    if unsafe { libc::strerror_r(errno, buf.as_mut_ptr().cast(), buf.len()) } != 0 {
+        return format!("error {errno}");
+    }
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..len]).into_owned()
 }
 
 /// The reason part of an I/O error, for messages that embed one.
 pub fn io_reason(err: &std::io::Error) -> String {
     match err.raw_os_error() {
-        Some(errno) => strerror(errno).to_string(),
+        Some(errno) => strerror(errno),
         None => err.to_string(),
     }
 }
@@ -105,6 +112,7 @@ mod tests {
             .to_string()
             .starts_with("s6-tlsd-io: usage: s6-tlsd-io [ -v"));
         assert!(!Error::HandshakeTimeout.is_reported(0));
+        assert_eq!(strerror(libc::EBADF), "Bad file descriptor");
         assert!(Error::Tls("x".into()).is_reported(0));
     }
 }

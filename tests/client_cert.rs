@@ -1,0 +1,427 @@
+//! Spec sections 3, 4 and 5: client certificates (`-Y`, `-y`), their trust
+//! anchors (`CADIR`, `CAFILE`), and what the notification block says.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+
+use common::*;
+use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ClientConfig, RootCertStore};
+
+/// The CA that signs client certificates, apart from the server's.
+struct ClientCa {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+    pem: PathBuf,
+}
+
+fn client_ca() -> &'static ClientCa {
+    static CA: OnceLock<ClientCa> = OnceLock::new();
+    CA.get_or_init(|| new_ca("client CA"))
+}
+
+fn new_ca(cn: &str) -> ClientCa {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, cn);
+    let cert = params.self_signed(&key).unwrap();
+    let pem = tmpdir("client-ca").join("ca.pem");
+    std::fs::write(&pem, cert.pem()).unwrap();
+    ClientCa { cert, key, pem }
+}
+
+/// A client certificate and its key, as DER.
+struct ClientCert {
+    der: Vec<u8>,
+    key: Vec<u8>,
+    dir: PathBuf,
+}
+
+impl ClientCert {
+    fn cert_path(&self) -> PathBuf {
+        self.dir.join("client.pem")
+    }
+
+    fn key_path(&self) -> PathBuf {
+        self.dir.join("client.key")
+    }
+}
+
+fn client_cert(ca: &ClientCa, edit: impl FnOnce(&mut CertificateParams)) -> ClientCert {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, "client");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    edit(&mut params);
+    let cert = params.signed_by(&key, &ca.cert, &ca.key).unwrap();
+    let dir = tmpdir("client-cert");
+    std::fs::write(dir.join("client.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("client.key"), key.serialize_pem()).unwrap();
+    ClientCert {
+        der: cert.der().to_vec(),
+        key: key.serialize_der(),
+        dir,
+    }
+}
+
+fn plain_client_cert() -> ClientCert {
+    client_cert(client_ca(), |_| {})
+}
+
+fn roots() -> RootCertStore {
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(ca().cert.der().to_vec()))
+        .unwrap();
+    roots
+}
+
+fn with_cert(cert: &ClientCert) -> Arc<ClientConfig> {
+    Arc::new(
+        ClientConfig::builder()
+            .with_root_certificates(roots())
+            .with_client_auth_cert(
+                vec![CertificateDer::from(cert.der.clone())],
+                PrivateKeyDer::try_from(cert.key.clone()).unwrap(),
+            )
+            .unwrap(),
+    )
+}
+
+fn cafile() -> Spawn {
+    spawn().set("CAFILE", client_ca().pem.to_str().unwrap())
+}
+
+/// Handshake, one byte each way; returns the notification block.
+fn exchange(mut e: Engine, config: Arc<ClientConfig>) -> Vec<(String, Option<String>)> {
+    let mut tls = connect(&e, config, "localhost");
+    tls.write_all(b"x").unwrap();
+    assert_eq!(read_app(&mut e, 1), b"x");
+    let block = e.notification();
+    drop(tls);
+    e.client.take();
+    e.close_app_tx();
+    let exit = e.wait_exit();
+    assert_eq!(exit.code, Some(0), "{}", exit.stderr);
+    block
+}
+
+/// The client tries; the engine must refuse. Returns the engine's exit.
+fn refused(mut e: Engine, config: Arc<ClientConfig>) -> Exit {
+    let mut sock = e.client().try_clone().unwrap();
+    let mut conn = rustls::ClientConnection::new(config, "localhost".try_into().unwrap()).unwrap();
+    // TLS 1.3 clients finish before the server has judged their
+    // certificate: the refusal comes as an alert on the first read.
+    while conn.complete_io(&mut sock).is_ok() && (conn.is_handshaking() || conn.wants_read()) {
+        if !conn.is_handshaking() {
+            let mut b = [0u8; 1];
+            if std::io::Read::read(&mut rustls::Stream::new(&mut conn, &mut sock), &mut b).is_err()
+            {
+                break;
+            }
+        }
+    }
+    e.wait_exit()
+}
+
+fn hash_hex(der: &[u8]) -> String {
+    sha256(der).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn optional_certificate_absent_proceeds_with_bare_fields() {
+    let block = as_map(&exchange(cafile().args(&["-Y"]).start(), tls13()));
+    assert_eq!(block["SSL_PEER_CERT_HASH"], None);
+    assert_eq!(block["SSL_PEER_CERT_SUBJECT"], None);
+}
+
+#[test]
+fn optional_certificate_present_is_verified_and_reported() {
+    let cert = client_cert(client_ca(), |p| {
+        let dn = &mut p.distinguished_name;
+        *dn = rcgen::DistinguishedName::new();
+        // Out of order on purpose: the block has a fixed order.
+        dn.push(DnType::CommonName, "client");
+        dn.push(DnType::OrganizationalUnitName, "Unit");
+        dn.push(DnType::OrganizationName, "Example");
+        dn.push(DnType::LocalityName, "Paris");
+        dn.push(DnType::StateOrProvinceName, "IDF");
+        dn.push(DnType::CountryName, "FR");
+    });
+    let block = exchange(cafile().args(&["-Y"]).start(), with_cert(&cert));
+    let block = as_map(&block);
+    assert_eq!(
+        block["SSL_PEER_CERT_HASH"].as_deref(),
+        Some(format!("SHA256:{}", hash_hex(&cert.der)).as_str())
+    );
+    assert_eq!(
+        block["SSL_PEER_CERT_SUBJECT"].as_deref(),
+        Some("C=FR, ST=IDF, L=Paris, O=Example, OU=Unit, CN=client")
+    );
+}
+
+#[test]
+fn subject_escapes_special_characters_and_trims_spaces() {
+    let cert = client_cert(client_ca(), |p| {
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name
+            .push(DnType::OrganizationName, "  in  side  ");
+        p.distinguished_name
+            .push(DnType::CommonName, " a,b=c+d<e>f#g\\h\ni ");
+    });
+    let mut e = cafile().args(&["-y"]).start();
+    let mut tls = connect(&e, with_cert(&cert), "localhost");
+    tls.write_all(b"x").unwrap();
+    assert_eq!(read_app(&mut e, 1), b"x");
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(e.notif.as_mut().unwrap(), &mut raw).unwrap();
+    let needle: &[u8] =
+        b"\0SSL_PEER_CERT_SUBJECT=O=in  side, CN=a\\,b\\=c\\+d\\<e\\>f\\#g\\\\h\\\ni\0\0";
+    assert!(
+        raw.windows(needle.len()).any(|w| w == needle),
+        "{:?}",
+        String::from_utf8_lossy(&raw)
+    );
+}
+
+#[test]
+fn mandatory_certificate_absent_fails_the_handshake_saying_so() {
+    let exit = refused(cafile().args(&["-y"]).start(), tls13());
+    assert_eq!(exit.code, Some(98));
+    assert_eq!(
+        exit.stderr,
+        "s6-tlsd-io: fatal: the TLS engine closed the connection during the handshake: peer sent no certificates\n"
+    );
+}
+
+#[test]
+fn mandatory_certificate_present_is_accepted() {
+    let cert = plain_client_cert();
+    let block = as_map(&exchange(cafile().args(&["-y"]).start(), with_cert(&cert)));
+    assert_eq!(block["SSL_PEER_CERT_SUBJECT"].as_deref(), Some("CN=client"));
+}
+
+#[test]
+fn certificate_from_an_unknown_ca_fails_even_when_optional() {
+    let stranger = new_ca("stranger CA");
+    let cert = client_cert(&stranger, |_| {});
+    let exit = refused(cafile().args(&["-Y"]).start(), with_cert(&cert));
+    assert_eq!(exit.code, Some(98));
+    assert!(exit.stderr.contains("UnknownIssuer"), "{}", exit.stderr);
+}
+
+#[test]
+fn expired_certificate_fails() {
+    let cert = client_cert(client_ca(), |p| {
+        p.not_before = rcgen::date_time_ymd(2001, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2002, 1, 1);
+    });
+    let exit = refused(cafile().args(&["-Y"]).start(), with_cert(&cert));
+    assert_eq!(exit.code, Some(98));
+    assert!(exit.stderr.contains("expired"), "{}", exit.stderr);
+}
+
+#[test]
+fn certificate_not_for_client_authentication_fails() {
+    let cert = client_cert(client_ca(), |p| {
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    });
+    let exit = refused(cafile().args(&["-y"]).start(), with_cert(&cert));
+    assert_eq!(exit.code, Some(98));
+    assert!(
+        exit.stderr.contains("invalid peer certificate"),
+        "{}",
+        exit.stderr
+    );
+}
+
+fn openssl_hash(pem: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-hash", "-noout", "-in"])
+        .arg(pem)
+        .output()
+        .expect("openssl (Debian package openssl)");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn cadir_reads_hashed_names_and_skips_the_rest() {
+    let dir = tmpdir("cadir");
+    let other = new_ca("other CA");
+    // The client CA under its hashed name; the other CA under a name
+    // that is not read; garbage under a hashed name (skipped).
+    std::fs::copy(
+        &client_ca().pem,
+        dir.join(format!("{}.0", openssl_hash(&client_ca().pem))),
+    )
+    .unwrap();
+    std::fs::copy(&other.pem, dir.join("other.pem")).unwrap();
+    std::fs::write(dir.join("deadbeef.0"), b"garbage").unwrap();
+    std::fs::write(dir.join("README"), b"not a certificate").unwrap();
+    let cadir = || spawn().set("CADIR", dir.to_str().unwrap()).args(&["-y"]);
+
+    let block = as_map(&exchange(cadir().start(), with_cert(&plain_client_cert())));
+    assert_eq!(block["SSL_PEER_CERT_SUBJECT"].as_deref(), Some("CN=client"));
+
+    let exit = refused(cadir().start(), with_cert(&client_cert(&other, |_| {})));
+    assert_eq!(exit.code, Some(98), "{}", exit.stderr);
+}
+
+#[test]
+fn cadir_wins_over_cafile() {
+    let dir = tmpdir("cadir");
+    std::fs::copy(&client_ca().pem, dir.join("0badc0de.0")).unwrap();
+    let e = spawn()
+        .set("CADIR", dir.to_str().unwrap())
+        .set("CAFILE", "/nonexistent")
+        .args(&["-y"])
+        .start();
+    exchange(e, with_cert(&plain_client_cert()));
+}
+
+fn startup_error(s: Spawn) -> Exit {
+    let mut e = s.start();
+    e.wait_exit()
+}
+
+#[test]
+fn trust_anchor_errors_are_clear() {
+    let exit = startup_error(spawn().args(&["-Y"]));
+    assert_eq!(exit.code, Some(100));
+    assert_eq!(exit.stderr, "s6-tlsd-io: fatal: CADIR or CAFILE not set\n");
+
+    let empty = tmpdir("empty-cadir");
+    let exit = startup_error(spawn().set("CADIR", empty.to_str().unwrap()).args(&["-y"]));
+    assert_eq!(exit.code, Some(96));
+    assert_eq!(
+        exit.stderr,
+        format!(
+            "s6-tlsd-io: fatal: no trust anchor found in {}\n",
+            empty.display()
+        )
+    );
+
+    let exit = startup_error(spawn().set("CAFILE", "/nonexistent/ca.pem").args(&["-Y"]));
+    assert_eq!(exit.code, Some(96));
+    assert_eq!(
+        exit.stderr,
+        "s6-tlsd-io: fatal: unable to read trust anchors in /nonexistent/ca.pem: No such file or directory\n"
+    );
+
+    let garbage = write_file(&tmpdir("garbage"), "ca.pem", b"garbage");
+    let exit = startup_error(
+        spawn()
+            .set("CAFILE", garbage.to_str().unwrap())
+            .args(&["-Y"]),
+    );
+    assert_eq!(exit.code, Some(96), "{}", exit.stderr);
+}
+
+#[test]
+fn trust_anchors_are_read_after_dropping_privileges() {
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("not root: privilege order not tested");
+        return;
+    }
+    // A CAFILE only root can read: once privileges are dropped, it is
+    // unreadable, which proves the order (keys before, anchors after).
+    let dir = tmpdir("root-only");
+    let ca = dir.join("ca.pem");
+    std::fs::copy(&client_ca().pem, &ca).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let exit = startup_error(
+        spawn()
+            .set("CAFILE", ca.to_str().unwrap())
+            .set("TLS_UID", "65534")
+            .set("TLS_GID", "65534")
+            .args(&["-Y"]),
+    );
+    assert_eq!(exit.code, Some(96));
+    assert!(exit.stderr.contains("Permission denied"), "{}", exit.stderr);
+}
+
+#[test]
+fn openssl_s_client_with_a_certificate() {
+    let cert = plain_client_cert();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut client = Command::new("openssl")
+        .args(["s_client", "-quiet", "-verify_return_error", "-connect"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-CAfile")
+        .arg(&ca().pem_path)
+        .arg("-cert")
+        .arg(cert.cert_path())
+        .arg("-key")
+        .arg(cert.key_path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl (Debian package openssl)");
+    // -S: OpenSSL 3 answers a bare FIN with a decode_error alert.
+    let mut e = cafile().args(&["-y", "-S"]).start_accepting(&listener);
+    client.stdin.as_mut().unwrap().write_all(b"ping\n").unwrap();
+    assert_eq!(read_app(&mut e, 5), b"ping\n");
+    let block = as_map(&e.notification());
+    assert_eq!(
+        block["SSL_PEER_CERT_HASH"].as_deref(),
+        Some(format!("SHA256:{}", hash_hex(&cert.der)).as_str())
+    );
+    e.app_tx().write_all(b"pong\n").unwrap();
+    e.close_app_tx();
+    let mut out = String::new();
+    std::io::Read::read_to_string(client.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(out.contains("pong"), "{out}");
+    drop(client.stdin.take());
+    let _ = client.kill();
+    let _ = client.wait();
+    let exit = e.wait_exit();
+    assert_eq!(exit.code, Some(0), "{}", exit.stderr);
+}
+
+#[test]
+fn curl_with_a_certificate() {
+    let cert = plain_client_cert();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut client = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--cacert"])
+        .arg(&ca().pem_path)
+        .arg("--cert")
+        .arg(cert.cert_path())
+        .arg("--key")
+        .arg(cert.key_path())
+        .arg("--resolve")
+        .arg(format!("localhost:{port}:127.0.0.1"))
+        .arg(format!("https://localhost:{port}/"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("curl (Debian package curl)");
+    let mut e = cafile().args(&["-y"]).start_accepting(&listener);
+    let mut request = Vec::new();
+    while !request.ends_with(b"\r\n\r\n") {
+        request.extend(read_app(&mut e, 1));
+    }
+    let block = as_map(&e.notification());
+    let subject = block["SSL_PEER_CERT_SUBJECT"].clone().unwrap();
+    let body = format!("hello {subject}\n");
+    write!(
+        e.app_tx(),
+        "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    e.close_app_tx();
+    let out = client.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello CN=client\n");
+    assert_eq!(e.wait_exit().code, Some(0));
+}
