@@ -392,7 +392,7 @@ fn curl_with_a_certificate() {
     let cert = plain_client_cert();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let mut client = Command::new("curl")
+    let client = Command::new("curl")
         .args(["-sS", "--max-time", "20", "--cacert"])
         .arg(&ca().pem_path)
         .arg("--cert")

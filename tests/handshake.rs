@@ -167,7 +167,7 @@ fn client_fin_and_wait(e: &mut Engine, tls: Tls) {
 #[test]
 fn client_fin_during_the_handshake_exits_98() {
     let mut e = spawn().start();
-    (&*e.client()).write_all(&[0x16, 0x03, 0x01]).unwrap();
+    e.client().write_all(&[0x16, 0x03, 0x01]).unwrap();
     half_close(e.client());
     let exit = e.wait_exit();
     assert_eq!(exit.code, Some(98));
@@ -180,7 +180,7 @@ fn client_fin_during_the_handshake_exits_98() {
 #[test]
 fn garbage_instead_of_a_client_hello_gets_an_alert_and_98() {
     let mut e = spawn().start();
-    (&*e.client()).write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    e.client().write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
     let exit = e.wait_exit();
     assert_eq!(exit.code, Some(98));
     assert!(
@@ -192,7 +192,7 @@ fn garbage_instead_of_a_client_hello_gets_an_alert_and_98() {
     );
     // What the client got is a TLS alert record.
     let mut got = Vec::new();
-    let _ = (&*e.client()).read_to_end(&mut got);
+    let _ = e.client().read_to_end(&mut got);
     assert_eq!(got.first(), Some(&0x15), "alert record: {got:?}");
 }
 

@@ -335,7 +335,7 @@ fn client_pump(mut tls: Tls, up: &[u8], want: usize) -> Vec<u8> {
     while got.len() < want || tls.conn.wants_write() {
         assert!(start.elapsed() < Duration::from_secs(60), "pump stuck");
         let mut moved = false;
-        if sent < up.len() && tls.conn.wants_write() == false {
+        if sent < up.len() && !tls.conn.wants_write() {
             let n = tls
                 .conn
                 .writer()
