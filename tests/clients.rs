@@ -492,13 +492,11 @@ fn openssl_s_client_tls11_is_refused_and_the_engine_exits_98() {
     let mut e = accept(spawn(), &listener, &mut client);
     let stderr = assert_engine_exit(&mut e, 98, &client);
     assert_no_block(&mut e);
-    assert!(
-        stderr.starts_with(
-            "s6-tlsd-io: fatal: the TLS engine closed the connection during the handshake: "
-        ),
-        "engine stderr: {stderr}"
+    assert_eq!(
+        stderr,
+        "s6-tlsd-io: fatal: the TLS engine closed the connection during the handshake: \
+         the client offers only TLS 1.1 or older\n"
     );
-    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
     let status = client.wait_exit();
     assert!(
         !status.success(),
@@ -507,9 +505,8 @@ fn openssl_s_client_tls11_is_refused_and_the_engine_exits_98() {
     );
     let said = client.transcript();
     assert!(said.contains("Cipher is (NONE)"), "no session: {said}");
-    // The engine tells the client why before closing.
-    assert!(said.contains(" alert "), "no alert: {said}");
-    eprintln!("{stderr}");
+    // The engine tells the client why before closing: protocol_version.
+    assert!(said.contains("alert protocol version"), "no alert: {said}");
 }
 
 #[test]

@@ -51,15 +51,24 @@ impl Drop for End {
 
 /// Counts TLS record boundaries in what is read from the network, so that an
 /// EOF can be told apart as clean (between records) or truncated (inside one).
+/// Also keeps the stream's first bytes, where the ClientHello says which
+/// version the client offers, to tell an old client why it is refused.
 #[derive(Default)]
 pub struct RecordTracker {
     header: [u8; 5],
     header_len: usize,
     body_left: usize,
+    opening: [u8; 11],
+    opening_len: usize,
 }
 
 impl RecordTracker {
     pub fn feed(&mut self, mut data: &[u8]) {
+        if self.opening_len < self.opening.len() {
+            let k = (self.opening.len() - self.opening_len).min(data.len());
+            self.opening[self.opening_len..self.opening_len + k].copy_from_slice(&data[..k]);
+            self.opening_len += k;
+        }
         while !data.is_empty() {
             if self.body_left > 0 {
                 let k = self.body_left.min(data.len());
@@ -80,6 +89,13 @@ impl RecordTracker {
 
     pub fn at_boundary(&self) -> bool {
         self.header_len == 0 && self.body_left == 0
+    }
+
+    /// Whether the stream opened with a ClientHello whose highest version
+    /// is below TLS 1.2 (clients offering 1.3 also say 1.2 there).
+    pub fn client_too_old(&self) -> bool {
+        let o = &self.opening;
+        self.opening_len == o.len() && o[0] == 0x16 && o[5] == 0x01 && [o[9], o[10]] < [0x03, 0x03]
     }
 }
 
@@ -169,5 +185,20 @@ mod tests {
             t.feed(&[0x17, 3]);
             assert!(!t.at_boundary());
         }
+    }
+
+    #[test]
+    fn old_clients_are_recognised_from_their_client_hello() {
+        let hello = |major, minor| {
+            let mut t = RecordTracker::default();
+            t.feed(&[0x16, 3, 1, 0, 0x40, 0x01, 0, 0, 0x3c, major, minor, 0xaa]);
+            t.client_too_old()
+        };
+        assert!(hello(3, 2));
+        assert!(hello(3, 1));
+        assert!(!hello(3, 3));
+        let mut t = RecordTracker::default();
+        t.feed(&[0x16, 3, 1]);
+        assert!(!t.client_too_old());
     }
 }

@@ -109,16 +109,7 @@ where
     let accepted = read_client_hello(&fds, deadline, &mut records)?;
     let config = match choose(&accepted.client_hello()) {
         Ok(config) => config,
-        Err(refusal) => {
-            let alert = plaintext_alert(refusal.alert);
-            let mut left: &[u8] = &alert;
-            send_last_words(fds.net_out.as_fd(), |w| {
-                let n = w.write(left)?;
-                left = &left[n..];
-                Ok(n)
-            });
-            return Err(refusal.error);
-        }
+        Err(refusal) => return Err(refuse(&fds, refusal)),
     };
     let conn = match accepted.into_connection(config) {
         Ok(conn) => conn,
@@ -185,12 +176,36 @@ fn read_client_hello(
         match acceptor.accept() {
             Ok(None) => {}
             Ok(Some(accepted)) => return Ok(accepted),
+            // rustls rejects a TLS 1.1 ClientHello for lacking TLS 1.2
+            // extensions: say what really is wrong, with the right alert.
+            Err(_) if records.client_too_old() => {
+                let error = Error::Tls(
+                    "the TLS engine closed the connection during the handshake: \
+                     the client offers only TLS 1.1 or older"
+                        .into(),
+                );
+                let alert = AlertDescription::ProtocolVersion;
+                return Err(refuse(fds, Refusal { alert, error }));
+            }
             Err((e, mut alert)) => {
                 send_last_words(fds.net_out.as_fd(), |w| alert.write(w));
                 return Err(handshake_failed(true, e));
             }
         }
     }
+}
+
+/// Sends the refusal's alert in the clear (no keys exist yet) and returns
+/// its error.
+fn refuse(fds: &Fds, refusal: Refusal) -> Error {
+    let alert = plaintext_alert(refusal.alert);
+    let mut left: &[u8] = &alert;
+    send_last_words(fds.net_out.as_fd(), |w| {
+        let n = w.write(left)?;
+        left = &left[n..];
+        Ok(n)
+    });
+    refusal.error
 }
 
 fn wait_readable(fd: std::os::fd::BorrowedFd, deadline: Option<Instant>) -> Result<(), Error> {
