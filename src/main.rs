@@ -12,6 +12,7 @@ mod engine;
 mod env;
 mod error;
 mod keys;
+mod log;
 mod notify;
 mod peer;
 mod privilege;
@@ -22,12 +23,14 @@ use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Duration;
 
+use nix::errno::Errno;
 use rustls::AlertDescription;
 
 use crate::cli::{ClientCert, Options};
 use crate::engine::{Fds, Refusal, Settings};
 use crate::env::Env;
 use crate::error::Error;
+use crate::log::Log;
 use crate::notify::Notification;
 use crate::sni::KeyStore;
 
@@ -50,6 +53,7 @@ fn main() {
 }
 
 fn run(opts: &Options) -> Result<(), Error> {
+    let log = Log::new(opts.verbosity);
     let env = Env::from_process();
     let provider = tls::provider();
     let keys = KeyStore::load(&env, opts.sni_level, &provider)?;
@@ -62,8 +66,7 @@ fn run(opts: &Options) -> Result<(), Error> {
             mode == ClientCert::Mandatory,
         )?),
     };
-    let fds = take_fds(opts)?;
-    let notif = take_notification_fd(opts)?;
+    let (fds, notif) = take_fds(opts)?;
     let settings = Settings {
         close_notify: opts.close_notify,
         enforce_close_notify: opts.enforce_close_notify,
@@ -71,6 +74,7 @@ fn run(opts: &Options) -> Result<(), Error> {
             0 => None,
             ms => Some(Duration::from_millis(ms.into())),
         },
+        log,
     };
     engine::run(
         fds,
@@ -95,57 +99,71 @@ fn run(opts: &Options) -> Result<(), Error> {
             tls::server_config(provider.clone(), key, verifier)
                 .map_err(|e| refuse(AlertDescription::InternalError, e))
         },
-        |conn| match notif {
-            Some(fd) => Notification::of(conn).send(fd),
-            None => Ok(()),
+        |conn| {
+            let notification = Notification::of(conn);
+            log.info(format_args!(
+                "handshake complete: {}",
+                notification.summary()
+            ));
+            match notif {
+                Some(fd) => notification.send(fd),
+                None => Ok(()),
+            }
         },
     )
 }
 
-/// fds 0 and 1, fdr and fdw, checked open and taken over. When fdr and fdw
-/// are one descriptor, fdw gets its own copy so that each direction can be
-/// shut down and closed on its own.
-fn take_fds(opts: &Options) -> Result<Fds, Error> {
+/// fds 0 and 1, fdr, fdw and the notification fd, all checked before any is
+/// taken over: a failure closes nothing, so that the message still reaches
+/// stderr even when fd 2 is one of them. When fdr and fdw are one
+/// descriptor, fdw gets its own copy, so that each direction can be shut
+/// down and closed on its own.
+fn take_fds(opts: &Options) -> Result<(Fds, Option<OwnedFd>), Error> {
     if opts.fdr < 2 || opts.fdw < 2 {
         return Err(Error::BadUsage("fdr and fdw must not be 0 or 1".into()));
     }
-    let net_in = take_fd(0)?;
-    let net_out = take_fd(1)?;
-    let app_in = take_fd(opts.fdr)?;
-    let app_out = if opts.fdw == opts.fdr {
-        app_in
-            .try_clone()
-            .map_err(|e| Error::sys(format!("duplicate fd {}", opts.fdw), &e))?
-    } else {
-        take_fd(opts.fdw)?
-    };
-    Ok(Fds {
-        net_in,
-        net_out,
-        app_in,
-        app_out,
-    })
-}
-
-fn take_notification_fd(opts: &Options) -> Result<Option<OwnedFd>, Error> {
-    match opts.notif {
-        0 => Ok(None),
-        n if n == 1 || n == opts.fdr || n == opts.fdw => Err(Error::BadUsage(
+    if opts.notif != 0 && [1, opts.fdr, opts.fdw].contains(&opts.notif) {
+        return Err(Error::BadUsage(
             "notification-fd must differ from 1, fdr and fdw".into(),
-        )),
-        n => take_fd(n).map(Some),
+        ));
     }
+    let notif = (opts.notif != 0).then_some(opts.notif);
+    let mut raw = [0; 5];
+    for (slot, n) in raw
+        .iter_mut()
+        .zip([0, 1, opts.fdr, opts.fdw].into_iter().chain(notif))
+    {
+        *slot = open_fd(n)?;
+    }
+    if opts.fdw == opts.fdr {
+        // SAFETY: duplicating an open descriptor; the copy is ours.
+        raw[3] = unsafe { libc::fcntl(raw[2], libc::F_DUPFD_CLOEXEC, 3) };
+        if raw[3] < 0 {
+            return Err(Error::errno(
+                format!("duplicate fd {}", opts.fdw),
+                Errno::last(),
+            ));
+        }
+    }
+    // SAFETY: every descriptor is open and distinct, and the caller handed
+    // them to us: nothing else in this process refers to them.
+    let take = |fd: i32| unsafe { OwnedFd::from_raw_fd(fd) };
+    let fds = Fds {
+        net_in: take(raw[0]),
+        net_out: take(raw[1]),
+        app_in: take(raw[2]),
+        app_out: take(raw[3]),
+    };
+    Ok((fds, notif.map(|_| take(raw[4]))))
 }
 
-fn take_fd(n: u32) -> Result<OwnedFd, Error> {
-    use nix::errno::Errno;
+/// The descriptor number, if it is open.
+fn open_fd(n: u32) -> Result<i32, Error> {
     let raw = i32::try_from(n).map_err(|_| Error::errno(format!("use fd {n}"), Errno::EBADF))?;
     // SAFETY: F_GETFD only reads the descriptor's flags, and fails cleanly
     // with EBADF if it is not open.
     if unsafe { libc::fcntl(raw, libc::F_GETFD) } == -1 {
         return Err(Error::errno(format!("use fd {n}"), Errno::last()));
     }
-    // SAFETY: the descriptor is open, and the caller hands it to us: no one
-    // else in this process refers to it.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+    Ok(raw)
 }

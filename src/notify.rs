@@ -61,10 +61,32 @@ impl Notification {
         out
     }
 
+    /// One line for the log: protocol, cipher, SNI, peer subject. Lazy, so
+    /// that nothing is formatted unless the line is printed.
+    pub fn summary(&self) -> impl std::fmt::Display + '_ {
+        Summary(self)
+    }
+
     /// Writes the block to `fd` and closes it.
     pub fn send(&self, fd: OwnedFd) -> Result<(), Error> {
         write_all(fd.as_fd(), &self.block())
             .map_err(|e| Error::errno("write post-handshake data", e))
+    }
+}
+
+struct Summary<'a>(&'a Notification);
+
+impl std::fmt::Display for Summary<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0;
+        write!(f, "{} {}", n.protocol, n.cipher)?;
+        if let Some(name) = &n.server_name {
+            write!(f, " sni={name}")?;
+        }
+        if let Some((_, subject)) = &n.peer {
+            write!(f, " peer=[{}]", subject.as_deref().unwrap_or(""))?;
+        }
+        Ok(())
     }
 }
 

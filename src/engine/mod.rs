@@ -25,6 +25,7 @@ use rustls::server::{Accepted, Acceptor, ClientHello};
 use rustls::{AlertDescription, ProtocolVersion, ServerConfig, ServerConnection};
 
 use crate::error::{io_reason, Error};
+use crate::log::Log;
 use io::{plaintext_alert, send_last_words, End, FdWriter, NetReader, RecordTracker};
 
 /// How much cleartext is read from fdr at once: four full TLS records,
@@ -49,6 +50,7 @@ pub struct Settings {
     pub enforce_close_notify: bool,
     /// `-K`: the whole handshake must be done by then.
     pub handshake_timeout: Option<Duration>,
+    pub log: Log,
 }
 
 /// Why a ClientHello is refused: the alert the client gets, and our error.
@@ -91,6 +93,12 @@ struct Engine<H> {
     /// Called once, when the handshake completes: the notification.
     on_handshake: Option<H>,
     buf: Box<[u8]>,
+    /// For the closing report (`-v 2`).
+    started: Instant,
+    client_to_app: u64,
+    app_to_client: u64,
+    inbound_end: &'static str,
+    outbound_end: &'static str,
 }
 
 /// Runs one connection to its end. `choose` picks the configuration from
@@ -133,12 +141,18 @@ where
         records,
         on_handshake: Some(on_handshake),
         buf: vec![0; APP_CHUNK].into_boxed_slice(),
+        started: Instant::now(),
+        client_to_app: 0,
+        app_to_client: 0,
+        inbound_end: "open",
+        outbound_end: "open",
     };
     engine.conn.set_buffer_limit(Some(APP_CHUNK));
     let result = engine.relay();
     if result.is_err() {
         engine.send_pending_alert();
     }
+    engine.report();
     result
 }
 
@@ -375,7 +389,10 @@ where
                 _ => break,
             };
             match nix::unistd::write(app, data) {
-                Ok(n) => reader.consume(n),
+                Ok(n) => {
+                    reader.consume(n);
+                    self.client_to_app += n as u64;
+                }
                 Err(Errno::EAGAIN) => return Ok(()),
                 Err(Errno::EINTR) => {}
                 Err(e) => return Err(Error::errno("write to local", e)),
@@ -384,7 +401,7 @@ where
         if revents & (libc::POLLERR | libc::POLLHUP) != 0 {
             // The application closed fdw with nothing pending for it: stop
             // reading the client quietly; the other direction goes on.
-            self.inbound = Inbound::Closed;
+            self.close_inbound("the application closed fdw");
         }
         Ok(())
     }
@@ -418,8 +435,13 @@ where
             Err(e) => return Err(Error::errno("read from local", e)),
         };
         if n == 0 {
-            self.local_eof();
+            let why = match self.settings.close_notify {
+                true => "EOF, close_notify sent",
+                false => "EOF",
+            };
+            self.local_eof(why);
         } else {
+            self.app_to_client += n as u64;
             self.conn
                 .writer()
                 .write_all(&self.buf[..n])
@@ -430,13 +452,17 @@ where
     }
 
     /// fdr is done: `-S` queues close_notify behind the pending records.
-    fn local_eof(&mut self) {
+    fn local_eof(&mut self, why: &'static str) {
         if let Outbound::Open { net, .. } = std::mem::replace(&mut self.outbound, Outbound::Closed)
         {
             if self.settings.close_notify {
                 self.conn.send_close_notify();
             }
             self.outbound = Outbound::Flushing { net };
+            self.outbound_end = why;
+            self.settings
+                .log
+                .debug(format_args!("outbound: open -> flushing ({why})"));
         }
     }
 
@@ -484,6 +510,9 @@ where
         }
         if let Inbound::Open { app, .. } = std::mem::replace(&mut self.inbound, Inbound::Closed) {
             self.inbound = Inbound::Draining { app };
+            self.settings
+                .log
+                .debug(format_args!("inbound: open -> draining (client EOF)"));
         }
         Ok(())
     }
@@ -508,23 +537,46 @@ where
             match self.conn.reader().fill_buf() {
                 // close_notify received and everything before it delivered.
                 Ok([]) => {
-                    self.inbound = Inbound::Closed;
+                    self.close_inbound("close_notify");
                     if self.conn.protocol_version() == Some(ProtocolVersion::TLSv1_2) {
                         // TLS 1.2 closes both ways: answer it and stop reading fdr.
                         self.conn.send_close_notify();
-                        self.local_eof();
+                        self.local_eof("closed after the client's close_notify (TLS 1.2)");
                     }
                 }
                 // EOF without close_notify, everything before it delivered.
-                Err(e) if e.kind() == ErrorKind::UnexpectedEof => self.inbound = Inbound::Closed,
+                Err(e) if e.kind() == ErrorKind::UnexpectedEof => self.close_inbound("EOF"),
                 _ => {}
             }
         }
         if let Outbound::Flushing { .. } = self.outbound {
             if !self.conn.wants_write() {
                 self.outbound = Outbound::Closed;
+                self.settings
+                    .log
+                    .debug(format_args!("outbound: flushing -> closed"));
             }
         }
+    }
+
+    fn close_inbound(&mut self, why: &'static str) {
+        self.inbound = Inbound::Closed;
+        self.inbound_end = why;
+        self.settings
+            .log
+            .debug(format_args!("inbound: closed ({why})"));
+    }
+
+    /// The closing line at `-v 2`.
+    fn report(&self) {
+        self.settings.log.info(format_args!(
+            "connection ended after {} ms: client to app {} bytes ({}), app to client {} bytes ({})",
+            self.started.elapsed().as_millis(),
+            self.client_to_app,
+            self.inbound_end,
+            self.app_to_client,
+            self.outbound_end,
+        ));
     }
 
     /// On a fatal error, rustls may have queued an alert: let it out.

@@ -185,6 +185,8 @@ pub struct Spawn {
     pub raw_argv: Option<Vec<OsString>>,
     /// Start from an empty environment (the default), not the test's.
     pub clear_env: bool,
+    /// The engine's stderr; by default a pipe the harness reads at exit.
+    pub stderr: Option<OwnedFd>,
 }
 
 impl Default for Spawn {
@@ -195,6 +197,7 @@ impl Default for Spawn {
             notify: true,
             raw_argv: None,
             clear_env: true,
+            stderr: None,
         }
     }
 }
@@ -264,7 +267,10 @@ impl Spawn {
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.stdin(Stdio::from(OwnedFd::from(server)))
             .stdout(Stdio::from(OwnedFd::from(server_out)))
-            .stderr(Stdio::piped());
+            .stderr(match self.stderr {
+                Some(fd) => Stdio::from(fd),
+                None => Stdio::piped(),
+            });
         let moves: Vec<(OwnedFd, i32)> = vec![
             (OwnedFd::from(fdr), FDR),
             (OwnedFd::from(fdw), FDW),

@@ -1,0 +1,797 @@
+//! Spec sections 3 and 7: the key files named by the environment. Every
+//! accepted format and algorithm must complete a handshake and an echo with
+//! the in-process rustls client; every bad input must fail at start-up
+//! (exit 96, or 100 for an unset variable) with one line naming the
+//! variable, the file and the reason, without ever touching the network.
+//!
+//! Keys are generated at test time (rcgen, and the openssl CLI for format
+//! conversions); nothing secret is committed.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use common::*;
+use rustls::pki_types::CertificateDer;
+use rustls::{ClientConfig, RootCertStore};
+
+// ---------------------------------------------------------------- helpers
+
+fn fatal(msg: &str) -> String {
+    format!("s6-tlsd-io: fatal: {msg}\n")
+}
+
+fn p(path: &Path) -> String {
+    path.display().to_string()
+}
+
+fn env_of(pairs: &[(&str, &Path)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), p(v))).collect()
+}
+
+/// One key pair per algorithm, shared by the tests of this file (RSA 4096
+/// takes a while to generate).
+fn keys_for(alg: Alg) -> &'static Keys {
+    static CACHE: [OnceLock<Keys>; 5] = [const { OnceLock::new() }; 5];
+    let i = match alg {
+        Alg::EcdsaP256 => 0,
+        Alg::EcdsaP384 => 1,
+        Alg::Ed25519 => 2,
+        Alg::Rsa2048 => 3,
+        Alg::Rsa4096 => 4,
+    };
+    CACHE[i].get_or_init(|| keys(alg, &["localhost"]))
+}
+
+/// Runs `openssl args...` (files in, files out), at most 60 s.
+fn openssl(args: &[&str]) {
+    let mut child = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run openssl");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("openssl {args:?} still running after 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let mut err = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    assert!(status.success(), "openssl {args:?}: {err}");
+}
+
+/// `openssl pkey` on `keys`' PKCS#8 key with `extra` options, into a new
+/// file `name` next to it.
+fn convert_key(keys: &Keys, name: &str, extra: &[&str]) -> PathBuf {
+    let out = keys.dir.join(name);
+    let (key, outp) = (p(&keys.key), p(&out));
+    let mut args = vec!["pkey", "-in", &key, "-out", &outp];
+    args.extend_from_slice(extra);
+    openssl(&args);
+    out
+}
+
+fn file_starts_with(path: &Path, prefix: &str) -> bool {
+    std::fs::read(path)
+        .expect("read converted key")
+        .starts_with(prefix.as_bytes())
+}
+
+/// Client -> app and app -> client, a few bytes each way.
+fn echo(e: &mut Engine, tls: &mut Tls) {
+    tls.write_all(b"ping").unwrap();
+    assert_eq!(read_app(e, 4), b"ping");
+    e.app_tx().write_all(b"pong").unwrap();
+    let mut buf = [0u8; 4];
+    tls.read_exact(&mut buf).expect("client read");
+    assert_eq!(&buf, b"pong");
+}
+
+/// Ends a healthy connection from both sides and expects exit 0, silently.
+fn finish(mut e: Engine, mut tls: Tls) {
+    tls.conn.send_close_notify();
+    while tls.conn.wants_write() {
+        tls.conn.write_tls(&mut tls.sock).expect("close_notify");
+    }
+    e.close_app_tx();
+    let _ = read_to_end_tls(&mut tls);
+    drop(tls);
+    e.client.take();
+    let exit = e.wait_exit();
+    assert_eq!((exit.code, exit.stderr.as_str()), (Some(0), ""));
+}
+
+/// An engine with `env` completes a handshake with `config` for
+/// "localhost" and an echo, then ends cleanly; returns the chain the
+/// client was sent.
+fn serve_with(env: Vec<(String, String)>, config: Arc<ClientConfig>) -> Vec<Vec<u8>> {
+    let mut e = spawn().no_notify().env(env).start();
+    let mut tls = connect(&e, config, "localhost");
+    let chain = tls
+        .conn
+        .peer_certificates()
+        .expect("server chain")
+        .iter()
+        .map(|c| c.to_vec())
+        .collect();
+    echo(&mut e, &mut tls);
+    finish(e, tls);
+    chain
+}
+
+/// Serves under both TLS 1.3 and TLS 1.2.
+fn assert_serves(cert: &Path, key: &Path) {
+    for config in [tls13(), tls12()] {
+        serve_with(env_of(&[("CERTFILE", cert), ("KEYFILE", key)]), config);
+    }
+}
+
+/// Starts an engine with `env` (and `args`) that must give up at start-up:
+/// it exits on its own although the client never sends a byte, and it
+/// never writes a byte to the client. Returns its exit code and stderr.
+fn startup_failure(args: &[&str], env: Vec<(String, String)>) -> (Option<i32>, String) {
+    let mut e = spawn().no_notify().args(args).env(env).start();
+    // A panic here means that the engine went on to wait for a ClientHello.
+    let exit = e.wait(Duration::from_secs(10));
+    let mut sock = e.client.take().unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = Vec::new();
+    sock.read_to_end(&mut got)
+        .expect("EOF on the client socket");
+    assert!(got.is_empty(), "the engine wrote to the network: {got:?}");
+    (exit.code, exit.stderr)
+}
+
+/// The default pair's certificate with `key`, or `cert` with its key.
+fn with_cert(cert: &Path) -> Vec<(String, String)> {
+    env_of(&[
+        ("CERTFILE", cert),
+        ("KEYFILE", &keys_for(Alg::EcdsaP256).key),
+    ])
+}
+
+fn with_key(key: &Path) -> Vec<(String, String)> {
+    env_of(&[
+        ("CERTFILE", &keys_for(Alg::EcdsaP256).cert),
+        ("KEYFILE", key),
+    ])
+}
+
+/// The one-line message for a file that was read but not understood:
+/// it names the variable, the file, then gives a reason.
+fn assert_invalid(got: (Option<i32>, String), var: &str, file: &Path) -> String {
+    let (code, stderr) = got;
+    assert_eq!(code, Some(96), "{stderr}");
+    let prefix = format!("s6-tlsd-io: fatal: invalid {var} file {}: ", p(file));
+    assert!(stderr.starts_with(&prefix), "{stderr:?} !~ {prefix:?}");
+    let reason = stderr[prefix.len()..].to_string();
+    assert!(
+        reason.ends_with('\n') && reason.lines().count() == 1,
+        "{stderr:?}"
+    );
+    assert!(reason.trim().len() > 3, "no reason: {stderr:?}");
+    reason.trim_end().to_string()
+}
+
+fn garbage_dir() -> PathBuf {
+    tmpdir("config-bad")
+}
+
+// --------------------------------------------- algorithms, PEM PKCS#8
+
+#[test]
+fn rsa_2048_pkcs8_pem_serves() {
+    let k = keys_for(Alg::Rsa2048);
+    assert!(k.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+    assert_serves(&k.cert, &k.key);
+}
+
+#[test]
+fn rsa_4096_pkcs8_pem_serves() {
+    let k = keys_for(Alg::Rsa4096);
+    assert_serves(&k.cert, &k.key);
+}
+
+#[test]
+fn ecdsa_p256_pkcs8_pem_serves() {
+    let k = keys_for(Alg::EcdsaP256);
+    assert!(k.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+    assert_serves(&k.cert, &k.key);
+}
+
+#[test]
+fn ecdsa_p384_pkcs8_pem_serves() {
+    let k = keys_for(Alg::EcdsaP384);
+    assert_serves(&k.cert, &k.key);
+}
+
+#[test]
+fn ed25519_pkcs8_pem_serves() {
+    let k = keys_for(Alg::Ed25519);
+    assert!(k.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+    assert_serves(&k.cert, &k.key);
+}
+
+// ------------------------------------------ PKCS#1 and SEC1 (traditional)
+
+#[test]
+fn rsa_pkcs1_pem_key_serves() {
+    for alg in [Alg::Rsa2048, Alg::Rsa4096] {
+        let k = keys_for(alg);
+        let key = convert_key(k, "pkcs1.pem", &["-traditional"]);
+        assert!(file_starts_with(&key, "-----BEGIN RSA PRIVATE KEY-----"));
+        assert_serves(&k.cert, &key);
+    }
+}
+
+#[test]
+fn rsa_pkcs1_der_key_serves() {
+    let k = keys_for(Alg::Rsa2048);
+    let key = convert_key(k, "pkcs1.der", &["-traditional", "-outform", "DER"]);
+    assert_serves(&k.cert, &key);
+}
+
+#[test]
+fn ecdsa_sec1_pem_key_serves() {
+    for alg in [Alg::EcdsaP256, Alg::EcdsaP384] {
+        let k = keys_for(alg);
+        let key = convert_key(k, "sec1.pem", &["-traditional"]);
+        assert!(file_starts_with(&key, "-----BEGIN EC PRIVATE KEY-----"));
+        assert_serves(&k.cert, &key);
+    }
+}
+
+#[test]
+fn ecdsa_sec1_der_key_serves() {
+    let k = keys_for(Alg::EcdsaP384);
+    let key = convert_key(k, "sec1.der", &["-traditional", "-outform", "DER"]);
+    assert_serves(&k.cert, &key);
+}
+
+// --------------------------------------------------------------- DER
+
+#[test]
+fn der_pkcs8_key_and_single_der_certificate_serve_for_every_algorithm() {
+    for alg in [
+        Alg::Rsa2048,
+        Alg::Rsa4096,
+        Alg::EcdsaP256,
+        Alg::EcdsaP384,
+        Alg::Ed25519,
+    ] {
+        let k = keys_for(alg);
+        let cert = write_file(&k.dir, "cert.der", &k.cert_der);
+        let key = write_file(&k.dir, "key.der", &k.key_der);
+        assert_serves(&cert, &key);
+        // The chain sent is that one certificate.
+        let chain = serve_with(env_of(&[("CERTFILE", &cert), ("KEYFILE", &key)]), tls13());
+        assert_eq!(chain, vec![k.cert_der.clone()], "{alg:?}");
+    }
+}
+
+#[test]
+fn der_certificate_with_pem_key_and_pem_certificate_with_der_key_serve() {
+    let k = keys_for(Alg::EcdsaP256);
+    let cert_der = write_file(&k.dir, "mixed-cert.der", &k.cert_der);
+    let key_der = write_file(&k.dir, "mixed-key.der", &k.key_der);
+    assert_serves(&cert_der, &k.key);
+    assert_serves(&k.cert, &key_der);
+}
+
+// ------------------------------------------------------------- chains
+
+struct Chain {
+    root_der: Vec<u8>,
+    intermediate_der: Vec<u8>,
+    leaf_der: Vec<u8>,
+    dir: PathBuf,
+    leaf_pem: String,
+    intermediate_pem: String,
+    key: PathBuf,
+}
+
+/// root CA -> intermediate CA -> leaf for localhost, all fresh.
+fn chain() -> Chain {
+    let ca_params = |cn: &str| {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params
+    };
+    let root_key = rcgen::KeyPair::generate().unwrap();
+    let root = ca_params("chain test root").self_signed(&root_key).unwrap();
+    let int_key = rcgen::KeyPair::generate().unwrap();
+    let int = ca_params("chain test intermediate")
+        .signed_by(&int_key, &root, &root_key)
+        .unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &int, &int_key)
+        .unwrap();
+    let dir = tmpdir("chain");
+    let key = write_file(&dir, "leaf-key.pem", leaf_key.serialize_pem().as_bytes());
+    Chain {
+        root_der: root.der().to_vec(),
+        intermediate_der: int.der().to_vec(),
+        leaf_der: leaf.der().to_vec(),
+        dir,
+        leaf_pem: leaf.pem(),
+        intermediate_pem: int.pem(),
+        key,
+    }
+}
+
+fn trusting_only(
+    root_der: &[u8],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    roots.add(CertificateDer::from(root_der.to_vec())).unwrap();
+    Arc::new(
+        ClientConfig::builder_with_protocol_versions(versions)
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+#[test]
+fn chain_with_intermediate_leaf_first_verifies_against_the_root_alone() {
+    let c = chain();
+    let cert = write_file(
+        &c.dir,
+        "chain.pem",
+        format!("{}{}", c.leaf_pem, c.intermediate_pem).as_bytes(),
+    );
+    let env = env_of(&[("CERTFILE", &cert), ("KEYFILE", &c.key)]);
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let sent = serve_with(env.clone(), trusting_only(&c.root_der, &[version]));
+        assert_eq!(sent, vec![c.leaf_der.clone(), c.intermediate_der.clone()]);
+    }
+}
+
+/// The control for the test above: without the intermediate in the file,
+/// the same client cannot verify the leaf.
+#[test]
+fn chain_without_its_intermediate_does_not_verify() {
+    let c = chain();
+    let cert = write_file(&c.dir, "leaf-only.pem", c.leaf_pem.as_bytes());
+    let mut e = spawn()
+        .no_notify()
+        .env(env_of(&[("CERTFILE", &cert), ("KEYFILE", &c.key)]))
+        .start();
+    let sock = e.client().try_clone().unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let conn = rustls::ClientConnection::new(
+        trusting_only(&c.root_der, &[&rustls::version::TLS13]),
+        "localhost".try_into().unwrap(),
+    )
+    .unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    let mut result = Ok((0, 0));
+    while tls.conn.is_handshaking() && result.is_ok() {
+        result = tls.conn.complete_io(&mut tls.sock);
+    }
+    let err = result.expect_err("the client must refuse the leaf alone");
+    assert!(err.to_string().contains("UnknownIssuer"), "{err}");
+    drop(tls);
+    e.client.take();
+    e.close_app_tx();
+    assert_eq!(e.wait_exit().code, Some(98));
+}
+
+// ------------------------------------------------------- unset variables
+
+#[test]
+fn certfile_unset_is_checked_first() {
+    assert_eq!(
+        startup_failure(&[], vec![]),
+        (Some(100), fatal("CERTFILE not set"))
+    );
+    let k = keys_for(Alg::EcdsaP256);
+    assert_eq!(
+        startup_failure(&[], env_of(&[("KEYFILE", &k.key)])),
+        (Some(100), fatal("CERTFILE not set"))
+    );
+}
+
+#[test]
+fn keyfile_unset_fails_at_startup() {
+    let k = keys_for(Alg::EcdsaP256);
+    assert_eq!(
+        startup_failure(&[], env_of(&[("CERTFILE", &k.cert)])),
+        (Some(100), fatal("KEYFILE not set"))
+    );
+}
+
+// --------------------------------------------------- unreadable files
+
+#[test]
+fn missing_certfile_fails_at_startup_naming_certfile() {
+    let missing = garbage_dir().join("nonexistent.pem");
+    assert_eq!(
+        startup_failure(&[], with_cert(&missing)),
+        (
+            Some(96),
+            fatal(&format!(
+                "unable to read CERTFILE file {}: No such file or directory",
+                p(&missing)
+            ))
+        )
+    );
+}
+
+#[test]
+fn missing_keyfile_fails_at_startup_naming_keyfile() {
+    let missing = garbage_dir().join("nonexistent.pem");
+    assert_eq!(
+        startup_failure(&[], with_key(&missing)),
+        (
+            Some(96),
+            fatal(&format!(
+                "unable to read KEYFILE file {}: No such file or directory",
+                p(&missing)
+            ))
+        )
+    );
+}
+
+#[test]
+fn directory_as_certfile_or_keyfile_fails_at_startup() {
+    let dir = garbage_dir();
+    assert_eq!(
+        startup_failure(&[], with_cert(&dir)),
+        (
+            Some(96),
+            fatal(&format!(
+                "unable to read CERTFILE file {}: Is a directory",
+                p(&dir)
+            ))
+        )
+    );
+    assert_eq!(
+        startup_failure(&[], with_key(&dir)),
+        (
+            Some(96),
+            fatal(&format!(
+                "unable to read KEYFILE file {}: Is a directory",
+                p(&dir)
+            ))
+        )
+    );
+}
+
+#[test]
+fn empty_certfile_fails_at_startup_naming_certfile() {
+    let empty = write_file(&garbage_dir(), "empty.pem", b"");
+    assert_eq!(
+        startup_failure(&[], with_cert(&empty)),
+        (
+            Some(96),
+            fatal(&format!(
+                "invalid CERTFILE file {}: the file is empty",
+                p(&empty)
+            ))
+        )
+    );
+}
+
+#[test]
+fn empty_keyfile_fails_at_startup_naming_keyfile() {
+    let empty = write_file(&garbage_dir(), "empty.pem", b"");
+    assert_eq!(
+        startup_failure(&[], with_key(&empty)),
+        (
+            Some(96),
+            fatal(&format!(
+                "invalid KEYFILE file {}: the file is empty",
+                p(&empty)
+            ))
+        )
+    );
+}
+
+// ------------------------------------------------------------- garbage
+
+#[test]
+fn garbage_certfile_fails_at_startup_naming_certfile() {
+    let dir = garbage_dir();
+    let text = write_file(&dir, "text.pem", b"this is not a certificate\n");
+    assert_invalid(startup_failure(&[], with_cert(&text)), "CERTFILE", &text);
+    // Looks like DER (a SEQUENCE) but is not a certificate.
+    let der = write_file(&dir, "junk.der", &[0x30, 0x82, 0x01, 0x00, 1, 2, 3, 4]);
+    assert_invalid(startup_failure(&[], with_cert(&der)), "CERTFILE", &der);
+    // PEM armour around junk.
+    let armour = write_file(
+        &dir,
+        "armour.pem",
+        b"-----BEGIN CERTIFICATE-----\n!!!! not base64 !!!!\n-----END CERTIFICATE-----\n",
+    );
+    assert_invalid(
+        startup_failure(&[], with_cert(&armour)),
+        "CERTFILE",
+        &armour,
+    );
+    // Well-formed base64 that is not a certificate.
+    let b64 = write_file(
+        &dir,
+        "b64.pem",
+        b"-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n",
+    );
+    assert_invalid(startup_failure(&[], with_cert(&b64)), "CERTFILE", &b64);
+}
+
+#[test]
+fn garbage_keyfile_fails_at_startup_naming_keyfile() {
+    let dir = garbage_dir();
+    let text = write_file(&dir, "text.pem", b"this is not a key\n");
+    assert_invalid(startup_failure(&[], with_key(&text)), "KEYFILE", &text);
+    let der = write_file(&dir, "junk.der", &[0x30, 0x82, 0x01, 0x00, 1, 2, 3, 4]);
+    assert_invalid(startup_failure(&[], with_key(&der)), "KEYFILE", &der);
+    let b64 = write_file(
+        &dir,
+        "b64.pem",
+        b"-----BEGIN PRIVATE KEY-----\naGVsbG8gd29ybGQ=\n-----END PRIVATE KEY-----\n",
+    );
+    assert_invalid(startup_failure(&[], with_key(&b64)), "KEYFILE", &b64);
+}
+
+#[test]
+fn key_file_given_as_certfile_fails_at_startup_naming_certfile() {
+    let k = keys_for(Alg::EcdsaP256);
+    let reason = assert_invalid(
+        startup_failure(&[], env_of(&[("CERTFILE", &k.key), ("KEYFILE", &k.key)])),
+        "CERTFILE",
+        &k.key,
+    );
+    assert_eq!(reason, "no CERTIFICATE block found");
+    // The DER key, too.
+    let key_der = write_file(&garbage_dir(), "key.der", &k.key_der);
+    assert_invalid(
+        startup_failure(&[], env_of(&[("CERTFILE", &key_der), ("KEYFILE", &k.key)])),
+        "CERTFILE",
+        &key_der,
+    );
+}
+
+#[test]
+fn certificate_file_given_as_keyfile_fails_at_startup_naming_keyfile() {
+    let k = keys_for(Alg::EcdsaP256);
+    let reason = assert_invalid(
+        startup_failure(&[], env_of(&[("CERTFILE", &k.cert), ("KEYFILE", &k.cert)])),
+        "KEYFILE",
+        &k.cert,
+    );
+    assert_eq!(reason, "no PRIVATE KEY block found");
+}
+
+#[test]
+fn encrypted_key_fails_at_startup_naming_keyfile() {
+    let k = keys_for(Alg::EcdsaP256);
+    let enc = k.dir.join("encrypted.pem");
+    openssl(&[
+        "pkcs8",
+        "-topk8",
+        "-v2",
+        "aes-256-cbc",
+        "-passout",
+        "pass:x",
+        "-in",
+        &p(&k.key),
+        "-out",
+        &p(&enc),
+    ]);
+    assert!(file_starts_with(
+        &enc,
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----"
+    ));
+    let reason = assert_invalid(startup_failure(&[], with_key(&enc)), "KEYFILE", &enc);
+    assert_eq!(reason, "encrypted private keys are not supported");
+}
+
+#[test]
+fn encrypted_traditional_rsa_key_fails_at_startup_naming_keyfile() {
+    let k = keys_for(Alg::Rsa2048);
+    let enc = k.dir.join("encrypted-pkcs1.pem");
+    openssl(&[
+        "rsa",
+        "-traditional",
+        "-aes256",
+        "-passout",
+        "pass:x",
+        "-in",
+        &p(&k.key),
+        "-out",
+        &p(&enc),
+    ]);
+    assert!(file_starts_with(&enc, "-----BEGIN RSA PRIVATE KEY-----"));
+    let env = env_of(&[("CERTFILE", &k.cert), ("KEYFILE", &enc)]);
+    let reason = assert_invalid(startup_failure(&[], env), "KEYFILE", &enc);
+    assert_eq!(reason, "encrypted private keys are not supported");
+}
+
+#[test]
+fn encrypted_der_key_fails_at_startup_naming_keyfile() {
+    let k = keys_for(Alg::EcdsaP256);
+    let enc = k.dir.join("encrypted.der");
+    openssl(&[
+        "pkcs8",
+        "-topk8",
+        "-v2",
+        "aes-256-cbc",
+        "-passout",
+        "pass:x",
+        "-outform",
+        "DER",
+        "-in",
+        &p(&k.key),
+        "-out",
+        &p(&enc),
+    ]);
+    assert_invalid(startup_failure(&[], with_key(&enc)), "KEYFILE", &enc);
+}
+
+#[test]
+fn unsupported_key_type_fails_at_startup_naming_keyfile() {
+    // secp256k1 parses as SEC1 but no TLS signature scheme uses it.
+    let dir = garbage_dir();
+    let (key, cert) = (dir.join("k1-key.pem"), dir.join("k1-cert.pem"));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:secp256k1",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-days",
+        "1",
+        "-keyout",
+        &p(&key),
+        "-out",
+        &p(&cert),
+    ]);
+    let env = env_of(&[("CERTFILE", &cert), ("KEYFILE", &key)]);
+    assert_invalid(startup_failure(&[], env), "KEYFILE", &key);
+}
+
+// ------------------------------------------------------------ mismatch
+
+fn assert_mismatch(cert: &Path, key: &Path) {
+    assert_eq!(
+        startup_failure(&[], env_of(&[("CERTFILE", cert), ("KEYFILE", key)])),
+        (
+            Some(96),
+            fatal(&format!(
+                "the private key in KEYFILE file {} does not match the certificate in CERTFILE file {}",
+                p(key),
+                p(cert)
+            ))
+        )
+    );
+}
+
+#[test]
+fn key_not_matching_the_certificate_fails_at_startup() {
+    let a = keys_for(Alg::EcdsaP256);
+    let b = keys(Alg::EcdsaP256, &["localhost"]);
+    assert_mismatch(&a.cert, &b.key);
+}
+
+#[test]
+fn key_of_another_algorithm_fails_at_startup() {
+    assert_mismatch(&keys_for(Alg::EcdsaP256).cert, &keys_for(Alg::Rsa2048).key);
+    assert_mismatch(&keys_for(Alg::Rsa2048).cert, &keys_for(Alg::EcdsaP384).key);
+}
+
+#[test]
+fn rsa_key_not_matching_the_certificate_fails_at_startup() {
+    let other = keys(Alg::Rsa2048, &["localhost"]);
+    assert_mismatch(&keys_for(Alg::Rsa2048).cert, &other.key);
+}
+
+#[test]
+fn ed25519_key_not_matching_the_certificate_fails_at_startup() {
+    let other = keys(Alg::Ed25519, &["localhost"]);
+    assert_mismatch(&keys_for(Alg::Ed25519).cert, &other.key);
+}
+
+// ------------------------------------------------------ named pairs
+
+#[test]
+fn named_pair_errors_name_their_variable() {
+    let dir = garbage_dir();
+    let text = write_file(&dir, "text.pem", b"not a key\n");
+    let k = keys_for(Alg::EcdsaP256);
+    let env = env_of(&[
+        ("CERTFILE:localhost", &k.cert),
+        ("KEYFILE:localhost", &text),
+    ]);
+    assert_invalid(
+        startup_failure(&["-k", "2"], env),
+        "KEYFILE:localhost",
+        &text,
+    );
+    let env = env_of(&[("CERTFILE:localhost", &text), ("KEYFILE:localhost", &k.key)]);
+    assert_invalid(
+        startup_failure(&["-k", "2"], env),
+        "CERTFILE:localhost",
+        &text,
+    );
+    let missing = dir.join("nonexistent.pem");
+    let env = env_of(&[
+        ("CERTFILE:localhost", &missing),
+        ("KEYFILE:localhost", &k.key),
+    ]);
+    assert_eq!(
+        startup_failure(&["-k", "1"], {
+            let mut env = env;
+            env.extend(key_env(k));
+            env
+        }),
+        (
+            Some(96),
+            fatal(&format!(
+                "unable to read CERTFILE:localhost file {}: No such file or directory",
+                p(&missing)
+            ))
+        )
+    );
+}
+
+#[test]
+fn keyfile_for_a_name_without_its_certfile_fails_at_startup() {
+    let k = keys_for(Alg::EcdsaP256);
+    let env = env_of(&[("KEYFILE:a.example.com", &k.key)]);
+    assert_eq!(
+        startup_failure(&["-k", "2"], env),
+        (
+            Some(96),
+            fatal(
+                "environment variable KEYFILE:a.example.com not paired with the corresponding CERTFILE"
+            )
+        )
+    );
+}
+
+#[test]
+fn mandatory_sni_without_any_named_pair_fails_at_startup() {
+    let k = keys_for(Alg::EcdsaP256);
+    assert_eq!(
+        startup_failure(&["-k", "2"], key_env(k)),
+        (
+            Some(96),
+            fatal("no suitable keypairs found in the environment")
+        )
+    );
+}
+
+#[test]
+fn bare_keyfile_colon_is_ignored() {
+    let k = keys_for(Alg::EcdsaP256);
+    let mut env = key_env(k);
+    env.push(("KEYFILE:".into(), "/nonexistent".into()));
+    let mut e = spawn().no_notify().args(&["-k", "1"]).env(env).start();
+    let mut tls = connect(&e, tls13(), "localhost");
+    echo(&mut e, &mut tls);
+    finish(e, tls);
+}
