@@ -6,19 +6,6 @@
 //! says how it went. (SIGPIPE is already ignored by the Rust runtime: write
 //! errors come back as EPIPE.)
 
-mod anchors;
-mod cli;
-mod engine;
-mod env;
-mod error;
-mod keys;
-mod log;
-mod notify;
-mod peer;
-mod privilege;
-mod sni;
-mod tls;
-
 use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Duration;
@@ -26,13 +13,14 @@ use std::time::Duration;
 use nix::errno::Errno;
 use rustls::AlertDescription;
 
-use crate::cli::{ClientCert, Options};
-use crate::engine::{Fds, Refusal, Settings};
-use crate::env::Env;
-use crate::error::Error;
-use crate::log::Log;
-use crate::notify::Notification;
-use crate::sni::KeyStore;
+use s6_tlsd_io::cli::{self, ClientCert, Options};
+use s6_tlsd_io::engine::{self, Fds, Refusal, Settings};
+use s6_tlsd_io::env::Env;
+use s6_tlsd_io::error::Error;
+use s6_tlsd_io::log::Log;
+use s6_tlsd_io::notify::Notification;
+use s6_tlsd_io::sni::KeyStore;
+use s6_tlsd_io::{anchors, privilege, tls};
 
 fn main() {
     let (verbosity, result) = match cli::parse(std::env::args_os().skip(1)) {

@@ -1,0 +1,15 @@
+//! The pieces of s6-tlsd-io, one concern each. src/main.rs tells the story;
+//! this library exists so that the fuzz targets can reach each piece.
+
+pub mod anchors;
+pub mod cli;
+pub mod engine;
+pub mod env;
+pub mod error;
+pub mod keys;
+pub mod log;
+pub mod notify;
+pub mod peer;
+pub mod privilege;
+pub mod sni;
+pub mod tls;
