@@ -6,13 +6,20 @@
 //! (files read, PEM or DER decoded) is done for every pair at start-up;
 //! `load` (key parsed by the provider and matched against the certificate)
 //! costs 30-150 us a pair and is done only for the pair a client gets.
+//!
+//! Key hygiene: the bytes of a key file and the key's decoded DER live in a
+//! `Secret`, overwritten when dropped, loaded or not; the provider gets a
+//! borrowed view and keeps its own copy (which aws-lc wipes on free).
+//! Beyond our reach: rustls-pki-types' PEM decoder keeps a transient copy
+//! of the base64 text while it decodes.
 
 use std::ffi::OsStr;
 use std::sync::Arc;
 
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::pem::{PemObject, SectionKind};
+use rustls::pki_types::{
+    CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer,
+};
 use rustls::sign::CertifiedKey;
 
 use crate::env::Env;
@@ -21,9 +28,47 @@ use crate::error::{io_reason, Error};
 /// A chain and its key, decoded but not yet loaded.
 pub struct KeyPair {
     chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
+    key: Key,
     cert_source: Source,
     key_source: Source,
+}
+
+/// A private key's DER, and which encoding it is.
+struct Key {
+    der: Secret,
+    encoding: Encoding,
+}
+
+#[derive(Clone, Copy)]
+enum Encoding {
+    Pkcs8,
+    Pkcs1,
+    Sec1,
+}
+
+impl Key {
+    fn view(&self) -> PrivateKeyDer<'_> {
+        let der = &self.der.0[..];
+        match self.encoding {
+            Encoding::Pkcs8 => PrivatePkcs8KeyDer::from(der).into(),
+            Encoding::Pkcs1 => PrivatePkcs1KeyDer::from(der).into(),
+            Encoding::Sec1 => PrivateSec1KeyDer::from(der).into(),
+        }
+    }
+}
+
+/// Private key bytes we hold: overwritten before their memory is freed.
+struct Secret(Vec<u8>);
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        for b in self.0.iter_mut() {
+            // SAFETY: a valid, exclusive reference; volatile so that the
+            // compiler cannot drop the stores as dead.
+            unsafe { std::ptr::write_volatile(b, 0) };
+        }
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// Which variable named which file, for messages.
@@ -69,7 +114,7 @@ impl KeyPair {
         let cert_source = Source::new(cert_var, cert_path);
         let key_source = Source::new(key_var, key_path);
         let chain = decode_chain(&cert_source.read()?).map_err(|r| cert_source.invalid(r))?;
-        let key = decode_key(&key_source.read()?).map_err(|r| key_source.invalid(r))?;
+        let key = decode_key(Secret(key_source.read()?)).map_err(|r| key_source.invalid(r))?;
         Ok(KeyPair {
             chain,
             key,
@@ -90,17 +135,15 @@ impl KeyPair {
     }
 
     /// Parses the key with the provider and checks it matches the leaf.
-    pub fn load(self, provider: &CryptoProvider) -> Result<Arc<CertifiedKey>, Error> {
+    pub fn load(self) -> Result<Arc<CertifiedKey>, Error> {
+        let signer = rustls::crypto::aws_lc_rs::sign::any_supported_type(&self.key.view())
+            .map_err(|e| self.key_source.invalid(e))?;
         let KeyPair {
             chain,
-            key,
             cert_source,
             key_source,
+            ..
         } = self;
-        let signer = provider
-            .key_provider
-            .load_private_key(key)
-            .map_err(|e| key_source.invalid(e))?;
         let pair = CertifiedKey::new(chain, signer);
         match pair.keys_match() {
             // Unknown: the provider cannot tell for this key type, and
@@ -142,18 +185,35 @@ pub fn decode_chain(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, String
 }
 
 /// PEM (`PRIVATE KEY`, `RSA PRIVATE KEY`, `EC PRIVATE KEY`) or raw DER.
-fn decode_key(bytes: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
-    if !is_pem(bytes) {
-        return PrivateKeyDer::try_from(bytes.to_vec())
-            .map_err(|e| format!("neither PEM nor a DER private key: {e}"));
+fn decode_key(file: Secret) -> Result<Key, String> {
+    if !is_pem(&file.0) {
+        let encoding = match PrivateKeyDer::try_from(&file.0[..]) {
+            Ok(PrivateKeyDer::Pkcs8(_)) => Encoding::Pkcs8,
+            Ok(PrivateKeyDer::Pkcs1(_)) => Encoding::Pkcs1,
+            Ok(PrivateKeyDer::Sec1(_)) => Encoding::Sec1,
+            Ok(_) => return Err("unknown DER private key encoding".into()),
+            Err(e) => return Err(format!("neither PEM nor a DER private key: {e}")),
+        };
+        return Ok(Key {
+            der: file,
+            encoding,
+        });
     }
-    if bytes.windows(9).any(|w| w == b"ENCRYPTED") {
+    if file.0.windows(9).any(|w| w == b"ENCRYPTED") {
         return Err("encrypted private keys are not supported".into());
     }
-    PrivateKeyDer::from_pem_slice(bytes).map_err(|e| match e {
-        rustls::pki_types::pem::Error::NoItemsFound => "no PRIVATE KEY block found".into(),
-        e => format!("bad PEM: {e}"),
-    })
+    for section in <(SectionKind, Vec<u8>)>::pem_slice_iter(&file.0) {
+        let (kind, der) = section.map_err(|e| format!("bad PEM: {e}"))?;
+        let der = Secret(der);
+        let encoding = match kind {
+            SectionKind::PrivateKey => Encoding::Pkcs8,
+            SectionKind::RsaPrivateKey => Encoding::Pkcs1,
+            SectionKind::EcPrivateKey => Encoding::Sec1,
+            _ => continue,
+        };
+        return Ok(Key { der, encoding });
+    }
+    Err("no PRIVATE KEY block found".into())
 }
 
 #[cfg(test)]
@@ -175,13 +235,14 @@ mod tests {
     #[test]
     fn garbage_is_refused_with_a_reason() {
         assert!(decode_chain(b"hello").is_err());
-        assert!(decode_key(b"hello").is_err());
+        assert!(decode_key(Secret(b"hello".to_vec())).is_err());
         let key_block = b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
         assert!(decode_chain(key_block)
             .unwrap_err()
             .contains("no CERTIFICATE"));
         let encrypted =
             b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n";
-        assert!(decode_key(encrypted).unwrap_err().contains("encrypted"));
+        let encrypted = decode_key(Secret(encrypted.to_vec()));
+        assert!(encrypted.err().unwrap().contains("encrypted"));
     }
 }

@@ -44,7 +44,7 @@ fn run(opts: &Options) -> Result<(), Error> {
     let log = Log::new(opts.verbosity);
     let env = Env::from_process();
     let provider = tls::provider();
-    let keys = KeyStore::load(&env, opts.sni_level, &provider)?;
+    let keys = KeyStore::load(&env, opts.sni_level)?;
     privilege::drop_privileges(&env)?;
     let verifier = match opts.client_cert {
         ClientCert::None => None,
@@ -69,7 +69,7 @@ fn run(opts: &Options) -> Result<(), Error> {
         settings,
         |hello| {
             let refuse = |alert, error| Refusal { alert, error };
-            let key = match keys.choose(hello.server_name(), &provider) {
+            let key = match keys.choose(hello.server_name()) {
                 Some(Ok(key)) => key,
                 Some(Err(e)) => return Err(refuse(AlertDescription::InternalError, e)),
                 None => {

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
 
 use crate::env::Env;
@@ -22,9 +21,9 @@ pub struct KeyStore {
 
 impl KeyStore {
     /// Reads the pairs that `sni_level` selects.
-    pub fn load(env: &Env, sni_level: u32, provider: &CryptoProvider) -> Result<KeyStore, Error> {
+    pub fn load(env: &Env, sni_level: u32) -> Result<KeyStore, Error> {
         let default = match sni_level {
-            0 | 1 => Some(KeyPair::read_default(env)?.load(provider)?),
+            0 | 1 => Some(KeyPair::read_default(env)?.load()?),
             _ => None,
         };
         let by_name = match sni_level {
@@ -40,16 +39,12 @@ impl KeyStore {
     }
 
     /// The pair for `server_name`, loaded; None if there is none to serve.
-    pub fn choose(
-        mut self,
-        server_name: Option<&str>,
-        provider: &CryptoProvider,
-    ) -> Option<Result<Arc<CertifiedKey>, Error>> {
+    pub fn choose(mut self, server_name: Option<&str>) -> Option<Result<Arc<CertifiedKey>, Error>> {
         let named = server_name
             .and_then(|name| self.matching_name(name))
             .and_then(|key| self.by_name.remove(&key));
         match named {
-            Some(pair) => Some(pair.load(provider)),
+            Some(pair) => Some(pair.load()),
             None => self.default.map(Ok),
         }
     }
@@ -98,7 +93,10 @@ mod tests {
     use super::*;
 
     fn store(names: &[&str]) -> KeyStore {
-        let dir = std::env::temp_dir().join(format!("s6-tlsd-io-sni-unit-{}", std::process::id()));
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("s6-tlsd-io-sni-unit-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = rcgen::CertificateParams::new(vec!["x".into()])
@@ -143,12 +141,11 @@ mod tests {
 
     #[test]
     fn without_default_unknown_names_are_refused() {
-        let provider = rustls::crypto::aws_lc_rs::default_provider();
         assert!(store(&["a.example.com"])
-            .choose(Some("b.example.com"), &provider)
+            .choose(Some("b.example.com"))
             .is_none());
-        assert!(store(&["a.example.com"]).choose(None, &provider).is_none());
-        let chosen = store(&["a.example.com"]).choose(Some("A.example.com"), &provider);
+        assert!(store(&["a.example.com"]).choose(None).is_none());
+        let chosen = store(&["a.example.com"]).choose(Some("A.example.com"));
         assert!(matches!(chosen, Some(Ok(_))));
     }
 }
