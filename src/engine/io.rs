@@ -99,16 +99,55 @@ impl RecordTracker {
     }
 }
 
-/// fd 0 as rustls reads it, watched by the record tracker.
+/// What comes from fd 0. rustls reads 4 KiB at a time; one read(2) of up to
+/// 64 KiB fills a staging buffer that rustls then takes from, which saves
+/// three system calls in four on a bulk transfer from the client.
+pub struct NetInput {
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+    pub records: RecordTracker,
+}
+
+const NET_STAGING: usize = 64 * 1024;
+
+impl NetInput {
+    pub fn new() -> NetInput {
+        NetInput {
+            buf: vec![0; NET_STAGING].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            records: RecordTracker::default(),
+        }
+    }
+
+    /// Bytes read from fd 0 that rustls has not taken yet.
+    pub fn staged(&self) -> bool {
+        self.start < self.end
+    }
+
+    /// A reader over fd 0 for rustls' `read_tls`.
+    pub fn reader<'a>(&'a mut self, fd: BorrowedFd<'a>) -> NetReader<'a> {
+        NetReader { fd, input: self }
+    }
+}
+
 pub struct NetReader<'a> {
-    pub fd: BorrowedFd<'a>,
-    pub records: &'a mut RecordTracker,
+    fd: BorrowedFd<'a>,
+    input: &'a mut NetInput,
 }
 
 impl io::Read for NetReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = nix::unistd::read(self.fd, buf)?;
-        self.records.feed(&buf[..n]);
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let input = &mut *self.input;
+        if !input.staged() {
+            let n = nix::unistd::read(self.fd, &mut input.buf)?;
+            input.records.feed(&input.buf[..n]);
+            (input.start, input.end) = (0, n);
+        }
+        let n = out.len().min(input.end - input.start);
+        out[..n].copy_from_slice(&input.buf[input.start..input.start + n]);
+        input.start += n;
         Ok(n)
     }
 }

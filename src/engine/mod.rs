@@ -26,7 +26,7 @@ use rustls::{AlertDescription, ProtocolVersion, ServerConfig, ServerConnection};
 
 use crate::error::{io_reason, Error};
 use crate::log::Log;
-use io::{plaintext_alert, send_last_words, End, FdWriter, NetReader, RecordTracker};
+use io::{plaintext_alert, send_last_words, End, FdWriter, NetInput};
 
 /// How much cleartext is read from fdr at once: four full TLS records,
 /// which leave together in one writev(2).
@@ -89,7 +89,7 @@ struct Engine<H> {
     outbound: Outbound,
     settings: Settings,
     deadline: Option<Instant>,
-    records: RecordTracker,
+    net_input: NetInput,
     /// Called once, when the handshake completes: the notification.
     on_handshake: Option<H>,
     buf: Box<[u8]>,
@@ -113,8 +113,8 @@ where
         set_nonblocking(fd)?;
     }
     let deadline = settings.handshake_timeout.map(|t| Instant::now() + t);
-    let mut records = RecordTracker::default();
-    let accepted = read_client_hello(&fds, deadline, &mut records)?;
+    let mut net_input = NetInput::new();
+    let accepted = read_client_hello(&fds, deadline, &mut net_input)?;
     let config = match choose(&accepted.client_hello()) {
         Ok(config) => config,
         Err(refusal) => return Err(refuse(&fds, refusal)),
@@ -138,7 +138,7 @@ where
         },
         settings,
         deadline,
-        records,
+        net_input,
         on_handshake: Some(on_handshake),
         buf: vec![0; APP_CHUNK].into_boxed_slice(),
         started: Instant::now(),
@@ -170,15 +170,14 @@ fn set_nonblocking(fd: &OwnedFd) -> Result<(), Error> {
 fn read_client_hello(
     fds: &Fds,
     deadline: Option<Instant>,
-    records: &mut RecordTracker,
+    input: &mut NetInput,
 ) -> Result<Accepted, Error> {
     let mut acceptor = Acceptor::default();
     loop {
-        wait_readable(fds.net_in.as_fd(), deadline)?;
-        let mut reader = NetReader {
-            fd: fds.net_in.as_fd(),
-            records,
-        };
+        if !input.staged() {
+            wait_readable(fds.net_in.as_fd(), deadline)?;
+        }
+        let mut reader = input.reader(fds.net_in.as_fd());
         match acceptor.read_tls(&mut reader) {
             Ok(0) => return Err(client_left(true, "closed the connection")),
             Ok(_) => {}
@@ -192,7 +191,7 @@ fn read_client_hello(
             Ok(Some(accepted)) => return Ok(accepted),
             // rustls rejects a TLS 1.1 ClientHello for lacking TLS 1.2
             // extensions: say what really is wrong, with the right alert.
-            Err(_) if records.client_too_old() => {
+            Err(_) if input.records.client_too_old() => {
                 let error = Error::Tls(
                     "the TLS engine closed the connection during the handshake: \
                      the client offers only TLS 1.1 or older"
@@ -317,10 +316,15 @@ where
             events,
             revents: 0,
         };
+        // Bytes already staged from fd 0 make it ready without asking.
+        let mut staged_ready = false;
         let app_out = match &self.inbound {
             Inbound::Open { net, app } => {
                 if self.conn.wants_read() {
-                    set[NET_IN] = entry(net, libc::POLLIN);
+                    staged_ready = self.net_input.staged();
+                    if !staged_ready {
+                        set[NET_IN] = entry(net, libc::POLLIN);
+                    }
                 }
                 Some(app)
             }
@@ -348,14 +352,16 @@ where
                 set[NET_OUT] = entry(net, libc::POLLOUT);
             }
         }
-        if set.iter().all(|p| p.fd < 0) {
+        if set.iter().all(|p| p.fd < 0) && !staged_ready {
             // Cannot happen while the states above are consistent; a hang in
             // poll(2) would be the worst way to find out.
             return Err(Error::Setup(
                 "internal error: nothing left to wait for".into(),
             ));
         }
-        let timeout = if handshaking {
+        let timeout = if staged_ready {
+            nix::poll::PollTimeout::ZERO
+        } else if handshaking {
             poll_timeout(self.deadline)?
         } else {
             nix::poll::PollTimeout::NONE
@@ -372,6 +378,9 @@ where
         }
         if r == 0 && handshaking && self.deadline.is_some() {
             poll_timeout(self.deadline)?;
+        }
+        if staged_ready {
+            set[NET_IN].revents = libc::POLLIN;
         }
         Ok(set.map(|p| p.revents))
     }
@@ -475,10 +484,7 @@ where
             if !self.conn.wants_read() {
                 return Ok(());
             }
-            let mut reader = NetReader {
-                fd: net.as_fd(),
-                records: &mut self.records,
-            };
+            let mut reader = self.net_input.reader(net.as_fd());
             match self.conn.read_tls(&mut reader) {
                 Ok(0) => return self.remote_eof(),
                 Ok(_) => {}
@@ -500,7 +506,7 @@ where
         if self.conn.is_handshaking() {
             return Err(client_left(true, "closed the connection"));
         }
-        if !self.records.at_boundary() {
+        if !self.net_input.records.at_boundary() {
             return Err(client_left(false, "closed the connection inside a record"));
         }
         if self.settings.enforce_close_notify {
