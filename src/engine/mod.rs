@@ -123,7 +123,7 @@ where
         Ok(conn) => conn,
         Err((e, mut alert)) => {
             send_last_words(fds.net_out.as_fd(), |w| alert.write(w));
-            return Err(handshake_failed(true, e));
+            return Err(engine_closed(true, e));
         }
     };
     let mut engine = Engine {
@@ -179,12 +179,12 @@ fn read_client_hello(
         }
         let mut reader = input.reader(fds.net_in.as_fd());
         match acceptor.read_tls(&mut reader) {
-            Ok(0) => return Err(client_left(true, "closed the connection")),
+            Ok(0) => return Err(engine_closed(true, "the client closed the connection")),
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {
                 continue
             }
-            Err(e) => return Err(client_left(true, &io_reason(&e))),
+            Err(e) => return Err(engine_closed(true, unreadable(&e))),
         }
         match acceptor.accept() {
             Ok(None) => {}
@@ -192,17 +192,13 @@ fn read_client_hello(
             // rustls rejects a TLS 1.1 ClientHello for lacking TLS 1.2
             // extensions: say what really is wrong, with the right alert.
             Err(_) if input.records.client_too_old() => {
-                let error = Error::Tls(
-                    "the TLS engine closed the connection during the handshake: \
-                     the client offers only TLS 1.1 or older"
-                        .into(),
-                );
+                let error = engine_closed(true, "the client offers only TLS 1.1 or older");
                 let alert = AlertDescription::ProtocolVersion;
                 return Err(refuse(fds, Refusal { alert, error }));
             }
             Err((e, mut alert)) => {
                 send_last_words(fds.net_out.as_fd(), |w| alert.write(w));
-                return Err(handshake_failed(true, e));
+                return Err(engine_closed(true, e));
             }
         }
     }
@@ -245,18 +241,16 @@ fn poll_timeout(deadline: Option<Instant>) -> Result<nix::poll::PollTimeout, Err
     Ok(PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX))
 }
 
-fn handshake_failed(during: bool, e: rustls::Error) -> Error {
+/// A fatal TLS error, in upstream's words, with what caused it.
+pub fn engine_closed(during: bool, why: impl std::fmt::Display) -> Error {
     Error::Tls(format!(
-        "the TLS engine closed the connection {} the handshake: {e}",
+        "the TLS engine closed the connection {} the handshake: {why}",
         if during { "during" } else { "after" }
     ))
 }
 
-fn client_left(during: bool, what: &str) -> Error {
-    Error::Tls(format!(
-        "the TLS engine closed the connection {} the handshake: the client {what}",
-        if during { "during" } else { "after" }
-    ))
+fn unreadable(e: &std::io::Error) -> String {
+    format!("unable to read from remote: {}", io_reason(e))
 }
 
 /// Which descriptors poll(2) found ready, by slot.
@@ -491,7 +485,7 @@ where
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) if self.conn.is_handshaking() => {
-                    return Err(client_left(true, &io_reason(&e)))
+                    return Err(engine_closed(true, unreadable(&e)))
                 }
                 Err(e) => return Err(Error::sys("read from remote", &e)),
             }
@@ -504,10 +498,13 @@ where
 
     fn remote_eof(&mut self) -> Result<(), Error> {
         if self.conn.is_handshaking() {
-            return Err(client_left(true, "closed the connection"));
+            return Err(engine_closed(true, "the client closed the connection"));
         }
         if !self.net_input.records.at_boundary() {
-            return Err(client_left(false, "closed the connection inside a record"));
+            return Err(engine_closed(
+                false,
+                "the client closed the connection inside a record",
+            ));
         }
         if self.settings.enforce_close_notify {
             return Err(Error::Tls(
@@ -526,7 +523,7 @@ where
     /// Hands new records to rustls; reports the handshake's end once.
     fn process(&mut self) -> Result<(), Error> {
         if let Err(e) = self.conn.process_new_packets() {
-            return Err(handshake_failed(self.on_handshake.is_some(), e));
+            return Err(engine_closed(self.on_handshake.is_some(), e));
         }
         if !self.conn.is_handshaking() {
             if let Some(on_handshake) = self.on_handshake.take() {
