@@ -447,3 +447,33 @@ fn notification_is_closed_before_the_first_byte_reaches_the_app() {
         .expect("block complete and closed");
     parse_notification(&raw);
 }
+
+#[test]
+fn one_socket_as_fdr_and_fdw_closes_each_direction_on_its_own() {
+    use std::net::Shutdown;
+    let mut s = spawn();
+    s.app_socket = true;
+    let mut e = s.start();
+    let mut app = e.app_sock.take().unwrap();
+    let mut tls = connect(&e, tls13(), "localhost");
+    tls.write_all(b"up").unwrap();
+    let mut buf = [0u8; 2];
+    app.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"up");
+    // The app's EOF ends app -> client only: the client sees it, and can
+    // still send.
+    app.write_all(b"down").unwrap();
+    app.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(client_read_exact(&mut tls, 4), b"down");
+    assert_eq!(client_end(&mut tls), Err(ErrorKind::UnexpectedEof));
+    tls.write_all(b"more").unwrap();
+    let mut buf = [0u8; 4];
+    app.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"more");
+    // The client's EOF reaches the app as EOF on the same socket.
+    client_fin(&tls);
+    let mut rest = Vec::new();
+    app.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+    assert_exit(&mut e, 0, "");
+}

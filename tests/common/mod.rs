@@ -172,6 +172,8 @@ pub struct Engine {
     pub app_tx: Option<PipeWriter>,
     /// The read end of the notification pipe (`-d 5`).
     pub notif: Option<PipeReader>,
+    /// The application's socket when started with `app_socket`.
+    pub app_sock: Option<std::os::unix::net::UnixStream>,
     stderr: Option<std::process::ChildStderr>,
 }
 
@@ -187,6 +189,9 @@ pub struct Spawn {
     pub clear_env: bool,
     /// The engine's stderr; by default a pipe the harness reads at exit.
     pub stderr: Option<OwnedFd>,
+    /// One socketpair to the application, passed as both fdr and fdw
+    /// (`-- 3 3`); the test's end is `Engine::app_sock`.
+    pub app_socket: bool,
 }
 
 impl Default for Spawn {
@@ -198,6 +203,7 @@ impl Default for Spawn {
             raw_argv: None,
             clear_env: true,
             stderr: None,
+            app_socket: false,
         }
     }
 }
@@ -235,7 +241,8 @@ impl Spawn {
         if self.notify {
             argv.extend(["-d".into(), NOTIF.to_string().into()]);
         }
-        argv.extend(["--".into(), FDR.to_string().into(), FDW.to_string().into()]);
+        let fdw = if self.app_socket { FDR } else { FDW };
+        argv.extend(["--".into(), FDR.to_string().into(), fdw.to_string().into()]);
         argv
     }
 
@@ -257,6 +264,7 @@ impl Spawn {
     pub fn start_on(self, client: Option<TcpStream>, server: TcpStream) -> Engine {
         let (app_rx, fdw) = std::io::pipe().expect("pipe");
         let (fdr, app_tx) = std::io::pipe().expect("pipe");
+        let (app_sock, engine_sock) = std::os::unix::net::UnixStream::pair().expect("socketpair");
         let (notif_rx, notif_w) = std::io::pipe().expect("pipe");
         let server_out = server.try_clone().expect("dup socket");
         let mut cmd = Command::new(BIN);
@@ -271,26 +279,30 @@ impl Spawn {
                 Some(fd) => Stdio::from(fd),
                 None => Stdio::piped(),
             });
-        let moves: Vec<(OwnedFd, i32)> = vec![
-            (OwnedFd::from(fdr), FDR),
-            (OwnedFd::from(fdw), FDW),
-            (OwnedFd::from(notif_w), NOTIF),
-        ];
+        let app_fds: Vec<(OwnedFd, i32)> = match self.app_socket {
+            true => vec![(OwnedFd::from(engine_sock), FDR)],
+            false => vec![(OwnedFd::from(fdr), FDR), (OwnedFd::from(fdw), FDW)],
+        };
+        let moves: Vec<(OwnedFd, i32)> = app_fds
+            .into_iter()
+            .chain([(OwnedFd::from(notif_w), NOTIF)])
+            .collect();
         let raw: Vec<(i32, i32)> = moves.iter().map(|(fd, to)| (fd.as_raw_fd(), *to)).collect();
         // SAFETY: only async-signal-safe calls (fcntl, dup2) between fork
         // and exec.
         unsafe {
             cmd.pre_exec(move || {
                 // First out of the way of the targets, then into place.
-                let mut high = Vec::with_capacity(raw.len());
-                for &(fd, to) in &raw {
+                // No allocation here: another thread may hold malloc's lock.
+                let mut high = [(0, 0); 4];
+                for (slot, &(fd, to)) in high.iter_mut().zip(&raw) {
                     let h = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 64);
                     if h < 0 {
                         return Err(std::io::Error::last_os_error());
                     }
-                    high.push((h, to));
+                    *slot = (h, to);
                 }
-                for &(h, to) in &high {
+                for &(h, to) in &high[..raw.len()] {
                     if libc::dup2(h, to) < 0 {
                         return Err(std::io::Error::last_os_error());
                     }
@@ -305,8 +317,9 @@ impl Spawn {
         Engine {
             child,
             client,
-            app_rx: Some(app_rx),
-            app_tx: Some(app_tx),
+            app_rx: (!self.app_socket).then_some(app_rx),
+            app_tx: (!self.app_socket).then_some(app_tx),
+            app_sock: self.app_socket.then_some(app_sock),
             notif: self.notify.then_some(notif_rx),
             stderr,
         }
