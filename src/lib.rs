@@ -11,5 +11,6 @@ pub mod log;
 pub mod notify;
 pub mod peer;
 pub mod privilege;
+pub mod sandbox;
 pub mod sni;
 pub mod tls;

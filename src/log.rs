@@ -22,6 +22,14 @@ impl Log {
         }
     }
 
+    /// Something the operator may want to know, but that does not stop the
+    /// engine (`-v 2`, like info: upstream has no such case).
+    pub fn warn(&self, args: fmt::Arguments) {
+        if self.verbosity >= 2 {
+            emit("warning", args);
+        }
+    }
+
     pub fn debug(&self, args: fmt::Arguments) {
         if self.verbosity >= 3 {
             emit("debug", args);

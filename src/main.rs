@@ -1,10 +1,10 @@
 //! s6-tlsd-io: the TLS server engine of an s6-tlsd pipeline. The network
 //! client is on fds 0 and 1, the local application on the two fds named on
 //! the command line. The story: read the options, load the keys named by the
-//! environment, drop root, answer the handshake, tell the parent what was
-//! negotiated, relay until nothing more can move, exit with a code that
-//! says how it went. (SIGPIPE is already ignored by the Rust runtime: write
-//! errors come back as EPIPE.)
+//! environment, drop root, confine the process to relaying (sandbox.rs),
+//! answer the handshake, tell the parent what was negotiated, relay until
+//! nothing more can move, exit with a code that says how it went. (SIGPIPE
+//! is already ignored by the Rust runtime: write errors come back as EPIPE.)
 
 use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -20,7 +20,7 @@ use s6_tlsd_io::error::Error;
 use s6_tlsd_io::log::Log;
 use s6_tlsd_io::notify::Notification;
 use s6_tlsd_io::sni::KeyStore;
-use s6_tlsd_io::{anchors, privilege, tls};
+use s6_tlsd_io::{anchors, privilege, sandbox, tls};
 
 fn main() {
     let (verbosity, result) = match cli::parse(std::env::args_os().skip(1)) {
@@ -55,6 +55,13 @@ fn run(opts: &Options) -> Result<(), Error> {
         )?),
     };
     let (fds, notif) = take_fds(opts)?;
+    // From here on the engine only relays: no file, no exec, no new socket.
+    if env
+        .get(sandbox::OPT_OUT)
+        .is_none_or(|v| v.is_empty() || v == "0")
+    {
+        sandbox::confine(&log)?;
+    }
     let settings = Settings {
         close_notify: opts.close_notify,
         enforce_close_notify: opts.enforce_close_notify,
@@ -78,9 +85,7 @@ fn run(opts: &Options) -> Result<(), Error> {
                         None => "the client sent no server name, and there is no default key pair"
                             .into(),
                     };
-                    let e = Error::Tls(format!(
-                        "the TLS engine closed the connection during the handshake: {why}"
-                    ));
+                    let e = engine::engine_closed(true, why);
                     return Err(refuse(AlertDescription::UnrecognisedName, e));
                 }
             };
