@@ -331,8 +331,9 @@ fn client_pump(mut tls: Tls, up: &[u8], want: usize) -> Vec<u8> {
     let mut got = Vec::with_capacity(want);
     let mut buf = vec![0; 65536];
     let mut closed = false;
+    let mut eof = false;
     let start = std::time::Instant::now();
-    while got.len() < want || tls.conn.wants_write() {
+    while (got.len() < want && !eof) || tls.conn.wants_write() || !closed {
         assert!(start.elapsed() < Duration::from_secs(60), "pump stuck");
         let mut moved = false;
         if sent < up.len() && !tls.conn.wants_write() {
@@ -353,14 +354,17 @@ fn client_pump(mut tls: Tls, up: &[u8], want: usize) -> Vec<u8> {
             Err(e) if e.kind() == ErrorKind::WouldBlock => {}
             Err(e) => panic!("client write: {e}"),
         }
-        match tls.conn.read_tls(&mut tls.sock) {
-            Ok(0) => break,
-            Ok(_) => {
-                tls.conn.process_new_packets().unwrap();
-                moved = true;
+        // After the server's EOF, keep sending what is left.
+        if !eof {
+            match tls.conn.read_tls(&mut tls.sock) {
+                Ok(0) => eof = true,
+                Ok(_) => {
+                    tls.conn.process_new_packets().unwrap();
+                    moved = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => panic!("client read: {e}"),
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-            Err(e) => panic!("client read: {e}"),
         }
         loop {
             match tls.conn.reader().read(&mut buf) {
