@@ -149,10 +149,14 @@ where
     };
     engine.conn.set_buffer_limit(Some(APP_CHUNK));
     let result = engine.relay();
+    engine.report();
     if result.is_err() {
         engine.send_pending_alert();
+        // A fatal error must not pass for a clean end: no FIN through
+        // shutdown(2) as the ends drop; the descriptors go with the process,
+        // as upstream's do (the client gets an RST if data of its was left).
+        std::mem::forget(engine);
     }
-    engine.report();
     result
 }
 
