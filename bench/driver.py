@@ -67,7 +67,7 @@ class Failure(Exception):
 
 
 def reap(pid, what):
-    """Wait (bounded) for pid; return (exit code, cpu ms, maxrss KiB)."""
+    """Wait (bounded) for pid; return (exit code, CPU ms user+sys)."""
     fd = os.pidfd_open(pid)
     try:
         ready, _, _ = select.select([fd], [], [], TIMEOUT)
@@ -80,7 +80,18 @@ def reap(pid, what):
     if not ready:
         raise Failure(f"{what}: still running after {TIMEOUT}s, killed")
     code = os.waitstatus_to_exitcode(status)
-    return code, (ru.ru_utime + ru.ru_stime) * 1000.0, ru.ru_maxrss
+    return code, (ru.ru_utime + ru.ru_stime) * 1000.0
+
+
+def vmhwm(pid):
+    """Peak RSS of the engine's own image (KiB). ru_maxrss is useless here:
+    Linux carries the pre-exec high-water mark across exec, so a child
+    forked from this Python process reports Python's RSS."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise Failure(f"no VmHWM for {pid}")
 
 
 def proc_ticks(pid):
@@ -238,6 +249,9 @@ def recv_exact(recv_into, n):
 def connect(make_app, key, ctx):
     """Accept one connection, spawn the engine on it, do the handshake."""
     cli = socket.create_connection(LISTENER.getsockname(), timeout=TIMEOUT)
+    # as curl and browsers do: else the first write after the handshake can
+    # wait ~40 ms for a delayed ACK (Nagle), s6-tlsd-io sending no tickets
+    cli.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     conn, _ = LISTENER.accept()
     try:
         app = make_app(conn, key)
@@ -249,16 +263,20 @@ def connect(make_app, key, ctx):
 
 
 def finish(tls, app):
-    """Orderly end, the same for both engines: the app closes its side, the
-    client reads to EOF and closes, the app reads to EOF; then reap."""
-    app.close_send()
-    while tls.recv(65536):
-        pass
+    """Orderly end, the same for both engines: the client closes (FIN, no
+    close_notify), the app reads to EOF and closes its side; then reap.
+    (Not the app first: after a bare FIN from s6-tlsd-io, the default -s,
+    an OpenSSL 3 client that reads to EOF answers with a decode_error alert,
+    and the engine then exits 98. See bench/README.md.)"""
+    rss = vmhwm(app.pid)  # the peak so far: handshake and data, not the close
     tls.close()
     app.drain()
-    code, cpu, rss = app.reap()
+    app.close_send()
+    code, cpu = app.reap()
     if code != 0:
-        raise Failure(f"engine exited {code} (stderr in {DIR})")
+        with open(app.err.name, "rb") as f:
+            tail = f.read()[-2000:].decode(errors="replace").strip()
+        raise Failure(f"engine exited {code}; its stderr ends with:\n{tail}")
     return cpu, rss
 
 
@@ -274,20 +292,19 @@ def run_conn(out):
     idle_s = float(env("BENCH_IDLE_S", "2"))
     hz = os.sysconf("SC_CLK_TCK")
     # exec floor: the engine exec'd and refused at once (no CERTFILE, exit 100)
-    cpus, rsss = [], []
+    cpus = []
     for _ in range(n):
         p = subprocess.Popen([BIN, "-v", "0", "--", "0", "1"], env=CHILD_PATH,
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
         p.returncode = 0
         LIVE.add(p.pid)
-        code, cpu, rss = reap(p.pid, "exec floor")
+        code, cpu = reap(p.pid, "exec floor")
         if code != 100:
             raise Failure(f"exec floor: expected exit 100, got {code}")
         cpus.append(cpu)
-        rsss.append(rss)
     out.write(json.dumps({"kind": "floor", "engine": "s6-tlsd-io", "n": n,
-                          "cpu_ms": cpus, "rss_kib": rsss}) + "\n")
+                          "cpu_ms": cpus}) + "\n")
     for kname, key in KEYS.items():
         ctx = client_context(key["cert"])
         for ename, make_app in ENGINES:
@@ -322,54 +339,69 @@ def run_conn(out):
                               "ticks": ticks, "hz": hz}) + "\n")
 
 
+def bulk_once(make_app, key, ctx, direction, size):
+    """One connection moving size bytes one way: (cipher, wall s, CPU ms, RSS)."""
+    tls, app = connect(make_app, key, ctx)
+    if direction == "app->client":
+        write, recv_into = app.send, tls.recv_into
+    else:
+        write, recv_into = tls.sendall, app.recv_into
+    chunk = bytes(256 << 10)
+    errors = []
+
+    def writer():
+        try:
+            left = size
+            while left:
+                k = min(left, len(chunk))
+                write(chunk[:k])
+                left -= k
+        except Exception as exc:  # reported by the main thread
+            errors.append(exc)
+
+    t0 = time.monotonic()
+    th = threading.Thread(target=writer, daemon=True)
+    th.start()
+    buf = bytearray(256 << 10)
+    got = 0
+    while got < size:
+        k = recv_into(buf)
+        if not k:
+            raise Failure(f"bulk {direction}: EOF after {got} bytes")
+        got += k
+    wall = time.monotonic() - t0
+    th.join(TIMEOUT)
+    if errors:
+        raise Failure(f"bulk {direction}: writer: {errors[0]}")
+    cipher = tls.cipher()[0]
+    cpu, rss = finish(tls, app)
+    return cipher, wall, cpu, rss
+
+
 def run_bulk(out):
     size = int(env("BENCH_BULK_MIB", "256")) << 20
+    reps = int(env("BENCH_BULK_REPS", "3"))
     suite = env("BENCH_SUITE", "default")
-    chunk = bytes(256 << 10)
     key = KEYS["ecdsa-p256"]
     ctx = client_context(key["cert"])
-    for ename, make_app in ENGINES:
-        for direction in ("app->client", "client->app"):
-            tls, app = connect(make_app, key, ctx)
-            cipher = tls.cipher()[0]
-            if direction == "app->client":
-                write, recv_into = app.send, tls.recv_into
-            else:
-                write, recv_into = tls.sendall, app.recv_into
-            errors = []
-
-            def writer():
-                try:
-                    left = size
-                    while left:
-                        k = min(left, len(chunk))
-                        write(chunk[:k])
-                        left -= k
-                except Exception as exc:  # reported by the main thread
-                    errors.append(exc)
-
-            t0 = time.monotonic()
-            th = threading.Thread(target=writer, daemon=True)
-            th.start()
-            buf = bytearray(256 << 10)
-            got = 0
-            while got < size:
-                k = recv_into(buf)
-                if not k:
-                    raise Failure(f"bulk {direction}: EOF after {got} bytes")
-                got += k
-            wall = time.monotonic() - t0
-            th.join(TIMEOUT)
-            if errors:
-                raise Failure(f"bulk {direction}: writer: {errors[0]}")
-            cpu, rss = finish(tls, app)
-            out.write(json.dumps({"kind": "bulk", "engine": ename, "suite": suite,
-                                  "cipher": cipher, "direction": direction,
-                                  "bytes": size, "wall_s": wall, "cpu_ms": cpu,
-                                  "rss_kib": rss}) + "\n")
-            out.flush()
-            print(f"  bulk  {suite:8} {ename:10} {direction:11} "
-                  f"{size / wall / 2**20:7.1f} MiB/s", file=sys.stderr)
+    rows = {}
+    # repetitions outermost, so that a burst of load elsewhere on the machine
+    # hits both engines rather than one
+    for _ in range(reps):
+        for ename, make_app in ENGINES:
+            for direction in ("app->client", "client->app"):
+                cipher, wall, cpu, rss = bulk_once(make_app, key, ctx, direction, size)
+                r = rows.setdefault((ename, direction), {
+                    "kind": "bulk", "engine": ename, "suite": suite,
+                    "cipher": cipher, "direction": direction, "bytes": size,
+                    "wall_s": [], "cpu_ms": [], "rss_kib": []})
+                r["wall_s"].append(wall)
+                r["cpu_ms"].append(cpu)
+                r["rss_kib"].append(rss)
+                print(f"  bulk  {suite:8} {ename:10} {direction:11} "
+                      f"{size / wall / 2**20:7.1f} MiB/s", file=sys.stderr)
+    for r in rows.values():
+        out.write(json.dumps(r) + "\n")
 
 
 # ---------------------------------------------------------------- report
@@ -391,10 +423,10 @@ def report(path):
     for r in rows:
         if r["kind"] == "floor" and r["cpu_ms"]:
             print(f"exec floor (engine exec'd, exits 100 at once, n={r['n']}): "
-                  f"CPU {med(r['cpu_ms']):.2f} ms, peak RSS {med(r['rss_kib']):.0f} KiB")
+                  f"CPU {med(r['cpu_ms']):.2f} ms")
     print()
     print("per connection: handshake + 100-byte echo, median (p90) "
-          "of engine CPU user+sys and ru_maxrss")
+          "of the engine's CPU (user+sys, wait4) and VmHWM")
     print(f"{'key':11} {'engine':10} {'n':>4} {'CPU ms':>7} {'(p90)':>7} "
           f"{'RSS KiB':>8} {'conn/s':>7}  cipher")
     conn = {(r["key"], r["engine"]): r for r in rows if r["kind"] == "conn"}
@@ -423,8 +455,12 @@ def report(path):
             for r in rows if r["kind"] == "bulk"}
     if bulk:
         print()
-        print("bulk, one connection per direction, ECDSA key; MiB/s is end to end "
-              "(Python peers on the same cores), CPU is the engine's own per GiB")
+        n = len(next(iter(bulk.values()))["wall_s"])
+        size = next(iter(bulk.values()))["bytes"] >> 20
+        print(f"bulk: {size} MiB one way per connection, ECDSA key, median of {n}; "
+              "MiB/s end to end (the Python")
+        print("peers share the cores), CPU = the engine's own per GiB, "
+              "RSS = highest VmHWM in KiB")
         print(f"{'suite':8} {'direction':11} {'ours MiB/s':>10} {'stun MiB/s':>10} "
               f"{'ratio':>5} {'ours s/GiB':>10} {'stun s/GiB':>10} {'ratio':>5} "
               f"{'ours RSS':>8} {'stun RSS':>8}  cipher")
@@ -437,13 +473,13 @@ def report(path):
             b = bulk.get((suite, direction, "stunnel4"))
 
             def speed(r):
-                return r["bytes"] / r["wall_s"] / 2**20 if r else None
+                return r["bytes"] / med(r["wall_s"]) / 2**20 if r else None
 
             def per_gib(r):
-                return r["cpu_ms"] / 1000 / (r["bytes"] / 2**30) if r else None
+                return med(r["cpu_ms"]) / 1000 / (r["bytes"] / 2**30) if r else None
 
             def rss(r):
-                return r["rss_kib"] if r else None
+                return max(r["rss_kib"]) if r else None
 
             cipher = (a or b)["cipher"]
             if a and b and a["cipher"] != b["cipher"]:
