@@ -90,6 +90,9 @@ mod imp {
         libc::SYS_munmap,
         libc::SYS_sigaltstack,
         libc::SYS_exit_group,
+        // A poll(2) interrupted by SIGSTOP/SIGCONT (job control, strace -p)
+        // resumes through restart_syscall: without it, exit 111.
+        libc::SYS_restart_syscall,
         // Kept: aws-lc reseeds from getrandom(2), and aborts if it cannot.
         libc::SYS_getrandom,
         // Kept: Instant::now and SystemTime::now (certificate validity)
