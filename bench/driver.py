@@ -38,6 +38,10 @@ LIVE = set()  # pids of engines not reaped yet: killed on any exit
 
 
 def kill_live():
+    # a second signal (timeout(1) passing on bench/run's TERM after a ^C)
+    # must not cut the clean-up short
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for pid in list(LIVE):
         try:
             os.kill(pid, signal.SIGKILL)
