@@ -8,14 +8,11 @@ mod common;
 
 use std::ffi::OsString;
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::ClientConfig;
 
 const USAGE: &str = "s6-tlsd-io: usage: s6-tlsd-io [ -v verbosity ] [ -d notif ] [ -S | -s ] \
 [ -J | -j ] [ -Y | -y ] [ -K timeout ] [ -k snilevel ] fdr fdw\n";
@@ -23,10 +20,6 @@ const USAGE: &str = "s6-tlsd-io: usage: s6-tlsd-io [ -v verbosity ] [ -d notif ]
 const SHORT: Duration = Duration::from_millis(500);
 
 // ---------------------------------------------------------------- helpers
-
-fn fatal(msg: &str) -> String {
-    format!("s6-tlsd-io: fatal: {msg}\n")
-}
 
 fn env_of(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
@@ -44,48 +37,9 @@ fn key_env_default() -> Vec<(String, String)> {
 /// /dev/null, fds 3 to 9 closed, stderr collected. Returns the exit code
 /// and stderr; panics if the program is still running after 20 s.
 fn run(argv: &[&str], env: &[(String, String)]) -> (Option<i32>, String) {
-    let mut cmd = Command::new(BIN);
-    cmd.args(argv)
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    // SAFETY: only fcntl and close between fork and exec. Descriptors
-    // that are close-on-exec (the standard library's own) are left alone;
-    // anything else inherited in 3..=9 is closed.
-    unsafe {
-        cmd.pre_exec(|| {
-            for fd in 3..=9 {
-                let flags = libc::fcntl(fd, libc::F_GETFD);
-                if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
-                    libc::close(fd);
-                }
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().expect("spawn s6-tlsd-io");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if start.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{argv:?}: still running after 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .expect("read stderr");
-    (status.code(), stderr)
+    code_and_stderr(direct(argv, env), || {
+        format!("{argv:?}: still running after 20 s")
+    })
 }
 
 /// Asserts that `argv` with an empty environment fails with `code` and
@@ -111,50 +65,6 @@ fn raw(argv: &[&str]) -> Spawn {
         raw_argv: Some(argv.iter().map(OsString::from).collect()),
         ..spawn()
     }
-}
-
-/// Like the harness's `connect`, but returns the client's handshake error
-/// instead of panicking.
-fn try_connect(e: &Engine, config: Arc<ClientConfig>, name: &str) -> std::io::Result<Tls> {
-    let sock = e.client().try_clone()?;
-    sock.set_read_timeout(Some(Duration::from_secs(20)))?;
-    let conn = ClientConnection::new(config, ServerName::try_from(name.to_string()).unwrap())
-        .expect("client");
-    let mut tls = StreamOwned::new(conn, sock);
-    while tls.conn.is_handshaking() {
-        tls.conn.complete_io(&mut tls.sock)?;
-    }
-    Ok(tls)
-}
-
-fn client_close_notify(tls: &mut Tls) {
-    tls.conn.send_close_notify();
-    while tls.conn.wants_write() {
-        tls.conn
-            .write_tls(&mut tls.sock)
-            .expect("send close_notify");
-    }
-}
-
-/// Client -> app and app -> client, a few bytes each way.
-fn echo(e: &mut Engine, tls: &mut Tls) {
-    tls.write_all(b"ping").unwrap();
-    assert_eq!(read_app(e, 4), b"ping");
-    e.app_tx().write_all(b"pong").unwrap();
-    let mut buf = [0u8; 4];
-    tls.read_exact(&mut buf).expect("client read");
-    assert_eq!(&buf, b"pong");
-}
-
-/// Ends a healthy connection from both sides and expects exit 0, silently.
-fn finish(mut e: Engine, mut tls: Tls) {
-    client_close_notify(&mut tls);
-    e.close_app_tx();
-    let _ = read_to_end_tls(&mut tls);
-    drop(tls);
-    e.client.take();
-    let exit = e.wait_exit();
-    assert_eq!((exit.code, exit.stderr.as_str()), (Some(0), ""));
 }
 
 /// Starts `spawn`, completes a handshake and an echo, ends cleanly.
@@ -279,19 +189,7 @@ fn client_with_cert() -> Arc<ClientConfig> {
         .distinguished_name
         .push(rcgen::DnType::CommonName, "cli test client");
     let cert = params.signed_by(&key, &ca().cert, &ca().key).unwrap();
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(CertificateDer::from(ca().cert.der().to_vec()))
-        .unwrap();
-    Arc::new(
-        ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_client_auth_cert(
-                vec![cert.der().clone()],
-                PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
-            )
-            .unwrap(),
-    )
+    client_config_with_cert(cert.der(), &key.serialize_der())
 }
 
 /// Whether the engine started with `argv` (and CAFILE set) refuses a

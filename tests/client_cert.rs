@@ -9,31 +9,13 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 use common::*;
-use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{ClientConfig, RootCertStore};
+use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
+use rustls::ClientConfig;
 
 /// The CA that signs client certificates, apart from the server's.
-struct ClientCa {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-    pem: PathBuf,
-}
-
-fn client_ca() -> &'static ClientCa {
-    static CA: OnceLock<ClientCa> = OnceLock::new();
-    CA.get_or_init(|| new_ca("client CA"))
-}
-
-fn new_ca(cn: &str) -> ClientCa {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, cn);
-    let cert = params.self_signed(&key).unwrap();
-    let pem = tmpdir("client-ca").join("ca.pem");
-    std::fs::write(&pem, cert.pem()).unwrap();
-    ClientCa { cert, key, pem }
+fn client_ca() -> &'static Ca {
+    static CA: OnceLock<Ca> = OnceLock::new();
+    CA.get_or_init(|| new_ca("client CA", "client-ca"))
 }
 
 /// A client certificate and its key, as DER.
@@ -53,7 +35,7 @@ impl ClientCert {
     }
 }
 
-fn client_cert(ca: &ClientCa, edit: impl FnOnce(&mut CertificateParams)) -> ClientCert {
+fn client_cert(ca: &Ca, edit: impl FnOnce(&mut CertificateParams)) -> ClientCert {
     let key = KeyPair::generate().unwrap();
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
     params.distinguished_name.push(DnType::CommonName, "client");
@@ -74,40 +56,18 @@ fn plain_client_cert() -> ClientCert {
     client_cert(client_ca(), |_| {})
 }
 
-fn roots() -> RootCertStore {
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(CertificateDer::from(ca().cert.der().to_vec()))
-        .unwrap();
-    roots
-}
-
 fn with_cert(cert: &ClientCert) -> Arc<ClientConfig> {
-    Arc::new(
-        ClientConfig::builder()
-            .with_root_certificates(roots())
-            .with_client_auth_cert(
-                vec![CertificateDer::from(cert.der.clone())],
-                PrivateKeyDer::try_from(cert.key.clone()).unwrap(),
-            )
-            .unwrap(),
-    )
+    client_config_with_cert(&cert.der, &cert.key)
 }
 
 fn cafile() -> Spawn {
-    spawn().set("CAFILE", client_ca().pem.to_str().unwrap())
+    spawn().set("CAFILE", client_ca().pem_path.to_str().unwrap())
 }
 
 /// Handshake, one byte each way; returns the notification block.
-fn exchange(mut e: Engine, config: Arc<ClientConfig>) -> Vec<(String, Option<String>)> {
-    let mut tls = connect(&e, config, "localhost");
-    tls.write_all(b"x").unwrap();
-    assert_eq!(read_app(&mut e, 1), b"x");
-    let block = e.notification();
-    drop(tls);
-    e.client.take();
-    e.close_app_tx();
-    let exit = e.wait_exit();
+fn exchange(e: Engine, config: Arc<ClientConfig>) -> Vec<(String, Option<String>)> {
+    let tls = connect(&e, config, "localhost");
+    let (block, exit) = one_byte_and_block(e, tls);
     assert_eq!(exit.code, Some(0), "{}", exit.stderr);
     block
 }
@@ -209,7 +169,7 @@ fn mandatory_certificate_present_is_accepted() {
 
 #[test]
 fn certificate_from_an_unknown_ca_fails_even_when_optional() {
-    let stranger = new_ca("stranger CA");
+    let stranger = new_ca("stranger CA", "client-ca");
     let cert = client_cert(&stranger, |_| {});
     let exit = refused(cafile().args(&["-Y"]).start(), with_cert(&cert));
     assert_eq!(exit.code, Some(98));
@@ -253,15 +213,15 @@ fn openssl_hash(pem: &Path) -> String {
 #[test]
 fn cadir_reads_hashed_names_and_skips_the_rest() {
     let dir = tmpdir("cadir");
-    let other = new_ca("other CA");
+    let other = new_ca("other CA", "client-ca");
     // The client CA under its hashed name; the other CA under a name
     // that is not read; garbage under a hashed name (skipped).
     std::fs::copy(
-        &client_ca().pem,
-        dir.join(format!("{}.0", openssl_hash(&client_ca().pem))),
+        &client_ca().pem_path,
+        dir.join(format!("{}.0", openssl_hash(&client_ca().pem_path))),
     )
     .unwrap();
-    std::fs::copy(&other.pem, dir.join("other.pem")).unwrap();
+    std::fs::copy(&other.pem_path, dir.join("other.pem")).unwrap();
     std::fs::write(dir.join("deadbeef.0"), b"garbage").unwrap();
     std::fs::write(dir.join("README"), b"not a certificate").unwrap();
     let cadir = || spawn().set("CADIR", dir.to_str().unwrap()).args(&["-y"]);
@@ -276,7 +236,7 @@ fn cadir_reads_hashed_names_and_skips_the_rest() {
 #[test]
 fn cadir_wins_over_cafile() {
     let dir = tmpdir("cadir");
-    std::fs::copy(&client_ca().pem, dir.join("0badc0de.0")).unwrap();
+    std::fs::copy(&client_ca().pem_path, dir.join("0badc0de.0")).unwrap();
     let e = spawn()
         .set("CADIR", dir.to_str().unwrap())
         .set("CAFILE", "/nonexistent")
@@ -333,7 +293,7 @@ fn trust_anchors_are_read_after_dropping_privileges() {
     // unreadable, which proves the order (keys before, anchors after).
     let dir = tmpdir("root-only");
     let ca = dir.join("ca.pem");
-    std::fs::copy(&client_ca().pem, &ca).unwrap();
+    std::fs::copy(&client_ca().pem_path, &ca).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(0o600)).unwrap();
     let exit = startup_error(

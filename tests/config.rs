@@ -9,21 +9,16 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-use rustls::pki_types::CertificateDer;
-use rustls::{ClientConfig, RootCertStore};
+use rustls::ClientConfig;
 
 // ---------------------------------------------------------------- helpers
-
-fn fatal(msg: &str) -> String {
-    format!("s6-tlsd-io: fatal: {msg}\n")
-}
 
 fn p(path: &Path) -> String {
     path.display().to_string()
@@ -56,18 +51,9 @@ fn openssl(args: &[&str]) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run openssl");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if start.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("openssl {args:?} still running after 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let status = wait_or_kill(&mut child, Duration::from_secs(60), || {
+        format!("openssl {args:?} still running after 60 s")
+    });
     let mut err = String::new();
     let _ = child.stderr.take().unwrap().read_to_string(&mut err);
     assert!(status.success(), "openssl {args:?}: {err}");
@@ -88,30 +74,6 @@ fn file_starts_with(path: &Path, prefix: &str) -> bool {
     std::fs::read(path)
         .expect("read converted key")
         .starts_with(prefix.as_bytes())
-}
-
-/// Client -> app and app -> client, a few bytes each way.
-fn echo(e: &mut Engine, tls: &mut Tls) {
-    tls.write_all(b"ping").unwrap();
-    assert_eq!(read_app(e, 4), b"ping");
-    e.app_tx().write_all(b"pong").unwrap();
-    let mut buf = [0u8; 4];
-    tls.read_exact(&mut buf).expect("client read");
-    assert_eq!(&buf, b"pong");
-}
-
-/// Ends a healthy connection from both sides and expects exit 0, silently.
-fn finish(mut e: Engine, mut tls: Tls) {
-    tls.conn.send_close_notify();
-    while tls.conn.wants_write() {
-        tls.conn.write_tls(&mut tls.sock).expect("close_notify");
-    }
-    e.close_app_tx();
-    let _ = read_to_end_tls(&mut tls);
-    drop(tls);
-    e.client.take();
-    let exit = e.wait_exit();
-    assert_eq!((exit.code, exit.stderr.as_str()), (Some(0), ""));
 }
 
 /// An engine with `env` completes a handshake with `config` for
@@ -137,23 +99,6 @@ fn assert_serves(cert: &Path, key: &Path) {
     for config in [tls13(), tls12()] {
         serve_with(env_of(&[("CERTFILE", cert), ("KEYFILE", key)]), config);
     }
-}
-
-/// Starts an engine with `env` (and `args`) that must give up at start-up:
-/// it exits on its own although the client never sends a byte, and it
-/// never writes a byte to the client. Returns its exit code and stderr.
-fn startup_failure(args: &[&str], env: Vec<(String, String)>) -> (Option<i32>, String) {
-    let mut e = spawn().no_notify().args(args).env(env).start();
-    // A panic here means that the engine went on to wait for a ClientHello.
-    let exit = e.wait(Duration::from_secs(10));
-    let mut sock = e.client.take().unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut got = Vec::new();
-    sock.read_to_end(&mut got)
-        .expect("EOF on the client socket");
-    assert!(got.is_empty(), "the engine wrote to the network: {got:?}");
-    (exit.code, exit.stderr)
 }
 
 /// The default pair's certificate with `key`, or `cert` with its key.
@@ -342,11 +287,9 @@ fn trusting_only(
     root_der: &[u8],
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> Arc<ClientConfig> {
-    let mut roots = RootCertStore::empty();
-    roots.add(CertificateDer::from(root_der.to_vec())).unwrap();
     Arc::new(
         ClientConfig::builder_with_protocol_versions(versions)
-            .with_root_certificates(roots)
+            .with_root_certificates(roots_of(root_der))
             .with_no_client_auth(),
     )
 }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore};
+use rustls::{ClientConfig, ClientConnection};
 
 const KIB: usize = 1 << 10;
 const MIB: usize = 1 << 20;
@@ -119,24 +119,6 @@ impl Data {
         assert_eq!(got.len(), self.len, "{what}: length");
         self.assert_prefix(got, what);
     }
-}
-
-fn reset(sock: &TcpStream) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: a plain setsockopt on a socket we own, with a correctly sized value.
-    let r = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            &linger as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(r, 0, "SO_LINGER");
 }
 
 fn set_nonblocking(fd: &impl AsRawFd) {
@@ -262,12 +244,6 @@ fn wait_stalled(progress: &AtomicUsize, quiet: Duration, timeout: Duration) -> u
             "still moving after {timeout:?} ({now} bytes)"
         );
     }
-}
-
-fn assert_exit(e: &mut Engine, code: i32, stderr: &str) {
-    let exit = e.wait_exit();
-    assert_eq!(exit.code, Some(code), "stderr: {}", exit.stderr);
-    assert_eq!(exit.stderr, stderr);
 }
 
 /// The engine's open descriptors.
@@ -679,6 +655,29 @@ fn client_exchange(client: &mut Client, up: &Data, end: ClientEnd) -> io::Result
     client.pump(up, 64 * KIB, None, end, None, LONG, |c| c.end.is_some())
 }
 
+/// The client pushing `up` on a thread of its own, in 64 KiB writes and
+/// never ending its side, until `stop` is raised (or its socket fails, or
+/// LONG passes): the flood of the tests where nobody reads. The thread
+/// hands the client back with how its pump ended.
+fn push_in_background(
+    mut client: Client,
+    up: Data,
+    stop: Option<Arc<AtomicBool>>,
+) -> JoinHandle<(Client, io::Result<()>)> {
+    std::thread::spawn(move || {
+        let r = client.pump(
+            &up,
+            64 * KIB,
+            None,
+            ClientEnd::Open,
+            stop.as_deref(),
+            LONG,
+            |_| false,
+        );
+        (client, r)
+    })
+}
+
 // ---------------------------------------------------------------- application
 
 /// The application writing `data` to fdr (odd sizes and pauses with
@@ -742,6 +741,20 @@ fn counter() -> Arc<AtomicUsize> {
     Arc::new(AtomicUsize::new(0))
 }
 
+/// `up` from the client to the app and `down` from the app to the client,
+/// both at once, the client ending with a FIN: both arrive intact, and the
+/// engine exits 0, silently.
+fn exchange_intact(e: &mut Engine, client: &mut Client, up: &Data, down: &Data) {
+    let writer = app_writer(e.app_tx.take().unwrap(), down.clone(), None, counter());
+    let reader = app_reader(e.app_rx.take().unwrap(), None, counter());
+    client_exchange(client, up, ClientEnd::Fin).expect("client");
+    join_within(writer, LONG, "app writer").expect("app write");
+    let (app_got, _) = join_within(reader, LONG, "app reader");
+    up.assert_all(&app_got, "client -> app");
+    down.assert_all(&client.got, "app -> client");
+    assert_exit(e, 0, "");
+}
+
 // ================================================================ resets
 
 #[test]
@@ -750,7 +763,7 @@ fn client_reset_while_engine_waits_on_a_full_app_pipe_exits_111_unable_to_read()
     // resets. The engine delivers what reached its socket, then finds the
     // reset on its next read.
     let mut e = spawn().start();
-    let mut client = Client::from_tls(connect(&e, tls13(), "localhost"));
+    let client = Client::from_tls(connect(&e, tls13(), "localhost"));
     let up = Data::new(FLOOD, 11);
     let got = counter();
     let paused = Arc::new(AtomicBool::new(false));
@@ -782,21 +795,7 @@ fn client_reset_while_engine_waits_on_a_full_app_pipe_exits_111_unable_to_read()
     // socket buffers are full.
     let stop = Arc::new(AtomicBool::new(false));
     let sent = client.sent.clone();
-    let pusher = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let r = client.pump(
-                &up,
-                64 * KIB,
-                None,
-                ClientEnd::Open,
-                Some(&stop),
-                LONG,
-                |_| false,
-            );
-            (client, r)
-        })
-    };
+    let pusher = push_in_background(client, up, Some(stop.clone()));
     wait_until("app paused", LONG, || paused.load(Ordering::SeqCst));
     let pushed = wait_stalled(&sent, Duration::from_millis(300), LONG);
     stop.store(true, Ordering::SeqCst);
@@ -827,26 +826,12 @@ fn client_reset_during_client_to_app_bulk_exits_111_unable_to_read() {
     // The same, with the app reading as fast as it can when the reset
     // comes: the engine only reads the network in this direction.
     let mut e = spawn().start();
-    let mut client = Client::from_tls(connect(&e, tls13(), "localhost"));
+    let client = Client::from_tls(connect(&e, tls13(), "localhost"));
     let up = Data::new(FLOOD, 12);
     let got = counter();
     let reader = app_reader(e.app_rx.take().unwrap(), None, got.clone());
     let stop = Arc::new(AtomicBool::new(false));
-    let pusher = {
-        let (stop, up) = (stop.clone(), up.clone());
-        std::thread::spawn(move || {
-            let r = client.pump(
-                &up,
-                64 * KIB,
-                None,
-                ClientEnd::Open,
-                Some(&stop),
-                LONG,
-                |_| false,
-            );
-            (client, r)
-        })
-    };
+    let pusher = push_in_background(client, up.clone(), Some(stop.clone()));
     wait_until("2 MiB through", LONG, || {
         got.load(Ordering::SeqCst) >= 2 * MIB
     });
@@ -956,16 +941,10 @@ fn app_exiting_with_data_pending_for_it_exits_111_and_the_client_gets_a_reset() 
     // stall (so the engine holds data for fdw), then the app exits: closes
     // fdr and fdw at once.
     let mut e = spawn().start();
-    let mut client = Client::from_tls(connect(&e, tls13(), "localhost"));
+    let client = Client::from_tls(connect(&e, tls13(), "localhost"));
     let (up, down) = (Data::new(FLOOD, 21), Data::new(FLOOD, 22));
     let sent = client.sent.clone();
-    let pusher = {
-        let up = up.clone();
-        std::thread::spawn(move || {
-            let r = client.pump(&up, 64 * KIB, None, ClientEnd::Open, None, LONG, |_| false);
-            (client, r)
-        })
-    };
+    let pusher = push_in_background(client, up.clone(), None);
     let mut app_tx = e.app_tx.take().unwrap();
     let mut app_rx = e.app_rx.take().unwrap();
     set_nonblocking(&app_tx);
@@ -1045,7 +1024,7 @@ fn app_exiting_with_nothing_pending_for_it_ends_quietly_after_delivering_its_dat
 #[test]
 fn app_closing_fdw_early_stops_the_network_reads_while_its_own_data_still_flows() {
     let mut e = spawn().start();
-    let mut client = Client::from_tls(connect(&e, tls13(), "localhost"));
+    let client = Client::from_tls(connect(&e, tls13(), "localhost"));
     notification_within(&mut e, LONG);
     let pid = e.pid();
     e.close_app_rx();
@@ -1059,21 +1038,7 @@ fn app_closing_fdw_early_stops_the_network_reads_while_its_own_data_still_flows(
     let up = Data::new(FLOOD, 31);
     let stop = Arc::new(AtomicBool::new(false));
     let sent = client.sent.clone();
-    let pusher = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let r = client.pump(
-                &up,
-                64 * KIB,
-                None,
-                ClientEnd::Open,
-                Some(&stop),
-                LONG,
-                |_| false,
-            );
-            (client, r)
-        })
-    };
+    let pusher = push_in_background(client, up, Some(stop.clone()));
     let pushed = wait_stalled(&sent, Duration::from_millis(300), LONG);
     stop.store(true, Ordering::SeqCst);
     let (mut client, r) = join_within(pusher, LONG, "client");
@@ -1302,25 +1267,10 @@ fn app_that_never_reads_blocks_the_client_with_bounded_memory_and_no_cpu() {
     // The client tries to push 256 MiB; the app never reads fdw. The
     // engine must stop reading the network.
     let mut e = spawn().start();
-    let mut client = Client::from_tls(connect(&e, tls13(), "localhost"));
+    let client = Client::from_tls(connect(&e, tls13(), "localhost"));
     let sent = client.sent.clone();
     let stop = Arc::new(AtomicBool::new(false));
-    let pusher = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let up = Data::new(FLOOD, 62);
-            let r = client.pump(
-                &up,
-                64 * KIB,
-                None,
-                ClientEnd::Open,
-                Some(&stop),
-                LONG,
-                |_| false,
-            );
-            (client, r)
-        })
-    };
+    let pusher = push_in_background(client, Data::new(FLOOD, 62), Some(stop.clone()));
     let stalled = wait_stalled(&sent, Duration::from_millis(500), LONG);
     assert!(stalled < FLOOD, "the client pushed everything");
     let hwm = vm_hwm_kb(&e);
@@ -1396,14 +1346,7 @@ fn handshake_dribbled_byte_by_byte_completes_without_timeout() {
         assert_eq!(block["SSL_PROTOCOL"], Some(proto.to_string()));
         client.shape = Shape::Whole;
         let (up, down) = (Data::new(64 * KIB, 71), Data::new(64 * KIB, 72));
-        let writer = app_writer(e.app_tx.take().unwrap(), down.clone(), None, counter());
-        let reader = app_reader(e.app_rx.take().unwrap(), None, counter());
-        client_exchange(&mut client, &up, ClientEnd::Fin).expect("client");
-        join_within(writer, LONG, "app writer").expect("app write");
-        let (app_got, _) = join_within(reader, LONG, "app reader");
-        up.assert_all(&app_got, "client -> app");
-        down.assert_all(&client.got, "app -> client");
-        assert_exit(&mut e, 0, "");
+        exchange_intact(&mut e, &mut client, &up, &down);
     }
 }
 
@@ -1437,35 +1380,13 @@ fn client_hello_fragmented_over_many_records_is_accepted() {
         assert_eq!(block["SSL_PROTOCOL"], Some(proto.to_string()));
         client.reframe = None;
         let (up, down) = (Data::new(100 * KIB, 81), Data::new(100 * KIB, 82));
-        let writer = app_writer(e.app_tx.take().unwrap(), down.clone(), None, counter());
-        let reader = app_reader(e.app_rx.take().unwrap(), None, counter());
-        client_exchange(&mut client, &up, ClientEnd::Fin).expect("client");
-        join_within(writer, LONG, "app writer").expect("app write");
-        let (app_got, _) = join_within(reader, LONG, "app reader");
-        up.assert_all(&app_got, "client -> app");
-        down.assert_all(&client.got, "app -> client");
-        assert_exit(&mut e, 0, "");
+        exchange_intact(&mut e, &mut client, &up, &down);
     }
 }
 
 /// A CA for client certificates, and its PEM file for CAFILE.
-struct ClientCa {
-    cert: rcgen::Certificate,
-    key: rcgen::KeyPair,
-    pem: std::path::PathBuf,
-}
-
-fn client_ca() -> ClientCa {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "faults client CA");
-    let cert = params.self_signed(&key).unwrap();
-    let pem = tmpdir("faults-ca").join("ca.pem");
-    std::fs::write(&pem, cert.pem()).unwrap();
-    ClientCa { cert, key, pem }
+fn client_ca() -> Ca {
+    new_ca("faults client CA", "faults-ca")
 }
 
 /// A client certificate chain, sent whatever the server asks for.
@@ -1487,11 +1408,7 @@ impl rustls::client::ResolvesClientCert for FixedClientCert {
 }
 
 /// A certificate carrying `filler` bytes in a private extension.
-fn fat_cert(
-    key: &rcgen::KeyPair,
-    filler: usize,
-    issuer: Option<&ClientCa>,
-) -> CertificateDer<'static> {
+fn fat_cert(key: &rcgen::KeyPair, filler: usize, issuer: Option<&Ca>) -> CertificateDer<'static> {
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     params
         .distinguished_name
@@ -1521,10 +1438,6 @@ fn chain_config(
     chain: &[CertificateDer<'static>],
     version: &'static rustls::SupportedProtocolVersion,
 ) -> Arc<ClientConfig> {
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(CertificateDer::from(common::ca().cert.der().to_vec()))
-        .unwrap();
     // rustls would parse the leaf to check it against the key, and webpki
     // refuses DER over 64 KiB: hand the chain over as it is.
     let signer = rustls::crypto::aws_lc_rs::default_provider()
@@ -1534,7 +1447,7 @@ fn chain_config(
     let certified = rustls::sign::CertifiedKey::new(chain.to_vec(), signer);
     Arc::new(
         ClientConfig::builder_with_protocol_versions(&[version])
-            .with_root_certificates(roots)
+            .with_root_certificates(ca_roots())
             .with_client_cert_resolver(Arc::new(FixedClientCert(Arc::new(certified)))),
     )
 }
@@ -1607,7 +1520,7 @@ fn client_refusal(conn: &mut ClientConnection, sock: &mut TcpStream) -> Result<S
 
 /// Client certificate chains whose Certificate message is over 64 KiB:
 /// one certificate of 70 KB; 25 certificates of 4 KB.
-fn oversized_chains() -> (ClientCa, rcgen::KeyPair, Vec<Vec<CertificateDer<'static>>>) {
+fn oversized_chains() -> (Ca, rcgen::KeyPair, Vec<Vec<CertificateDer<'static>>>) {
     let ca = client_ca();
     let key = rcgen::KeyPair::generate().unwrap();
     let one_fat = vec![fat_cert(&key, 70_000, Some(&ca))];
@@ -1616,10 +1529,10 @@ fn oversized_chains() -> (ClientCa, rcgen::KeyPair, Vec<Vec<CertificateDer<'stat
     (ca, key, vec![one_fat, long_chain])
 }
 
-fn client_cert_engine(ca: &ClientCa) -> Engine {
+fn client_cert_engine(ca: &Ca) -> Engine {
     spawn()
         .args(&["-Y"])
-        .set("CAFILE", ca.pem.to_str().unwrap())
+        .set("CAFILE", ca.pem_path.to_str().unwrap())
         .start()
 }
 
@@ -1737,14 +1650,7 @@ fn large_legal_client_certificate_message_is_held_with_bounded_memory_then_accep
             Some(format!("SHA256:{leaf_hash}"))
         );
         let (up, down) = (Data::new(64 * KIB, 85), Data::new(64 * KIB, 86));
-        let writer = app_writer(e.app_tx.take().unwrap(), down.clone(), None, counter());
-        let reader = app_reader(e.app_rx.take().unwrap(), None, counter());
-        client_exchange(&mut client, &up, ClientEnd::Fin).expect("client");
-        join_within(writer, LONG, "app writer").expect("app write");
-        let (app_got, _) = join_within(reader, LONG, "app reader");
-        up.assert_all(&app_got, "client -> app");
-        down.assert_all(&client.got, "app -> client");
-        assert_exit(&mut e, 0, "");
+        exchange_intact(&mut e, &mut client, &up, &down);
     }
 }
 
@@ -1853,16 +1759,10 @@ fn one_socket_closed_by_the_app_with_data_pending_exits_111() {
     // The client pushes; the app reads a little, stops, then closes the
     // socket with data unread in it: the engine's next write fails.
     let (mut e, mut app) = start_on_one_socket();
-    let mut client = Client::from_tls(connect(&e, tls13(), "localhost"));
+    let client = Client::from_tls(connect(&e, tls13(), "localhost"));
     let up = Data::new(FLOOD, 94);
     let sent = client.sent.clone();
-    let pusher = {
-        let up = up.clone();
-        std::thread::spawn(move || {
-            let r = client.pump(&up, 64 * KIB, None, ClientEnd::Open, None, LONG, |_| false);
-            (client, r)
-        })
-    };
+    let pusher = push_in_background(client, up.clone(), None);
     let mut first = vec![0; 256 * KIB];
     app.set_read_timeout(Some(LONG)).unwrap();
     app.read_exact(&mut first).unwrap();

@@ -13,30 +13,13 @@ use rustls::crypto::aws_lc_rs as provider;
 use rustls::{ClientConfig, HandshakeKind, NamedGroup, RootCertStore};
 
 /// The client goes away and the app closes: the engine must end.
-fn hang_up(mut e: Engine, tls: Tls) {
-    drop(tls);
-    e.client.take();
-    e.close_app_tx();
-    let exit = e.wait_exit();
+fn hang_up(e: Engine, tls: Tls) {
+    let exit = drop_both_ends(e, tls);
     assert!(exit.code.is_some(), "{exit:?}");
 }
 
-fn roots() -> RootCertStore {
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(rustls::pki_types::CertificateDer::from(
-            ca().cert.der().to_vec(),
-        ))
-        .unwrap();
-    roots
-}
-
 fn config_with(provider: rustls::crypto::CryptoProvider) -> ClientConfig {
-    ClientConfig::builder_with_provider(Arc::new(provider))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots())
-        .with_no_client_auth()
+    provider_config(provider, rustls::DEFAULT_VERSIONS)
 }
 
 #[test]

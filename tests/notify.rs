@@ -7,37 +7,20 @@ use std::sync::Arc;
 
 use common::*;
 use rustls::crypto::aws_lc_rs as provider;
-use rustls::{ClientConfig, RootCertStore};
+use rustls::ClientConfig;
 
 fn only_suite(suite: rustls::SupportedCipherSuite) -> Arc<ClientConfig> {
     let mut p = provider::default_provider();
     p.cipher_suites = vec![suite];
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(rustls::pki_types::CertificateDer::from(
-            ca().cert.der().to_vec(),
-        ))
-        .unwrap();
-    Arc::new(
-        ClientConfig::builder_with_provider(Arc::new(p))
-            .with_protocol_versions(&[suite.version()])
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
+    Arc::new(provider_config(p, &[suite.version()]))
 }
 
 /// Connects, exchanges a byte, returns the block, ends the connection.
 fn block_for(keys: &Keys, config: Arc<ClientConfig>, name: &str) -> Vec<(String, Option<String>)> {
-    let mut e = spawn().keys(keys).start();
-    let mut tls = connect(&e, config, name);
-    tls.write_all(b"x").unwrap();
-    assert_eq!(read_app(&mut e, 1), b"x");
-    let block = e.notification();
-    drop(tls);
-    e.client.take();
-    e.close_app_tx();
-    assert_eq!(e.wait_exit().code, Some(0));
+    let e = spawn().keys(keys).start();
+    let tls = connect(&e, config, name);
+    let (block, exit) = one_byte_and_block(e, tls);
+    assert_eq!(exit.code, Some(0));
     block
 }
 

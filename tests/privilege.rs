@@ -8,16 +8,11 @@ mod common;
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
 const NOBODY: &str = "65534";
-
-fn fatal(msg: &str) -> String {
-    format!("s6-tlsd-io: fatal: {msg}\n")
-}
 
 fn is_root() -> bool {
     if nix::unistd::getuid().is_root() {
@@ -85,32 +80,15 @@ fn ids_while_relaying(ids: &[(&str, &str)]) -> Ids {
     let mut buf = [0u8; 4];
     tls.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"pong");
+    // The app ends first, then the client.
     e.close_app_tx();
-    tls.conn.send_close_notify();
-    while tls.conn.wants_write() {
-        tls.conn.write_tls(&mut tls.sock).unwrap();
-    }
+    client_close_notify(&mut tls);
     let _ = read_to_end_tls(&mut tls);
     drop(tls);
     e.client.take();
     let exit = e.wait_exit();
     assert_eq!((exit.code, exit.stderr.as_str()), (Some(0), ""));
     got
-}
-
-/// Starts an engine with `env` that must give up at start-up, without
-/// waiting for the client and without writing to it.
-fn startup_failure(env: Vec<(String, String)>) -> (Option<i32>, String) {
-    let mut e = spawn().no_notify().env(env).start();
-    let exit = e.wait(Duration::from_secs(10));
-    let mut sock = e.client.take().unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut got = Vec::new();
-    sock.read_to_end(&mut got)
-        .expect("EOF on the client socket");
-    assert!(got.is_empty(), "the engine wrote to the network: {got:?}");
-    (exit.code, exit.stderr)
 }
 
 fn with_ids(ids: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -214,7 +192,7 @@ fn non_numeric_tls_uid_fails_at_startup() {
     }
     for bad in ["nobody", "", "-1", "+1", "65534x", " 65534", "4294967296"] {
         assert_eq!(
-            startup_failure(with_ids(&[("TLS_UID", bad), ("TLS_GID", NOBODY)])),
+            startup_failure(&[], with_ids(&[("TLS_UID", bad), ("TLS_GID", NOBODY)])),
             (Some(100), fatal("invalid $TLS_UID")),
             "TLS_UID={bad:?}"
         );
@@ -228,7 +206,7 @@ fn non_numeric_tls_gid_fails_at_startup() {
     }
     for bad in ["nogroup", "", "-1", "+1", "65534x", " 65534", "4294967296"] {
         assert_eq!(
-            startup_failure(with_ids(&[("TLS_UID", NOBODY), ("TLS_GID", bad)])),
+            startup_failure(&[], with_ids(&[("TLS_UID", NOBODY), ("TLS_GID", bad)])),
             (Some(100), fatal("invalid $TLS_GID")),
             "TLS_GID={bad:?}"
         );
@@ -238,22 +216,11 @@ fn non_numeric_tls_gid_fails_at_startup() {
 /// Runs the engine as nobody (real uid not 0) with `env`, fds 3 and up
 /// closed; returns the exit code and stderr.
 fn run_as_nobody(env: &[(String, String)]) -> (Option<i32>, String) {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["--", "3", "4"])
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    // SAFETY: only async-signal-safe system calls between fork and exec.
+    let mut cmd = direct(&["--", "3", "4"], env);
+    // SAFETY: only async-signal-safe system calls between fork and exec,
+    // after `direct`'s own (which closes fds 3 to 9).
     unsafe {
         cmd.pre_exec(|| {
-            for fd in 3..=9 {
-                let flags = libc::fcntl(fd, libc::F_GETFD);
-                if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
-                    libc::close(fd);
-                }
-            }
             if libc::setgroups(0, std::ptr::null()) != 0
                 || libc::setgid(65534) != 0
                 || libc::setuid(65534) != 0
@@ -263,27 +230,7 @@ fn run_as_nobody(env: &[(String, String)]) -> (Option<i32>, String) {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().expect("spawn s6-tlsd-io");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("still running after 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    (status.code(), stderr)
+    code_and_stderr(cmd, || "still running after 20 s".to_string())
 }
 
 #[test]

@@ -31,15 +31,6 @@ fn client_fin(tls: &Tls) {
     half_close(&tls.sock);
 }
 
-fn client_close_notify(tls: &mut Tls) {
-    tls.conn.send_close_notify();
-    while tls.conn.wants_write() {
-        tls.conn
-            .write_tls(&mut tls.sock)
-            .expect("send close_notify");
-    }
-}
-
 /// What the client sees at the end of the server's data: Ok(()) for
 /// close_notify, UnexpectedEof for a bare FIN.
 fn client_end(tls: &mut Tls) -> Result<(), ErrorKind> {
@@ -51,30 +42,6 @@ fn client_end(tls: &mut Tls) -> Result<(), ErrorKind> {
 fn raw_eof(sock: &TcpStream) -> bool {
     let mut b = [0u8; 1];
     matches!((&*sock).read(&mut b), Ok(0))
-}
-
-fn reset(sock: &TcpStream) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: a plain setsockopt on a socket we own, with a correctly sized value.
-    let r = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            &linger as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(r, 0);
-}
-
-fn assert_exit(e: &mut Engine, code: i32, stderr: &str) {
-    let exit = e.wait_exit();
-    assert_eq!(exit.code, Some(code), "stderr: {}", exit.stderr);
-    assert_eq!(exit.stderr, stderr);
 }
 
 #[test]

@@ -6,26 +6,18 @@
 
 mod common;
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::TcpListener;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::thread::JoinHandle;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use common::client::*;
 use common::*;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{
-    AlertDescription, ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme,
-    StreamOwned,
-};
-
-/// How long any one step with an external program may take.
-const STEP: Duration = Duration::from_secs(20);
+use rustls::{AlertDescription, ClientConfig, DigitallySignedStruct, SignatureScheme};
 
 type Env = Vec<(String, String)>;
 type Block = Vec<(String, Option<String>)>;
@@ -199,26 +191,15 @@ const NO_SNI: &str = "no-sni.invalid";
 
 /// Runs the client side of the handshake; the TLS error if it fails.
 fn handshake(e: &Engine, config: Arc<ClientConfig>, name: &str) -> Result<Tls, rustls::Error> {
-    let sock = e.client().try_clone().expect("dup client");
-    sock.set_read_timeout(Some(STEP)).expect("timeout");
-    let conn = ClientConnection::new(
-        config,
-        ServerName::try_from(name.to_string()).expect("name"),
-    )
-    .expect("client");
-    let mut tls = StreamOwned::new(conn, sock);
-    while tls.conn.is_handshaking() {
-        if let Err(err) = tls.conn.complete_io(&mut tls.sock) {
-            return match err
-                .get_ref()
-                .and_then(|i| i.downcast_ref::<rustls::Error>())
-            {
-                Some(tls_error) => Err(tls_error.clone()),
-                None => panic!("client handshake: I/O error: {err}"),
-            };
+    try_connect(e, config, name).map_err(|err| {
+        match err
+            .get_ref()
+            .and_then(|i| i.downcast_ref::<rustls::Error>())
+        {
+            Some(tls_error) => tls_error.clone(),
+            None => panic!("client handshake: I/O error: {err}"),
         }
-    }
-    Ok(tls)
+    })
 }
 
 /// Ends a session the usual way: one byte through the tunnel, then the
@@ -230,10 +211,7 @@ fn finish(mut e: Engine, mut tls: Tls) {
     let mut y = [0u8; 1];
     tls.read_exact(&mut y).expect("client read");
     assert_eq!(&y, b"y");
-    drop(tls);
-    e.client.take();
-    e.close_app_tx();
-    let exit = e.wait_exit();
+    let exit = drop_both_ends(e, tls);
     assert_eq!(exit.code, Some(0), "stderr: {}", exit.stderr);
     assert_eq!(exit.stderr, "");
 }
@@ -243,7 +221,7 @@ fn finish(mut e: Engine, mut tls: Tls) {
 /// leaf certificate served and the notification block.
 fn session(args: &[&str], env: Env, sni: Option<&str>) -> (Vec<u8>, Block) {
     let mut e = spawn().args(args).env(env).start();
-    let mut tls = match handshake(&e, any_cert_client(sni.is_some()), sni.unwrap_or(NO_SNI)) {
+    let tls = match handshake(&e, any_cert_client(sni.is_some()), sni.unwrap_or(NO_SNI)) {
         Ok(tls) => tls,
         Err(err) => {
             let exit = e.wait_exit();
@@ -251,14 +229,7 @@ fn session(args: &[&str], env: Env, sni: Option<&str>) -> (Vec<u8>, Block) {
         }
     };
     let leaf = tls.conn.peer_certificates().expect("a server certificate")[0].to_vec();
-    tls.write_all(b"x").expect("client write");
-    assert_eq!(read_app(&mut e, 1), b"x");
-    // The block is complete before the first byte reaches fdw.
-    let block = e.notification();
-    drop(tls);
-    e.client.take();
-    e.close_app_tx();
-    let exit = e.wait_exit();
+    let (block, exit) = one_byte_and_block(e, tls);
     assert_eq!(exit.code, Some(0), "stderr: {}", exit.stderr);
     (leaf, block)
 }
@@ -683,8 +654,7 @@ fn mandatory_sni_refusal_is_seen_by_openssl_s_client() {
         (vec!["-noservername"], "no server name"),
     ] {
         let (listener, port) = listen();
-        let mut args = s_client_args(port);
-        args.extend(sni_args.iter().map(|s| s.to_string()));
+        let args = s_client_args(port, &sni_args);
         let mut client = Client::start("openssl", &args);
         let env = env_of(None, &[("a.example.com", &f.exact)]);
         let mut e = accept(spawn().args(&["-k", "2"]).env(env), &listener, &mut client);
@@ -1016,198 +986,6 @@ fn a_thousand_named_pairs_serve_the_right_one() {
 
 // ---------------------------------------------------------------- real clients
 
-/// An external client program with its three standard streams piped; killed
-/// and reaped when dropped, whatever the test did.
-struct Client {
-    program: &'static str,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: Arc<Mutex<Vec<u8>>>,
-    stderr: Arc<Mutex<Vec<u8>>>,
-    readers: Vec<JoinHandle<()>>,
-}
-
-fn collect(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 8192];
-        loop {
-            match from.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => into.lock().unwrap().extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-}
-
-impl Client {
-    fn start(program: &'static str, args: &[String]) -> Client {
-        let mut child = match Command::new(program)
-            .args(args)
-            .env("LC_ALL", "C")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-        {
-            Ok(child) => child,
-            Err(e) if e.kind() == ErrorKind::NotFound => panic!(
-                "`{program}` is not installed: this test needs it \
-                 (Debian: openssl, gnutls-bin)"
-            ),
-            Err(e) => panic!("cannot run {program}: {e}"),
-        };
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let readers = vec![
-            collect(child.stdout.take().unwrap(), stdout.clone()),
-            collect(child.stderr.take().unwrap(), stderr.clone()),
-        ];
-        Client {
-            program,
-            stdin: child.stdin.take(),
-            child,
-            stdout,
-            stderr,
-            readers,
-        }
-    }
-
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()
-    }
-
-    fn transcript(&self) -> String {
-        format!(
-            "--- {0} stdout:\n{1}\n--- {0} stderr:\n{2}",
-            self.program,
-            self.stdout(),
-            String::from_utf8_lossy(&self.stderr.lock().unwrap())
-        )
-    }
-
-    fn send(&mut self, data: &[u8]) {
-        let stdin = self.stdin.as_mut().expect("client stdin still open");
-        if let Err(e) = stdin.write_all(data).and_then(|()| stdin.flush()) {
-            panic!(
-                "cannot write to {}: {e}\n{}",
-                self.program,
-                self.transcript()
-            );
-        }
-    }
-
-    fn close_stdin(&mut self) {
-        self.stdin.take();
-    }
-
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().expect("try_wait client")
-    }
-
-    /// Waits until stdout contains `needle`, at most STEP.
-    fn wait_stdout(&mut self, needle: &str) {
-        let start = Instant::now();
-        while !self.stdout().contains(needle) {
-            if start.elapsed() > STEP {
-                panic!(
-                    "{} never printed {needle:?} within {STEP:?}\n{}",
-                    self.program,
-                    self.transcript()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// Waits for the client to exit on its own, at most STEP (else kills it
-    /// and panics), then for its output to be complete.
-    fn wait_exit(&mut self) -> ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.exited() {
-                for r in self.readers.drain(..) {
-                    let _ = r.join();
-                }
-                return status;
-            }
-            if start.elapsed() > STEP {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "{} still running after {STEP:?}; killed\n{}",
-                    self.program,
-                    self.transcript()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        for r in self.readers.drain(..) {
-            let _ = r.join();
-        }
-    }
-}
-
-fn readable(fd: BorrowedFd<'_>, timeout: Duration) -> bool {
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-    // SAFETY: one valid pollfd, its count, a bounded timeout.
-    unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
-}
-
-fn listen() -> (TcpListener, u16) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
-    let port = listener.local_addr().expect("local addr").port();
-    (listener, port)
-}
-
-/// Waits (at most STEP) for `client` to connect, then starts the engine on
-/// the accepted socket.
-fn accept(spawn: Spawn, listener: &TcpListener, client: &mut Client) -> Engine {
-    let start = Instant::now();
-    while !readable(listener.as_fd(), Duration::from_millis(20)) {
-        if let Some(status) = client.exited() {
-            client.wait_exit();
-            panic!(
-                "{} exited ({status}) without connecting\n{}",
-                client.program,
-                client.transcript()
-            );
-        }
-        assert!(
-            start.elapsed() < STEP,
-            "{} did not connect\n{}",
-            client.program,
-            client.transcript()
-        );
-    }
-    spawn.start_accepting(listener)
-}
-
-fn s_client_args(port: u16) -> Vec<String> {
-    [
-        "s_client",
-        "-connect",
-        &format!("127.0.0.1:{port}"),
-        "-CAfile",
-        &ca().pem_path.display().to_string(),
-        "-verify_return_error",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
-
 /// The leaf certificate of a chain file, as PEM.
 fn leaf_pem(keys: &Keys) -> String {
     let end = "-----END CERTIFICATE-----";
@@ -1315,11 +1093,9 @@ fn openssl_s_client_gets_the_pair_of_its_server_name() {
         let (env, cases) = real_client_cases(args == ["-k", "2"]);
         for RealCase { sni, expected, cn } in cases {
             let (listener, port) = listen();
-            let mut argv = s_client_args(port);
-            argv.extend(
-                ["-servername", sni, "-verify_hostname", sni, "-showcerts"]
-                    .iter()
-                    .map(|s| s.to_string()),
+            let argv = s_client_args(
+                port,
+                &["-servername", sni, "-verify_hostname", sni, "-showcerts"],
             );
             let mut client = Client::start("openssl", &argv);
             let engine = spawn().args(&[args, &["-S"]].concat()).env(env.clone());

@@ -6,6 +6,8 @@
 //! Certificates are generated at test time; nothing secret is committed.
 #![allow(dead_code)]
 
+pub mod client;
+
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
@@ -19,7 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_s6-tlsd-io");
@@ -78,22 +80,27 @@ pub struct Ca {
 
 pub fn ca() -> &'static Ca {
     static CA: OnceLock<Ca> = OnceLock::new();
-    CA.get_or_init(|| {
-        let key = rcgen::KeyPair::generate().expect("CA key");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "s6-tlsd-io test CA");
-        let cert = params.self_signed(&key).expect("CA cert");
-        let pem_path = tmpdir("ca").join("ca.pem");
-        std::fs::write(&pem_path, cert.pem()).expect("write CA");
-        Ca {
-            cert,
-            key,
-            pem_path,
-        }
-    })
+    CA.get_or_init(|| new_ca("s6-tlsd-io test CA", "ca"))
+}
+
+/// A fresh self-signed CA named `cn`, its PEM written to `ca.pem` in a new
+/// directory tagged `tag`: the server's test CA, and the CAs that tests
+/// trust for client certificates (CAFILE, CADIR).
+pub fn new_ca(cn: &str, tag: &str) -> Ca {
+    let key = rcgen::KeyPair::generate().expect("CA key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    let cert = params.self_signed(&key).expect("CA cert");
+    let pem_path = tmpdir(tag).join("ca.pem");
+    std::fs::write(&pem_path, cert.pem()).expect("write CA");
+    Ca {
+        cert,
+        key,
+        pem_path,
+    }
 }
 
 /// A server key pair signed by the test CA, written to files.
@@ -350,25 +357,17 @@ impl Engine {
     /// Waits for the engine to exit, at most `timeout`; kills it and
     /// panics if it does not.
     pub fn wait(&mut self, timeout: Duration) -> Exit {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                let mut stderr = String::new();
-                if let Some(mut e) = self.stderr.take() {
-                    let _ = e.read_to_string(&mut stderr);
-                }
-                return Exit {
-                    code: status.code(),
-                    status,
-                    stderr,
-                };
-            }
-            if start.elapsed() > timeout {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("engine still running after {timeout:?}");
-            }
-            std::thread::sleep(Duration::from_millis(5));
+        let status = wait_or_kill(&mut self.child, timeout, || {
+            format!("engine still running after {timeout:?}")
+        });
+        let mut stderr = String::new();
+        if let Some(mut e) = self.stderr.take() {
+            let _ = e.read_to_string(&mut stderr);
+        }
+        Exit {
+            code: status.code(),
+            status,
+            stderr,
         }
     }
 
@@ -437,6 +436,36 @@ impl Drop for Engine {
     }
 }
 
+/// The one line the engine writes before it exits on a fatal error.
+pub fn fatal(msg: &str) -> String {
+    format!("s6-tlsd-io: fatal: {msg}\n")
+}
+
+/// Waits for the engine to exit; it must be with `code` and exactly
+/// `stderr`.
+pub fn assert_exit(e: &mut Engine, code: i32, stderr: &str) {
+    let exit = e.wait_exit();
+    assert_eq!(exit.code, Some(code), "stderr: {}", exit.stderr);
+    assert_eq!(exit.stderr, stderr);
+}
+
+/// Starts an engine with `env` (and `args`) that must give up at start-up:
+/// it exits on its own although the client never sends a byte, and it
+/// never writes a byte to the client. Returns its exit code and stderr.
+pub fn startup_failure(args: &[&str], env: Vec<(String, String)>) -> (Option<i32>, String) {
+    let mut e = spawn().no_notify().args(args).env(env).start();
+    // A panic here means that the engine went on to wait for a ClientHello.
+    let exit = e.wait(Duration::from_secs(10));
+    let mut sock = e.client.take().unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = Vec::new();
+    sock.read_to_end(&mut got)
+        .expect("EOF on the client socket");
+    assert!(got.is_empty(), "the engine wrote to the network: {got:?}");
+    (exit.code, exit.stderr)
+}
+
 pub fn parse_notification(raw: &[u8]) -> Vec<(String, Option<String>)> {
     assert!(
         raw.ends_with(&[0, 0]),
@@ -458,17 +487,123 @@ pub fn as_map(block: &[(String, Option<String>)]) -> HashMap<String, Option<Stri
     block.iter().cloned().collect()
 }
 
+// ---------------------------------------------------------------- direct runs
+
+/// Waits for `child` to exit, at most `timeout`; past it, kills and reaps
+/// it (no test leaves a process behind) and panics with `late()`.
+pub fn wait_or_kill(
+    child: &mut Child,
+    timeout: Duration,
+    late: impl FnOnce() -> String,
+) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{}", late());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The binary with `argv` and only `env`, off the harness's descriptors:
+/// stdin and stdout on /dev/null, stderr piped, and fds 3 to 9 closed, so
+/// that it finds no fdr or fdw whatever the test runner passed down. A test
+/// may add its own `pre_exec` steps; they run after the closing.
+pub fn direct(argv: &[&str], env: &[(String, String)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(argv)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: only fcntl and close between fork and exec. Descriptors
+    // that are close-on-exec (the standard library's own) are left alone;
+    // anything else inherited in 3..=9 is closed.
+    unsafe {
+        cmd.pre_exec(|| {
+            for fd in 3..=9 {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                    libc::close(fd);
+                }
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// Runs a `direct` command to its end, at most 20 s (past that it is
+/// killed, and the test panics with `late()`): its exit code and stderr.
+pub fn code_and_stderr(mut cmd: Command, late: impl FnOnce() -> String) -> (Option<i32>, String) {
+    let mut child = cmd.spawn().expect("spawn s6-tlsd-io");
+    let status = wait_or_kill(&mut child, Duration::from_secs(20), late);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    (status.code(), stderr)
+}
+
 // ---------------------------------------------------------------- clients
 
-pub fn client_config(versions: &[&'static rustls::SupportedProtocolVersion]) -> Arc<ClientConfig> {
+/// A root store that trusts `der` alone.
+pub fn roots_of(der: &[u8]) -> RootCertStore {
     let mut roots = RootCertStore::empty();
     roots
-        .add(CertificateDer::from(ca().cert.der().to_vec()))
+        .add(CertificateDer::from(der.to_vec()))
         .expect("add CA");
+    roots
+}
+
+/// The root store of every client here: the test CA that signs the
+/// server's certificates, and nothing else.
+pub fn ca_roots() -> RootCertStore {
+    roots_of(ca().cert.der())
+}
+
+pub fn client_config(versions: &[&'static rustls::SupportedProtocolVersion]) -> Arc<ClientConfig> {
     Arc::new(
         ClientConfig::builder_with_protocol_versions(versions)
-            .with_root_certificates(roots)
+            .with_root_certificates(ca_roots())
             .with_no_client_auth(),
+    )
+}
+
+/// A client with its own crypto `provider` (cut down to some suites or
+/// groups) for `versions`, trusting the test CA; not yet in an Arc, so that
+/// a test can change it further.
+pub fn provider_config(
+    provider: rustls::crypto::CryptoProvider,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> ClientConfig {
+    ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(versions)
+        .expect("versions")
+        .with_root_certificates(ca_roots())
+        .with_no_client_auth()
+}
+
+/// A client that trusts the test CA and sends the certificate `cert_der`
+/// (with its key, PKCS#8 DER) when the server asks for one.
+pub fn client_config_with_cert(cert_der: &[u8], key_der: &[u8]) -> Arc<ClientConfig> {
+    Arc::new(
+        ClientConfig::builder()
+            .with_root_certificates(ca_roots())
+            .with_client_auth_cert(
+                vec![CertificateDer::from(cert_der.to_vec())],
+                PrivateKeyDer::try_from(key_der.to_vec()).expect("client key"),
+            )
+            .expect("client certificate"),
     )
 }
 
@@ -485,6 +620,12 @@ pub type Tls = StreamOwned<ClientConnection, TcpStream>;
 /// An in-process rustls client over the engine's client socket, with the
 /// handshake completed.
 pub fn connect(engine: &Engine, config: Arc<ClientConfig>, name: &str) -> Tls {
+    try_connect(engine, config, name).expect("client handshake")
+}
+
+/// Like `connect`, but returns the client's handshake error instead of
+/// panicking, for the tests in which the engine must refuse the client.
+pub fn try_connect(engine: &Engine, config: Arc<ClientConfig>, name: &str) -> std::io::Result<Tls> {
     let sock = engine.client().try_clone().expect("dup client");
     sock.set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout");
@@ -495,11 +636,59 @@ pub fn connect(engine: &Engine, config: Arc<ClientConfig>, name: &str) -> Tls {
     .expect("client");
     let mut tls = StreamOwned::new(conn, sock);
     while tls.conn.is_handshaking() {
-        tls.conn
-            .complete_io(&mut tls.sock)
-            .expect("client handshake");
+        tls.conn.complete_io(&mut tls.sock)?;
     }
-    tls
+    Ok(tls)
+}
+
+/// The client sends close_notify (and nothing else).
+pub fn client_close_notify(tls: &mut Tls) {
+    tls.conn.send_close_notify();
+    while tls.conn.wants_write() {
+        tls.conn
+            .write_tls(&mut tls.sock)
+            .expect("send close_notify");
+    }
+}
+
+/// Client -> app and app -> client, a few bytes each way.
+pub fn echo(e: &mut Engine, tls: &mut Tls) {
+    tls.write_all(b"ping").unwrap();
+    assert_eq!(read_app(e, 4), b"ping");
+    e.app_tx().write_all(b"pong").unwrap();
+    let mut buf = [0u8; 4];
+    tls.read_exact(&mut buf).expect("client read");
+    assert_eq!(&buf, b"pong");
+}
+
+/// Ends a healthy connection from both sides and expects exit 0, silently.
+pub fn finish(mut e: Engine, mut tls: Tls) {
+    client_close_notify(&mut tls);
+    e.close_app_tx();
+    let _ = read_to_end_tls(&mut tls);
+    drop(tls);
+    e.client.take();
+    let exit = e.wait_exit();
+    assert_eq!((exit.code, exit.stderr.as_str()), (Some(0), ""));
+}
+
+/// The client goes away without a close_notify (its socket closed), then
+/// the app closes fdr: how the engine ended, for the test to judge.
+pub fn drop_both_ends(mut e: Engine, tls: Tls) -> Exit {
+    drop(tls);
+    e.client.take();
+    e.close_app_tx();
+    e.wait_exit()
+}
+
+/// One byte from the client to the app, then the notification block (it is
+/// complete before the first byte reaches fdw), then both ends go away as
+/// in `drop_both_ends`: the block and how the engine ended.
+pub fn one_byte_and_block(mut e: Engine, mut tls: Tls) -> (Vec<(String, Option<String>)>, Exit) {
+    tls.write_all(b"x").expect("client write");
+    assert_eq!(read_app(&mut e, 1), b"x");
+    let block = e.notification();
+    (block, drop_both_ends(e, tls))
 }
 
 /// Reads everything until EOF or error; returns the bytes and how it ended.
@@ -524,6 +713,26 @@ pub fn read_app(engine: &mut Engine, n: usize) -> Vec<u8> {
 
 pub fn half_close(sock: &TcpStream) {
     sock.shutdown(Shutdown::Write).expect("shutdown");
+}
+
+/// Makes the next close of `sock` send an RST instead of a FIN (SO_LINGER
+/// with a zero timeout): a peer that resets.
+pub fn reset(sock: &TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a plain setsockopt on a socket we own, with a correctly sized value.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &linger as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "SO_LINGER");
 }
 
 /// Pseudo-random bytes from a seed, to tell data apart.
