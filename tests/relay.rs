@@ -448,3 +448,30 @@ fn one_socket_as_fdr_and_fdw_closes_each_direction_on_its_own() {
     assert!(rest.is_empty());
     assert_exit(&mut e, 0, "");
 }
+
+#[test]
+fn everything_the_client_sent_arrives_while_it_waits_without_closing() {
+    // A client that sends and then only waits must not leave records
+    // staged in the engine: the app gets every byte with nothing after it.
+    for size in [16 << 10, 48 << 10, 1 << 20, 8 << 20] {
+        let mut e = spawn().start();
+        let mut tls = connect(&e, tls13(), "localhost");
+        let data = pattern(size, size as u64);
+        let mut app_rx = e.app_rx.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut got = vec![0; size];
+            app_rx.read_exact(&mut got).map(|_| got)
+        });
+        tls.write_all(&data).unwrap();
+        tls.flush().unwrap();
+        let got = reader
+            .join()
+            .unwrap()
+            .expect("every byte, the client still open");
+        assert_eq!(sha256(&got), sha256(&data), "{size} bytes");
+        drop(tls);
+        e.client.take();
+        e.close_app_tx();
+        assert_eq!(e.wait_exit().code, Some(0));
+    }
+}

@@ -53,6 +53,22 @@ fn the_engine_relays_under_a_seccomp_filter() {
 }
 
 #[test]
+fn a_confined_engine_survives_being_stopped_and_continued() {
+    // Job control or strace -p interrupts the poll(2) the engine sleeps in;
+    // the kernel resumes it through restart_syscall, which must be allowed.
+    let e = spawn().start();
+    let tls = connect(&e, tls13(), "localhost");
+    let pid = e.pid() as libc::pid_t;
+    std::thread::sleep(Duration::from_millis(100));
+    for signal in [libc::SIGSTOP, libc::SIGCONT] {
+        // SAFETY: signals our own child.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    echo_and_close(e, tls);
+}
+
+#[test]
 fn the_opt_out_variable_leaves_the_engine_unconfined() {
     let e = spawn().set(sandbox::OPT_OUT, "1").start();
     let tls = connect(&e, tls13(), "localhost");
