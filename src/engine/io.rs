@@ -12,26 +12,32 @@ use nix::sys::socket::{shutdown, Shutdown};
 /// socket that another fd (0 and 1, or fdr and fdw) still refers to.
 pub struct End {
     fd: OwnedFd,
-    how: Shutdown,
+    /// None once abandoned: closed as a process exit would close it.
+    how: Option<Shutdown>,
 }
 
 impl End {
     pub fn reading(fd: OwnedFd) -> End {
         End {
             fd,
-            how: Shutdown::Read,
+            how: Some(Shutdown::Read),
         }
     }
 
     pub fn writing(fd: OwnedFd) -> End {
         End {
             fd,
-            how: Shutdown::Write,
+            how: Some(Shutdown::Write),
         }
     }
 
     pub fn raw(&self) -> i32 {
         self.fd.as_raw_fd()
+    }
+
+    /// Closes without shutdown(2): no FIN that could pass for a clean end.
+    pub fn abandon(mut self) {
+        self.how = None;
     }
 }
 
@@ -45,7 +51,9 @@ impl Drop for End {
     fn drop(&mut self) {
         // ENOTSOCK (a pipe) and ENOTCONN (a reset peer) are harmless here:
         // closing the descriptor below is all that is left to do.
-        let _ = shutdown(self.fd.as_raw_fd(), self.how);
+        if let Some(how) = self.how {
+            let _ = shutdown(self.fd.as_raw_fd(), how);
+        }
     }
 }
 

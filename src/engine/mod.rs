@@ -152,10 +152,7 @@ where
     engine.report();
     if result.is_err() {
         engine.send_pending_alert();
-        // A fatal error must not pass for a clean end: no FIN through
-        // shutdown(2) as the ends drop; the descriptors go with the process,
-        // as upstream's do (the client gets an RST if data of its was left).
-        std::mem::forget(engine);
+        engine.abandon();
     }
     result
 }
@@ -584,6 +581,28 @@ where
             self.app_to_client,
             self.outbound_end,
         ));
+    }
+
+    /// A fatal error must not pass for a clean end: the descriptors are
+    /// closed without shutdown(2), as upstream's go with its process (the
+    /// client gets an RST if data of its was left unread, never a FIN).
+    fn abandon(&mut self) {
+        let inbound = std::mem::replace(&mut self.inbound, Inbound::Closed);
+        let outbound = std::mem::replace(&mut self.outbound, Outbound::Closed);
+        let ends = match inbound {
+            Inbound::Open { net, app } => [Some(net), Some(app)],
+            Inbound::Draining { app } => [Some(app), None],
+            Inbound::Closed => [None, None],
+        };
+        let more = match outbound {
+            Outbound::Open { app, net } => [Some(app), Some(net)],
+            Outbound::Flushing { net } => [Some(net), None],
+            Outbound::Closed => [None, None],
+        };
+        ends.into_iter()
+            .chain(more)
+            .flatten()
+            .for_each(End::abandon);
     }
 
     /// On a fatal error, rustls may have queued an alert: let it out.
