@@ -204,3 +204,29 @@ fn a_client_that_distrusts_the_certificate_fails_the_handshake_with_98() {
         exit.stderr
     );
 }
+
+#[test]
+fn records_rustls_refuses_without_an_alert_still_get_one_in_the_clear() {
+    // Found by fuzzing: for these, rustls queues no alert of its own.
+    for (what, bytes) in [
+        (
+            "application data first",
+            &[0x17, 0x03, 0x06, 0x00, 0x00][..],
+        ),
+        (
+            "a handshake message over 64 KiB",
+            &[
+                0x16, 0x03, 0x00, 0x00, 0x0d, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff,
+                0xff, 0xff, 0xd3, 0x00,
+            ][..],
+        ),
+    ] {
+        let mut e = spawn().start();
+        e.client().write_all(bytes).unwrap();
+        let exit = e.wait_exit();
+        assert_eq!(exit.code, Some(98), "{what}: {}", exit.stderr);
+        let mut got = Vec::new();
+        let _ = e.client().read_to_end(&mut got);
+        assert_eq!(got.first(), Some(&0x15), "{what}: an alert record: {got:?}");
+    }
+}

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use rustls::server::{Accepted, Acceptor, ClientHello};
+use rustls::server::{Accepted, AcceptedAlert, Acceptor, ClientHello};
 use rustls::{AlertDescription, ProtocolVersion, ServerConfig, ServerConnection};
 
 use crate::error::{io_reason, Error};
@@ -121,10 +121,7 @@ where
     };
     let conn = match accepted.into_connection(config) {
         Ok(conn) => conn,
-        Err((e, mut alert)) => {
-            send_last_words(fds.net_out.as_fd(), |w| alert.write(w));
-            return Err(engine_closed(true, e));
-        }
+        Err((e, alert)) => return Err(refuse_hello(&fds, e, alert)),
     };
     let mut engine = Engine {
         conn,
@@ -197,12 +194,35 @@ fn read_client_hello(
                 let alert = AlertDescription::ProtocolVersion;
                 return Err(refuse(fds, Refusal { alert, error }));
             }
-            Err((e, mut alert)) => {
-                send_last_words(fds.net_out.as_fd(), |w| alert.write(w));
-                return Err(engine_closed(true, e));
-            }
+            Err((e, alert)) => return Err(refuse_hello(fds, e, alert)),
         }
     }
+}
+
+/// A ClientHello rustls refused: its alert, or, when it queued none (some
+/// malformed or out-of-order messages), one of ours in the clear, since no
+/// key exists yet: the client always learns why.
+fn refuse_hello(fds: &Fds, e: rustls::Error, mut alert: AcceptedAlert) -> Error {
+    let mut sent = 0;
+    send_last_words(fds.net_out.as_fd(), |w| {
+        let n = alert.write(w)?;
+        sent += n;
+        Ok(n)
+    });
+    if sent > 0 {
+        return engine_closed(true, e);
+    }
+    let alert = match &e {
+        rustls::Error::InvalidMessage(_) => AlertDescription::DecodeError,
+        rustls::Error::InappropriateMessage { .. }
+        | rustls::Error::InappropriateHandshakeMessage { .. } => {
+            AlertDescription::UnexpectedMessage
+        }
+        rustls::Error::PeerMisbehaved(_) => AlertDescription::IllegalParameter,
+        _ => AlertDescription::HandshakeFailure,
+    };
+    let error = engine_closed(true, e);
+    refuse(fds, Refusal { alert, error })
 }
 
 /// Sends the refusal's alert in the clear (no keys exist yet) and returns
