@@ -8,10 +8,13 @@
 
 use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::errno::Errno;
-use rustls::AlertDescription;
+use rustls::crypto::CryptoProvider;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::{AlertDescription, ServerConfig};
 
 use s6_tlsd_io::cli::{self, ClientCert, Options};
 use s6_tlsd_io::engine::{self, Fds, Refusal, Settings};
@@ -74,24 +77,7 @@ fn run(opts: &Options) -> Result<(), Error> {
     engine::run(
         fds,
         settings,
-        |hello| {
-            let refuse = |alert, error| Refusal { alert, error };
-            let key = match keys.choose(hello.server_name()) {
-                Some(Ok(key)) => key,
-                Some(Err(e)) => return Err(refuse(AlertDescription::InternalError, e)),
-                None => {
-                    let why = match hello.server_name() {
-                        Some(name) => format!("no key pair for the server name {name}"),
-                        None => "the client sent no server name, and there is no default key pair"
-                            .into(),
-                    };
-                    let e = engine::engine_closed(true, why);
-                    return Err(refuse(AlertDescription::UnrecognisedName, e));
-                }
-            };
-            tls::server_config(provider.clone(), key, verifier)
-                .map_err(|e| refuse(AlertDescription::InternalError, e))
-        },
+        |hello| configure(keys, hello.server_name(), provider, verifier),
         |conn| {
             let notification = Notification::of(conn);
             log.info(format_args!(
@@ -104,6 +90,31 @@ fn run(opts: &Options) -> Result<(), Error> {
             }
         },
     )
+}
+
+/// The configuration for this ClientHello: the key pair its SNI selects, or
+/// the alert that refuses it.
+fn configure(
+    keys: KeyStore,
+    server_name: Option<&str>,
+    provider: Arc<CryptoProvider>,
+    verifier: Option<Arc<dyn ClientCertVerifier>>,
+) -> Result<Arc<ServerConfig>, Refusal> {
+    let refuse = |alert, error| Refusal { alert, error };
+    let key = match keys.choose(server_name) {
+        Some(Ok(key)) => key,
+        Some(Err(e)) => return Err(refuse(AlertDescription::InternalError, e)),
+        None => {
+            let why = match server_name {
+                Some(name) => format!("no key pair for the server name {name}"),
+                None => "the client sent no server name, and there is no default key pair".into(),
+            };
+            let e = engine::engine_closed(true, why);
+            return Err(refuse(AlertDescription::UnrecognisedName, e));
+        }
+    };
+    tls::server_config(provider, key, verifier)
+        .map_err(|e| refuse(AlertDescription::InternalError, e))
 }
 
 /// fds 0 and 1, fdr, fdw and the notification fd, all checked before any is

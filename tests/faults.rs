@@ -321,6 +321,30 @@ fn vm_hwm_kb(e: &Engine) -> u64 {
         .unwrap()
 }
 
+/// An engine held up by a side that does not drain: memory under the bound,
+/// no CPU over a second, and `who` (filling the other side) no further
+/// than `stalled`.
+fn assert_blocked_and_idle(
+    e: &Engine,
+    progress: &AtomicUsize,
+    stalled: usize,
+    case: &str,
+    who: &str,
+) {
+    let hwm = vm_hwm_kb(e);
+    eprintln!("{case}: {who} blocked after {stalled} bytes, engine VmHWM {hwm} kB");
+    assert!(hwm < MEMORY_BOUND_KB, "engine VmHWM {hwm} kB");
+    let ticks = e.cpu_ticks();
+    std::thread::sleep(Duration::from_secs(1));
+    let spent = e.cpu_ticks() - ticks;
+    assert!(spent <= 2, "{spent} ticks while blocked");
+    assert_eq!(
+        progress.load(Ordering::SeqCst),
+        stalled,
+        "the {who} made progress"
+    );
+}
+
 /// The VmHWM in a /proc/PID/status, if the process still has memory.
 fn read_hwm(path: &str) -> Option<u64> {
     let status = std::fs::read_to_string(path).ok()?;
@@ -1247,18 +1271,7 @@ fn client_that_never_reads_blocks_the_app_with_bounded_memory_and_no_cpu() {
     );
     let stalled = wait_stalled(&written, Duration::from_millis(500), LONG);
     assert!(stalled < FLOOD, "the app wrote everything");
-    let hwm = vm_hwm_kb(&e);
-    eprintln!("client never reads: app blocked after {stalled} bytes, engine VmHWM {hwm} kB");
-    assert!(hwm < MEMORY_BOUND_KB, "engine VmHWM {hwm} kB");
-    let ticks = e.cpu_ticks();
-    std::thread::sleep(Duration::from_secs(1));
-    let spent = e.cpu_ticks() - ticks;
-    assert!(spent <= 2, "{spent} ticks while blocked");
-    assert_eq!(
-        written.load(Ordering::SeqCst),
-        stalled,
-        "the app made progress"
-    );
+    assert_blocked_and_idle(&e, &written, stalled, "client never reads", "app");
     // Clean up: kill the engine; the app's write fails with EPIPE.
     e.child.kill().unwrap();
     let w = join_within(writer, LONG, "app writer");
@@ -1277,18 +1290,7 @@ fn app_that_never_reads_blocks_the_client_with_bounded_memory_and_no_cpu() {
     let pusher = push_in_background(client, Data::new(FLOOD, 62), Some(stop.clone()));
     let stalled = wait_stalled(&sent, Duration::from_millis(500), LONG);
     assert!(stalled < FLOOD, "the client pushed everything");
-    let hwm = vm_hwm_kb(&e);
-    eprintln!("app never reads: client blocked after {stalled} bytes, engine VmHWM {hwm} kB");
-    assert!(hwm < MEMORY_BOUND_KB, "engine VmHWM {hwm} kB");
-    let ticks = e.cpu_ticks();
-    std::thread::sleep(Duration::from_secs(1));
-    let spent = e.cpu_ticks() - ticks;
-    assert!(spent <= 2, "{spent} ticks while blocked");
-    assert_eq!(
-        sent.load(Ordering::SeqCst),
-        stalled,
-        "the client made progress"
-    );
+    assert_blocked_and_idle(&e, &sent, stalled, "app never reads", "client");
     stop.store(true, Ordering::SeqCst);
     let (_client, r) = join_within(pusher, LONG, "client");
     r.expect("client push");
