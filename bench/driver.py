@@ -4,7 +4,10 @@
 It plays every role but the engine: the super-server (listens on 127.0.0.1,
 accepts, spawns the engine with the socket as fd 0/1), the TLS client (Python's
 ssl module, in-process) and the application (echo, or a bulk source/sink).
-The engine's own CPU time and peak RSS come from wait4(2) on it.
+The engine's own CPU time and peak RSS come from wait4(2) on it. The plain
+relay (examples/plain_relay.rs: the engine's calling convention and poll
+loop, no TLS) runs through the same harness with a plain TCP client: the
+floor that the engine's TLS work is measured against.
 
     driver.py conn   OUT.jsonl   per-connection figures and idle CPU
     driver.py bulk   OUT.jsonl   bulk throughput (the client's OpenSSL decides
@@ -14,12 +17,15 @@ The engine's own CPU time and peak RSS come from wait4(2) on it.
 
 Configuration comes from the environment (bench/run sets it): BENCH_BIN,
 BENCH_DIR (keys and configs), BENCH_CONNS, BENCH_BULK_MIB, BENCH_IDLE_S,
-BENCH_SUITE (a label for the bulk run), BENCH_STUNNEL (empty: skip stunnel).
+BENCH_SUITE (a label for the bulk run), BENCH_STUNNEL (empty: skip stunnel),
+BENCH_PLAIN (the plain relay; empty: skip it). bench/run also appends the
+cipher's own cost (`openssl speed`) to OUT.jsonl as "cipher" rows.
 """
 
 import atexit
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -63,6 +69,7 @@ def env(name, default):
 BIN = env("BENCH_BIN", "")
 DIR = env("BENCH_DIR", "")
 STUNNEL = env("BENCH_STUNNEL", "")
+PLAIN = env("BENCH_PLAIN", "")
 CHILD_PATH = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}  # no OPENSSL_CONF etc.
 
 
@@ -173,6 +180,39 @@ class OursApp:
         return r
 
 
+class PlainApp:
+    """The plain relay, started as s6-tlsd starts the engine (-- FDR FDW,
+    pipes) but without the notification fd: there is no handshake to report.
+    Its client is a plain TCP socket (connect() with ctx None)."""
+
+    def __init__(self, conn, key):
+        fdr_r, self.w = os.pipe()  # app -> relay
+        self.r, fdw_w = os.pipe()  # relay -> app
+        self.err = open(os.path.join(DIR, "plain.stderr"), "ab")
+        argv = [PLAIN, "--", str(fdr_r), str(fdw_w)]
+        p = subprocess.Popen(argv, stdin=conn, stdout=conn, stderr=self.err,
+                             pass_fds=(fdr_r, fdw_w), env=CHILD_PATH)
+        p.returncode = 0  # we reap it ourselves with wait4
+        self.pid = p.pid
+        LIVE.add(self.pid)
+        for fd in (fdr_r, fdw_w):
+            os.close(fd)
+
+    def ready(self):
+        pass
+
+    recv_into = OursApp.recv_into
+    send = OursApp.send
+    close_send = OursApp.close_send
+    drain = OursApp.drain
+
+    def reap(self):
+        self.close_send()
+        r = reap(self.pid, "plain relay")
+        self.err.close()
+        return r
+
+
 class StunnelApp:
     """stunnel4 in inetd mode: socket on stdin/stdout, connect= our app port."""
 
@@ -217,6 +257,7 @@ class StunnelApp:
 ENGINES = [("s6-tlsd-io", OursApp)]
 if STUNNEL:
     ENGINES.append(("stunnel4", StunnelApp))
+PLAIN_ENGINE = ("plain", PlainApp)  # no key, no TLS: run apart from ENGINES
 
 KEYS = {
     name: {
@@ -251,7 +292,8 @@ def recv_exact(recv_into, n):
 
 
 def connect(make_app, key, ctx):
-    """Accept one connection, spawn the engine on it, do the handshake."""
+    """Accept one connection, spawn the engine on it, do the handshake
+    (none when ctx is None: the plain relay's client is the bare socket)."""
     cli = socket.create_connection(LISTENER.getsockname(), timeout=TIMEOUT)
     # as curl and browsers do: else the first write after the handshake can
     # wait ~40 ms for a delayed ACK (Nagle), s6-tlsd-io sending no tickets
@@ -261,9 +303,13 @@ def connect(make_app, key, ctx):
         app = make_app(conn, key)
     finally:
         conn.close()  # the engine has its own copy as fd 0/1
-    tls = ctx.wrap_socket(cli, server_hostname="localhost")
+    tls = ctx.wrap_socket(cli, server_hostname="localhost") if ctx else cli
     app.ready()
     return tls, app
+
+
+def cipher_of(sock):
+    return sock.cipher()[0] if isinstance(sock, ssl.SSLSocket) else "none"
 
 
 def finish(tls, app):
@@ -309,26 +355,30 @@ def run_conn(out):
         cpus.append(cpu)
     out.write(json.dumps({"kind": "floor", "engine": "s6-tlsd-io", "n": n,
                           "cpu_ms": cpus}) + "\n")
+    # plain relay: the same connection and echo without TLS (no key); key
+    # "none" in the results
+    cases = [("none", None, PLAIN_ENGINE)] if PLAIN else []
     for kname, key in KEYS.items():
-        ctx = client_context(key["cert"])
-        for ename, make_app in ENGINES:
-            cpus, rsss = [], []
-            cipher = None
-            t0 = time.monotonic()
-            for _ in range(n):
-                tls, app = connect(make_app, key, ctx)
-                cipher = tls.cipher()[0]
-                echo(tls, app)
-                cpu, rss = finish(tls, app)
-                cpus.append(cpu)
-                rsss.append(rss)
-            wall = time.monotonic() - t0
-            out.write(json.dumps({"kind": "conn", "key": kname, "engine": ename,
-                                  "n": n, "cipher": cipher, "wall_s": wall,
-                                  "cpu_ms": cpus, "rss_kib": rsss}) + "\n")
-            out.flush()
-            print(f"  conn  {kname:10} {ename:10} median "
-                  f"{statistics.median(cpus):6.2f} ms CPU", file=sys.stderr)
+        cases += [(kname, key, e) for e in ENGINES]
+    for kname, key, (ename, make_app) in cases:
+        ctx = client_context(key["cert"]) if key else None
+        cpus, rsss = [], []
+        cipher = None
+        t0 = time.monotonic()
+        for _ in range(n):
+            tls, app = connect(make_app, key, ctx)
+            cipher = cipher_of(tls)
+            echo(tls, app)
+            cpu, rss = finish(tls, app)
+            cpus.append(cpu)
+            rsss.append(rss)
+        wall = time.monotonic() - t0
+        out.write(json.dumps({"kind": "conn", "key": kname, "engine": ename,
+                              "n": n, "cipher": cipher, "wall_s": wall,
+                              "cpu_ms": cpus, "rss_kib": rsss}) + "\n")
+        out.flush()
+        print(f"  conn  {kname:10} {ename:10} median "
+              f"{statistics.median(cpus):6.2f} ms CPU", file=sys.stderr)
     # idle: an established connection, nothing moving, ticks over idle_s
     key = KEYS["ecdsa-p256"]
     ctx = client_context(key["cert"])
@@ -377,7 +427,7 @@ def bulk_once(make_app, key, ctx, direction, size):
     th.join(TIMEOUT)
     if errors:
         raise Failure(f"bulk {direction}: writer: {errors[0]}")
-    cipher = tls.cipher()[0]
+    cipher = cipher_of(tls)
     cpu, rss = finish(tls, app)
     return cipher, wall, cpu, rss
 
@@ -389,12 +439,17 @@ def run_bulk(out):
     key = KEYS["ecdsa-p256"]
     ctx = client_context(key["cert"])
     rows = {}
+    # the plain relay is measured in each bulk run, next to the engines, so
+    # that each suite's rows have their own floor from the same minutes
+    engines = [(e, ctx) for e in ENGINES]
+    if PLAIN:
+        engines.insert(0, (PLAIN_ENGINE, None))
     # repetitions outermost, so that a burst of load elsewhere on the machine
-    # hits both engines rather than one
+    # hits every engine rather than one
     for _ in range(reps):
-        for ename, make_app in ENGINES:
+        for (ename, make_app), ectx in engines:
             for direction in ("app->client", "client->app"):
-                cipher, wall, cpu, rss = bulk_once(make_app, key, ctx, direction, size)
+                cipher, wall, cpu, rss = bulk_once(make_app, key, ectx, direction, size)
                 r = rows.setdefault((ename, direction), {
                     "kind": "bulk", "engine": ename, "suite": suite,
                     "cipher": cipher, "direction": direction, "bytes": size,
@@ -418,6 +473,24 @@ def fmt(v, spec):
     return format(v, spec) if v is not None else "-".rjust(len(format(0, spec)))
 
 
+def speed(r):
+    return r["bytes"] / statistics.median(r["wall_s"]) / 2**20 if r else None
+
+
+def per_gib(r):
+    return statistics.median(r["cpu_ms"]) / 1000 / (r["bytes"] / 2**30) if r else None
+
+
+def max_rss(r):
+    return max(r["rss_kib"]) if r else None
+
+
+def evp_name(cipher):
+    """TLS_AES_256_GCM_SHA384 -> AES-256-GCM, the name `openssl speed` uses."""
+    m = re.search(r"AES_(\d+)_GCM", cipher or "")
+    return f"AES-{m.group(1)}-GCM" if m else None
+
+
 def report(path):
     rows = [json.loads(line) for line in open(path)]
     med = statistics.median
@@ -428,6 +501,13 @@ def report(path):
         if r["kind"] == "floor" and r["cpu_ms"]:
             print(f"exec floor (engine exec'd, exits 100 at once, n={r['n']}): "
                   f"CPU {med(r['cpu_ms']):.2f} ms")
+    # the cipher's own cost: bench/run's `openssl speed -evp NAME -bytes 16384`
+    # (CPU time, one core), as seconds of CPU per GiB
+    cipher_cost = {r["name"].upper(): 2**30 / r["bytes_per_s"]
+                   for r in rows if r["kind"] == "cipher" and r["bytes_per_s"] > 0}
+    if cipher_cost:
+        print("cipher's own cost (openssl speed -evp, 16 KiB blocks): " + ", ".join(
+            f"{name} {v:.3f} s/GiB" for name, v in sorted(cipher_cost.items())))
     print()
     print("per connection: handshake + 100-byte echo, median (p90) "
           "of the engine's CPU (user+sys, wait4) and VmHWM")
@@ -436,8 +516,9 @@ def report(path):
     conn = {(r["key"], r["engine"]): r for r in rows if r["kind"] == "conn"}
     ratios = []
     worst = 0.0
-    for kname in KEYS:
-        for ename, _ in ENGINES:
+    plain = conn.get(("none", "plain"))
+    for kname in ["none"] + list(KEYS):
+        for ename, _ in ENGINES if kname != "none" else [PLAIN_ENGINE]:
             r = conn.get((kname, ename))
             if not r:
                 continue
@@ -447,11 +528,18 @@ def report(path):
                   f"{med(r['rss_kib']):8.0f} {r['n'] / r['wall_s']:7.0f}  {r['cipher']}")
             if ename == "s6-tlsd-io":
                 worst = max(worst, med(c))
+        if kname == "none":
+            continue
         a, b = conn.get((kname, "s6-tlsd-io")), conn.get((kname, "stunnel4"))
         if a and b:
             ratios.append(f"{kname:11} {'ours/stun':10} {'':4} "
                           f"{ratio(med(a['cpu_ms']), med(b['cpu_ms'])):>7} {'':7} "
                           f"{ratio(med(a['rss_kib']), med(b['rss_kib'])):>8}")
+        if a and plain:
+            # what TLS adds per connection over relaying the same bytes
+            ratios.append(f"{kname:11} {'ours-plain':10} {'':4} "
+                          f"{med(a['cpu_ms']) - med(plain['cpu_ms']):+7.2f} {'':7} "
+                          f"{med(a['rss_kib']) - med(plain['rss_kib']):+8.0f}")
     for line in ratios:
         print(line)
 
@@ -475,24 +563,43 @@ def report(path):
         for suite, direction in seen:
             a = bulk.get((suite, direction, "s6-tlsd-io"))
             b = bulk.get((suite, direction, "stunnel4"))
-
-            def speed(r):
-                return r["bytes"] / med(r["wall_s"]) / 2**20 if r else None
-
-            def per_gib(r):
-                return med(r["cpu_ms"]) / 1000 / (r["bytes"] / 2**30) if r else None
-
-            def rss(r):
-                return max(r["rss_kib"]) if r else None
-
+            if not (a or b):
+                continue
             cipher = (a or b)["cipher"]
             if a and b and a["cipher"] != b["cipher"]:
                 cipher += f" / {b['cipher']}"
             print(f"{suite:8} {direction:11} {fmt(speed(a), '10.0f')} "
                   f"{fmt(speed(b), '10.0f')} {ratio(speed(a), speed(b))} "
                   f"{fmt(per_gib(a), '10.2f')} {fmt(per_gib(b), '10.2f')} "
-                  f"{ratio(per_gib(a), per_gib(b))} {fmt(rss(a), '8d')} "
-                  f"{fmt(rss(b), '8d')}  {cipher}")
+                  f"{ratio(per_gib(a), per_gib(b))} {fmt(max_rss(a), '8d')} "
+                  f"{fmt(max_rss(b), '8d')}  {cipher}")
+
+        # The issue's bulk target: ours <= 1.3 x plain + the cipher's cost,
+        # per direction, with the plain relay measured in the same bulk run.
+        if any(e == "plain" for (_, _, e) in bulk):
+            print()
+            print("bulk against the plain relay (examples/plain_relay.rs: same loop, "
+                  "no TLS, same harness); target:")
+            print("ours s/GiB <= bound = 1.3 x plain + cipher (openssl speed, above); "
+                  "excess = ours - plain")
+            print(f"{'suite':8} {'direction':11} {'plain MiB/s':>11} {'plain s/GiB':>11} "
+                  f"{'ours s/GiB':>10} {'excess':>7} {'cipher':>7} {'bound':>7} "
+                  f"{'ours/bound':>10} {'plain RSS':>9}")
+            for suite, direction in seen:
+                p = bulk.get((suite, direction, "plain"))
+                a = bulk.get((suite, direction, "s6-tlsd-io"))
+                if not p:
+                    continue
+                c = cipher_cost.get(evp_name(a["cipher"]) if a else None)
+                excess = per_gib(a) - per_gib(p) if a else None
+                bound = 1.3 * per_gib(p) + c if c is not None else None
+                verdict = ""
+                if a and bound:
+                    verdict = "  met" if per_gib(a) <= bound else "  NOT MET"
+                print(f"{suite:8} {direction:11} {fmt(speed(p), '11.0f')} "
+                      f"{fmt(per_gib(p), '11.3f')} {fmt(per_gib(a), '10.3f')} "
+                      f"{fmt(excess, '+7.3f')} {fmt(c, '7.3f')} {fmt(bound, '7.3f')} "
+                      f"{ratio(per_gib(a), bound):>10} {fmt(max_rss(p), '9d')}{verdict}")
 
     idle = [r for r in rows if r["kind"] == "idle"]
     if idle:
