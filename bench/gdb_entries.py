@@ -1,0 +1,48 @@
+# Run inside gdb by bench/hot_symbols.py: which functions of the engine run,
+# natively, on this CPU (valgrind hides AVX-512 and picks other variants).
+# One breakpoint per function symbol, each disabled at its first hit, so a
+# connection costs a few thousand stops, not millions.
+# Environment: TRACE_BIN (the engine), TRACE_ARGS (its arguments, with the
+# shell redirections that hand it the socket), TRACE_OUT (names, in order).
+
+import os
+import subprocess
+
+import gdb
+
+binary = os.environ["TRACE_BIN"]
+symbols = {}
+nm = subprocess.run(["nm", "--defined-only", binary], capture_output=True, text=True, check=True)
+for line in nm.stdout.splitlines():
+    fields = line.split()
+    if len(fields) == 3 and fields[1] in "tTwWi":
+        symbols.setdefault(int(fields[0], 16), fields[2])
+
+gdb.execute("set pagination off")
+gdb.execute("set confirm off")
+gdb.execute("starti " + os.environ["TRACE_ARGS"])
+
+# Where the image was loaded: a static PIE moves, a fixed executable does not.
+base = 0
+for line in gdb.execute("info proc mappings", to_string=True).splitlines():
+    if line.rstrip().endswith(binary):
+        start = int(line.split()[0], 16)
+        base = start if start >= 0x10000000 else 0
+        break
+
+hits = []
+
+
+class FirstHit(gdb.Breakpoint):
+    def stop(self):
+        hits.append(self.symbol)
+        self.enabled = False
+        return False
+
+
+for address, name in symbols.items():
+    FirstHit("*%#x" % (base + address), internal=True).symbol = name
+
+gdb.execute("continue")
+with open(os.environ["TRACE_OUT"], "w") as out:
+    out.writelines(name + "\n" for name in hits)

@@ -1,0 +1,222 @@
+#!/usr/bin/env python3
+"""The functions a connection runs, for the linker's --symbol-ordering-file
+(link/hot-symbols.txt, given to rust-lld by build.rs). Read bench/README.md.
+
+    hot_symbols.py trace ENGINE PQ_CONN DIR   names on stdout, first run first
+    hot_symbols.py check ENGINE FILE          how many names of FILE ENGINE has
+
+Why: the kernel maps a file's pages 64 KiB at a time around each page fault
+("fault-around"), so a connection that runs 1,100 functions scattered over
+3.2 MiB of code had 2.4 MiB of it resident. Laid out together first in .text
+they fill a few hundred KiB.
+
+`trace` runs connections through the engine under two tracers and keeps every
+function either saw: gdb (gdb_entries.py: the engine natively on this CPU,
+AVX-512 paths included) and valgrind's callgrind (valgrind's CPU has no
+AVX-512, so it takes the AVX2 paths other machines take). Connections: an
+ECDSA and an RSA key, each with a TLS 1.3 and a TLS 1.2 client (Python's
+ssl), plus the post-quantum hybrid through examples/pq_conn.rs (PQ_CONN).
+DIR holds the keys ({ec,rsa}.{cert,key}.pem) and gets the scratch files.
+
+Rust's symbol names carry a hash that changes with the compiler and the
+dependencies' versions, so after such a change the file no longer names the
+engine's Rust functions. `check` says how many names still match and fails
+below 90%: .ci/run runs it on the release build.
+"""
+
+import bisect
+import os
+import socket
+import ssl
+import subprocess
+import sys
+
+TIMEOUT = 300  # seconds per traced connection: gdb and valgrind are slow
+PAYLOAD = bytes(range(100))
+
+
+def text_symbols(binary):
+    """(address, name) of every code symbol, sorted by address."""
+    out = subprocess.run(["nm", "--defined-only", binary], capture_output=True,
+                         text=True, check=True).stdout
+    table = {}
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) == 3 and fields[1] in "tTwWi":
+            table.setdefault(int(fields[0], 16), fields[2])
+    return sorted(table.items())
+
+
+def write_script(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o755)
+    return path
+
+
+def gdb_wrapper(engine, out, log):
+    # gdb keeps the terminal-less stdin for itself: the socket moves to fds
+    # 50/51 and the inferior gets it back through TRACE_ARGS' redirections.
+    here = os.path.dirname(os.path.abspath(__file__))
+    return write_script(out + ".sh", f"""#!/bin/bash
+exec 50<&0 51>&1
+export TRACE_BIN={engine} TRACE_OUT={out} SHELL=/bin/bash
+export TRACE_ARGS="$* <&50 >&51 50<&- 51>&-"
+exec gdb -nx -batch -x {here}/gdb_entries.py --args {engine} </dev/null >{log} 2>&1
+""")
+
+
+def callgrind_wrapper(engine, out, log):
+    # valgrind's own system calls would trip the engine's seccomp filter.
+    return write_script(out + ".sh", f"""#!/bin/sh
+export S6_TLSD_IO_NO_SANDBOX=1
+exec valgrind --tool=callgrind --dump-instr=yes --callgrind-out-file={out} \\
+  --log-file={log} {engine} "$@"
+""")
+
+
+def read_exact(fd, n):
+    data = b""
+    while len(data) < n:
+        chunk = os.read(fd, n - len(data))
+        if not chunk:
+            raise RuntimeError("the engine closed the application side early")
+        data += chunk
+    return data
+
+
+def python_connection(wrapper, cert, key, version):
+    """One connection as s6-tlsd would set it up: handshake, 100 bytes each
+    way, then the client closes and so does the application."""
+    app_r, engine_w = os.pipe()
+    engine_r, app_w = os.pipe()
+    client, server = socket.socketpair()
+    engine = subprocess.Popen([wrapper, "--", str(engine_r), str(engine_w)],
+                              stdin=server, stdout=server,
+                              pass_fds=(engine_r, engine_w),
+                              env={"CERTFILE": cert, "KEYFILE": key})
+    for fd in (engine_r, engine_w):
+        os.close(fd)
+    server.close()
+    try:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.minimum_version = ctx.maximum_version = version
+        client.settimeout(TIMEOUT)
+        tls = ctx.wrap_socket(client, server_hostname="localhost")
+        tls.sendall(PAYLOAD)
+        read_exact(app_r, len(PAYLOAD))
+        os.write(app_w, PAYLOAD)
+        got = b""
+        while len(got) < len(PAYLOAD):
+            got += tls.recv(len(PAYLOAD) - len(got))
+        tls.close()
+        # The application's EOF ends the other direction; no waiting for
+        # the engine's EOF on app_r: a tracer holds a copy of that pipe.
+        os.close(app_w)
+        app_w = None
+        engine.wait(timeout=TIMEOUT)
+    finally:
+        if engine.poll() is None:
+            engine.kill()
+            engine.wait()
+        os.close(app_r)
+        if app_w is not None:
+            os.close(app_w)
+
+
+def gdb_names(out):
+    with open(out) as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def callgrind_names(out, symbols, engine):
+    """Functions holding an instruction callgrind counted in the engine."""
+    starts = [a for a, _ in symbols]
+    names, seen = [], set()
+    objects = {}  # callgrind's name compression: "ob=(N) path", then "ob=(N)"
+    in_engine, position = False, 0
+    with open(out) as f:
+        for line in f:
+            if line.startswith(("ob=", "cob=")):
+                key, _, rest = line.rstrip("\n").partition("=")
+                ref, _, path = rest.partition(" ")
+                if path:
+                    objects[ref] = path
+                if key == "ob":
+                    in_engine = objects.get(ref) == engine
+                continue
+            if not line[:1] or line[0] not in "0123456789+-*":
+                continue
+            token = line.split()[0]
+            if token != "*":
+                step = int(token, 0)
+                position = position + step if token[0] in "+-" else step
+            if in_engine:
+                i = bisect.bisect_right(starts, position) - 1
+                if i >= 0 and symbols[i][1] not in seen:
+                    seen.add(symbols[i][1])
+                    names.append(symbols[i][1])
+    return names
+
+
+def trace(engine, pq_conn, work):
+    symbols = text_symbols(engine)
+    order, seen = [], set()
+    runs = 0
+    for tracer in ("gdb", "callgrind"):
+        jobs = [(kind, version) for kind in ("ec", "rsa")
+                for version in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2)]
+        jobs.append(("pq", None))
+        for kind, version in jobs:
+            runs += 1
+            out = os.path.join(work, f"trace{runs}.{tracer}")
+            make = gdb_wrapper if tracer == "gdb" else callgrind_wrapper
+            wrapper = make(engine, out, out + ".log")
+            if kind == "pq":
+                subprocess.run([pq_conn, wrapper, "1"], check=True, timeout=TIMEOUT,
+                               stdout=subprocess.DEVNULL)
+            else:
+                python_connection(wrapper, os.path.join(work, f"{kind}.cert.pem"),
+                                  os.path.join(work, f"{kind}.key.pem"), version)
+            found = gdb_names(out) if tracer == "gdb" else callgrind_names(out, symbols, engine)
+            print(f"hot_symbols: {tracer} {kind} {version and version.name or 'X25519MLKEM768'}: "
+                  f"{len(found)} functions", file=sys.stderr)
+            for name in found:
+                if name not in seen:
+                    seen.add(name)
+                    order.append(name)
+    sys.stdout.writelines(name + "\n" for name in order)
+
+
+def check(engine, path):
+    have = {name for _, name in text_symbols(engine)}
+    with open(path) as f:
+        wanted = [line.strip() for line in f if line.strip() and not line.startswith("#")]
+    rust = [n for n in wanted if n.startswith(("_ZN", "_R"))]
+    found = sum(n in have for n in wanted)
+    rust_found = sum(n in have for n in rust)
+    share = found / len(wanted) if wanted else 0.0
+    print(f"hot-symbols: {found} of {len(wanted)} names found in the engine "
+          f"({share:.0%}; Rust {rust_found} of {len(rust)})")
+    if share < 0.9:
+        print("hot-symbols: link/hot-symbols.txt is stale (a new compiler or new "
+              "dependency versions rename Rust symbols): run bench/hot-symbols",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def main():
+    if len(sys.argv) == 5 and sys.argv[1] == "trace":
+        trace(*sys.argv[2:5])
+        return 0
+    if len(sys.argv) == 4 and sys.argv[1] == "check":
+        return check(*sys.argv[2:4])
+    print(__doc__.split("\n\n")[1], file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
