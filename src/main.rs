@@ -3,8 +3,16 @@
 //! the command line. The story: read the options, load the keys named by the
 //! environment, drop root, confine the process to relaying (sandbox.rs),
 //! answer the handshake, tell the parent what was negotiated, relay until
-//! nothing more can move, exit with a code that says how it went. (SIGPIPE
-//! is already ignored by the Rust runtime: write errors come back as EPIPE.)
+//! nothing more can move, exit with a code that says how it went.
+//!
+//! `main` is the C one: std's start-up (it finds the main thread's stack
+//! guard by parsing /proc/self/maps, and installs a stack-overflow handler
+//! with its own alternate stack) is work every connection would pay for a
+//! message about stack overflows. What of it matters is done here: SIGPIPE
+//! ignored, so that write errors come back as EPIPE. std::env still has the
+//! arguments (glibc hands them to std's initialiser).
+
+#![no_main]
 
 use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -25,7 +33,10 @@ use s6_tlsd_io::notify::Notification;
 use s6_tlsd_io::sni::KeyStore;
 use s6_tlsd_io::{anchors, privilege, sandbox, tls};
 
-fn main() {
+#[no_mangle]
+extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    // SAFETY: setting a signal's disposition to SIG_IGN, before any thread.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let (verbosity, result) = match cli::parse(std::env::args_os().skip(1)) {
         Ok(opts) => (opts.verbosity, run(&opts)),
         Err(e) => (1, Err(e)),
