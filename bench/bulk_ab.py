@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Bulk CPU of two or more engines, interleaved, user and system time apart.
 
-    bench/bulk_ab.py ENGINE ENGINE... [--reps N] [--mib M]
+    bench/bulk_ab.py ENGINE ENGINE... [--reps N] [--mib M] [--cipher S]
 
 bench/run gives one figure per engine, user+sys; on these 2-core machines
 the kernel's share (loopback TCP work charged to whichever process happens
@@ -13,7 +13,11 @@ the engine's code (TLS records, the cipher, copies); compare that one.
 
 An engine named `plain_relay` (examples/plain_relay.rs) gets a plain TCP
 client; the others a TLS 1.3 client (Python's ssl, the default suite) and
-a generated ECDSA P-256 key. Every wait is bounded; nothing is left running.
+a generated ECDSA P-256 key. With `--cipher S` (the cipher's own cost in
+s/GiB, from `openssl speed`) and a plain relay among the engines, it also
+checks the performance issue's bound: each engine's total per direction
+<= 1.3 x the plain relay's + S. Exit 1 if an engine is over it. Every
+wait is bounded; nothing is left running.
 """
 
 import os
@@ -114,13 +118,15 @@ def reap(proc):
 
 
 def main():
-    args, reps, mib = [], 6, 256
+    args, reps, mib, cipher = [], 6, 256, None
     it = iter(sys.argv[1:])
     for a in it:
         if a == "--reps":
             reps = int(next(it))
         elif a == "--mib":
             mib = int(next(it))
+        elif a == "--cipher":
+            cipher = float(next(it))
         else:
             args.append(os.path.abspath(a))
     if not args:
@@ -135,6 +141,7 @@ def main():
         print(f"bulk_ab: {mib} MiB one way per connection, {reps} runs per engine, "
               "median CPU s/GiB")
         print(f"{'direction':12} {'user':>6} {'sys':>6} {'total':>6}  engine")
+        totals = {}
         for direction in ("app->client", "client->app"):
             runs = {e: [] for e in args}
             for _ in range(reps):
@@ -144,8 +151,28 @@ def main():
                 user = statistics.median(u for u, _ in runs[engine])
                 system = statistics.median(s for _, s in runs[engine])
                 total = statistics.median(u + s for u, s in runs[engine])
+                totals[direction, engine] = total
                 print(f"{direction:12} {user:6.3f} {system:6.3f} {total:6.3f}  {engine}")
-    return 0
+    return check_bound(args, totals, cipher)
+
+
+def check_bound(engines, totals, cipher):
+    """The issue's bulk target, from the medians above."""
+    plain = [e for e in engines if os.path.basename(e) == "plain_relay"]
+    if cipher is None or not plain:
+        return 0
+    over = 0
+    for direction in ("app->client", "client->app"):
+        bound = 1.3 * totals[direction, plain[0]] + cipher
+        for engine in engines:
+            if engine in plain:
+                continue
+            ours = totals[direction, engine]
+            verdict = "met" if ours <= bound else "NOT MET"
+            over += ours > bound
+            print(f"bound {direction}: {ours:.3f} <= 1.3 x {totals[direction, plain[0]]:.3f} "
+                  f"+ {cipher:.3f} = {bound:.3f}: {verdict}  {engine}")
+    return 1 if over else 0
 
 
 if __name__ == "__main__":
