@@ -78,8 +78,8 @@ mod imp {
     /// The calls allowed whatever their arguments.
     const ALWAYS: &[libc::c_long] = &[
         // Measured: the relay (engine/, notify.rs, log.rs; records leave
-        // with writev), ends shut down and closed, malloc, std's cleanup
-        // at exit (sigaltstack, munmap of the signal stack).
+        // with writev), ends shut down and closed, malloc (brk; the relay's
+        // 64 KiB buffers are mapped, so freeing them is munmap).
         libc::SYS_read,
         libc::SYS_write,
         libc::SYS_writev,
@@ -88,7 +88,6 @@ mod imp {
         libc::SYS_close,
         libc::SYS_brk,
         libc::SYS_munmap,
-        libc::SYS_sigaltstack,
         libc::SYS_exit_group,
         // A poll(2) interrupted by SIGSTOP/SIGCONT (job control, strace -p)
         // resumes through restart_syscall: without it, exit 111.
@@ -99,10 +98,10 @@ mod imp {
         // panic if this fails, and the vDSO falls back to the system call
         // on clock sources it cannot read (some hypervisors).
         libc::SYS_clock_gettime,
-        // Kept: the crash paths. std's SIGSEGV handler resets the action
-        // and returns (without sigaction a crash would fault for ever);
-        // abort() (panic=abort) unblocks SIGABRT and raises it, which is
-        // tgkill(getpid(), gettid(), SIGABRT) (tgkill is checked below).
+        // Kept: the crash paths. abort() (panic=abort) unblocks SIGABRT and
+        // raises it, which is tgkill(getpid(), gettid(), SIGABRT) (tgkill
+        // is checked below), and resets the action if a handler returned.
+        // (No SIGSEGV handler: main is C's, so a fault kills at once.)
         libc::SYS_rt_sigreturn,
         libc::SYS_rt_sigaction,
         libc::SYS_rt_sigprocmask,
