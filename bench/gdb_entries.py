@@ -6,17 +6,15 @@
 # shell redirections that hand it the socket), TRACE_OUT (names, in order).
 
 import os
-import subprocess
+import sys
 
 import gdb
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hot_symbols import text_symbols  # noqa: E402 (after the path)
+
 binary = os.environ["TRACE_BIN"]
-symbols = {}
-nm = subprocess.run(["nm", "--defined-only", binary], capture_output=True, text=True, check=True)
-for line in nm.stdout.splitlines():
-    fields = line.split()
-    if len(fields) == 3 and fields[1] in "tTwWi":
-        symbols.setdefault(int(fields[0], 16), fields[2])
+symbols = text_symbols(binary)
 
 gdb.execute("set pagination off")
 gdb.execute("set confirm off")
@@ -40,7 +38,7 @@ class FirstHit(gdb.Breakpoint):
         return False
 
 
-for address, name in symbols.items():
+for address, name in symbols:
     FirstHit("*%#x" % (base + address), internal=True).symbol = name
 
 gdb.execute("continue")

@@ -7,18 +7,16 @@
 //! What the engine spends beyond this program is TLS. A calibration tool,
 //! not a product: run by bench/run.
 //!
-//! The engine's `End`, `NetInput` and `FdWriter` (src/engine/io.rs) live in
-//! a private module of the library, so the few lines of `End` are repeated
-//! here; no TLS means no record staging and a single buffer per write, so
-//! write(2) stands in for writev(2).
+//! The ends are the engine's own `End` (src/engine/io.rs: shutdown of their
+//! direction, then close); no TLS means no record staging and a single
+//! buffer per write, so write(2) stands in for writev(2).
 
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use nix::sys::socket::{shutdown, Shutdown};
-
 use s6_tlsd_io::cli;
+use s6_tlsd_io::engine::End;
 use s6_tlsd_io::error::strerror;
 
 /// The engine's read sizes: `NET_STAGING` and `APP_CHUNK`.
@@ -28,21 +26,6 @@ const NET_READS_PER_TURN: usize = 32;
 
 /// A fatal system call failure, exit 111 as the engine's.
 struct Fatal(String, Errno);
-
-/// One direction of a descriptor, as the engine's `End`: dropping it shuts
-/// that direction down before closing, so that the peer sees EOF even while
-/// another fd (0 and 1) refers to the same socket. ENOTSOCK on a pipe and
-/// ENOTCONN on a reset peer are harmless: the close is what matters.
-struct End {
-    fd: OwnedFd,
-    how: Shutdown,
-}
-
-impl Drop for End {
-    fn drop(&mut self) {
-        let _ = shutdown(self.fd.as_raw_fd(), self.how);
-    }
-}
 
 /// Like the engine's inbound and outbound machines: Open -> Flushing (the
 /// source hit EOF, bytes still owed to the destination) -> Closed. Dropping
@@ -87,7 +70,7 @@ impl Direction {
     /// away (POLLERR/POLLHUP), as the engine does for fdw.
     fn poll_entries(&self) -> [libc::pollfd; 2] {
         let entry = |end: &End, events| libc::pollfd {
-            fd: end.fd.as_raw_fd(),
+            fd: end.raw(),
             events,
             revents: 0,
         };
@@ -115,7 +98,7 @@ impl Direction {
             if self.pending() {
                 return Ok(());
             }
-            match nix::unistd::read(from.fd.as_fd(), &mut self.buf) {
+            match nix::unistd::read(from.as_fd(), &mut self.buf) {
                 Ok(0) => {
                     // EOF: stop reading (shutdown SHUT_RD), finish the writes.
                     if let State::Open { to, .. } =
@@ -138,7 +121,7 @@ impl Direction {
     /// on once the destination owes nothing more.
     fn flush(&mut self, revents: libc::c_short) -> Result<(), Fatal> {
         let to = match &self.state {
-            State::Open { to, .. } | State::Flushing { to } => to.fd.as_fd(),
+            State::Open { to, .. } | State::Flushing { to } => to.as_fd(),
             State::Closed => return Ok(()),
         };
         while self.pending() {
@@ -185,26 +168,14 @@ fn relay(fdr: u32, fdw: u32) -> Result<(), Fatal> {
     let [net_in, net_out, app_in, app_out] = take_fds(fdr, fdw)?;
     // Slots as in the engine: network in, app out, app in, network out.
     let mut inbound = Direction::new(
-        End {
-            fd: net_in,
-            how: Shutdown::Read,
-        },
-        End {
-            fd: app_out,
-            how: Shutdown::Write,
-        },
+        End::reading(net_in),
+        End::writing(app_out),
         NET_READS_PER_TURN,
         ["remote", "local"],
     );
     let mut outbound = Direction::new(
-        End {
-            fd: app_in,
-            how: Shutdown::Read,
-        },
-        End {
-            fd: net_out,
-            how: Shutdown::Write,
-        },
+        End::reading(app_in),
+        End::writing(net_out),
         1,
         ["local", "remote"],
     );

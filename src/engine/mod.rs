@@ -26,7 +26,9 @@ use rustls::{AlertDescription, ProtocolVersion, ServerConfig, ServerConnection};
 
 use crate::error::{io_reason, Error};
 use crate::log::Log;
-use io::{plaintext_alert, send_last_words, End, FdWriter, NetInput};
+/// Also the plain relay's (examples/plain_relay.rs, bench/'s floor).
+pub use io::End;
+use io::{plaintext_alert, send_last_words, FdWriter, NetInput};
 
 /// How much cleartext is read from fdr at once: four full TLS records,
 /// which leave together in one writev(2).
