@@ -1,7 +1,7 @@
 //! Lays out the functions a connection runs together at the start of .text.
 //! The kernel maps an executable's pages 64 KiB at a time around each page
 //! fault, so with those functions scattered over 3 MiB of code a connection
-//! kept 2.4 MiB of it resident; packed, about 0.8 MiB (bench/README.md, "Code
+//! kept 2.4 MiB of it resident; packed, about 0.7 MiB (bench/README.md, "Code
 //! layout"). The list is link/hot-symbols.txt, made by bench/hot-symbols.
 //!
 //! With it, relative relocations are packed (RELR, `-z pack-relative-relocs`):
