@@ -160,6 +160,51 @@ impl io::Read for NetReader<'_> {
     }
 }
 
+/// Cleartext on its way to fdw, taken out of rustls a record at a time and
+/// written in one go: one write(2) of up to 64 KiB instead of one per 16 KiB
+/// record, which also wakes the application a quarter as often.
+pub struct Cleartext {
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl Cleartext {
+    pub fn new(size: usize) -> Cleartext {
+        Cleartext {
+            buf: vec![0; size].into_boxed_slice(),
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Taken from rustls, not yet written.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        self.start += n;
+    }
+
+    /// Whether more can be taken: the buffer fills up, then empties.
+    pub fn has_room(&self) -> bool {
+        self.start == self.end || self.end < self.buf.len()
+    }
+
+    /// Takes what `from` (rustls' reader) has, as far as there is room.
+    pub fn fill(&mut self, mut from: impl io::Read) {
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+        }
+        // WouldBlock (nothing decrypted yet) and the ends of the stream are
+        // for `settle` to see, through rustls, once this is written.
+        if let Ok(n) = from.read(&mut self.buf[self.end..]) {
+            self.end += n;
+        }
+    }
+}
+
 /// A descriptor as rustls writes to it: records leave with one writev(2).
 pub struct FdWriter<'a>(pub BorrowedFd<'a>);
 

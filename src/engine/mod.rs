@@ -28,7 +28,7 @@ use crate::error::{io_reason, Error};
 use crate::log::Log;
 /// Also the plain relay's (examples/plain_relay.rs, bench/'s floor).
 pub use io::End;
-use io::{plaintext_alert, send_last_words, FdWriter, NetInput};
+use io::{plaintext_alert, send_last_words, Cleartext, FdWriter, NetInput};
 
 /// How much cleartext is read from fdr at once: four full TLS records,
 /// which leave together in one writev(2).
@@ -95,6 +95,7 @@ struct Engine<H> {
     /// Called once, when the handshake completes: the notification.
     on_handshake: Option<H>,
     buf: Box<[u8]>,
+    cleartext: Cleartext,
     /// For the closing report (`-v 2`).
     started: Instant,
     client_to_app: u64,
@@ -140,6 +141,7 @@ where
         net_input,
         on_handshake: Some(on_handshake),
         buf: vec![0; APP_CHUNK].into_boxed_slice(),
+        cleartext: Cleartext::new(APP_CHUNK),
         started: Instant::now(),
         client_to_app: 0,
         app_to_client: 0,
@@ -315,7 +317,14 @@ where
     }
 
     fn has_cleartext_for_app(&mut self) -> bool {
-        matches!(self.conn.reader().fill_buf(), Ok(b) if !b.is_empty())
+        !self.cleartext.pending().is_empty()
+            || matches!(self.conn.reader().fill_buf(), Ok(b) if !b.is_empty())
+    }
+
+    /// rustls stops wanting records while it holds cleartext; so must we
+    /// once ours is full, or memory would grow with a slow reader.
+    fn wants_read(&self) -> bool {
+        self.conn.wants_read() && self.cleartext.has_room()
     }
 
     /// One poll(2) over the descriptors that can make progress now.
@@ -337,7 +346,7 @@ where
         let mut staged_ready = false;
         let app_out = match &self.inbound {
             Inbound::Open { net, app } => {
-                if self.conn.wants_read() {
+                if self.wants_read() {
                     staged_ready = self.net_input.staged();
                     if !staged_ready {
                         set[NET_IN] = entry(net, libc::POLLIN);
@@ -408,15 +417,14 @@ where
             Inbound::Open { app, .. } | Inbound::Draining { app } => app.as_fd(),
             Inbound::Closed => return Ok(()),
         };
-        let mut reader = self.conn.reader();
         loop {
-            let data = match reader.fill_buf() {
-                Ok(data) if !data.is_empty() => data,
-                _ => break,
-            };
-            match nix::unistd::write(app, data) {
+            self.cleartext.fill(self.conn.reader());
+            if self.cleartext.pending().is_empty() {
+                break;
+            }
+            match nix::unistd::write(app, self.cleartext.pending()) {
                 Ok(n) => {
-                    reader.consume(n);
+                    self.cleartext.consume(n);
                     self.client_to_app += n as u64;
                 }
                 Err(Errno::EAGAIN) => return Ok(()),
@@ -494,11 +502,19 @@ where
 
     /// Records from fd 0, decrypted and passed on while fdw takes them.
     fn fill_from_net(&mut self) -> Result<(), Error> {
+        let read = self.read_records();
+        // What the turn decrypted leaves in one write; a read error is the
+        // one to report, but what came before it is delivered first.
+        let written = self.flush_app(0);
+        read.and(written)
+    }
+
+    fn read_records(&mut self) -> Result<(), Error> {
         for _ in 0..NET_READS_PER_TURN {
             let Inbound::Open { net, .. } = &self.inbound else {
                 return Ok(());
             };
-            if !self.conn.wants_read() {
+            if !self.wants_read() {
                 return Ok(());
             }
             let mut reader = self.net_input.reader(net.as_fd());
@@ -513,7 +529,7 @@ where
                 Err(e) => return Err(Error::sys("read from remote", &e)),
             }
             self.process()?;
-            self.flush_app(0)?;
+            self.cleartext.fill(self.conn.reader());
             self.flush_net()?;
         }
         Ok(())
@@ -559,7 +575,7 @@ where
 
     /// State changes that follow from what has been delivered or flushed.
     fn settle(&mut self) {
-        if !matches!(self.inbound, Inbound::Closed) {
+        if !matches!(self.inbound, Inbound::Closed) && self.cleartext.pending().is_empty() {
             match self.conn.reader().fill_buf() {
                 // close_notify received and everything before it delivered.
                 Ok([]) => {
