@@ -55,11 +55,6 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
 }
 
 fn run(opts: &Options) -> Result<(), Error> {
-    // The relay's two 64 KiB buffers then come from mmap(2), whose pages
-    // stay out of memory until data lands in them; carved from the heap,
-    // calloc zeroes (so touches) all of them: 24 KiB less per connection.
-    // SAFETY: a plain setting, made before anything else allocates much.
-    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024) };
     let log = Log::new(opts.verbosity);
     let env = Env::from_process();
     let provider = tls::provider();

@@ -2,8 +2,13 @@
 //! as `std::io` traits for rustls, and ends that shut their direction down.
 
 use std::io;
+use std::num::NonZeroUsize;
+use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
 use std::time::Duration;
+
+use nix::sys::mman::{mmap_anonymous, munmap, MapFlags, ProtFlags};
 
 use nix::sys::socket::{shutdown, Shutdown};
 
@@ -107,26 +112,82 @@ impl RecordTracker {
     }
 }
 
+/// A buffer straight from mmap(2): zero pages that become resident only as
+/// data lands in them. A 64 KiB buffer from malloc was often carved from the
+/// heap and zeroed by calloc, so resident at once: 64 KiB per connection for
+/// nothing while it idles (bench/README.md).
+pub struct Pages {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl Pages {
+    pub fn new(len: NonZeroUsize) -> nix::Result<Pages> {
+        // SAFETY: a fresh private anonymous mapping, no address asked for:
+        // it overlaps nothing, and only this value ever refers to it.
+        let ptr = unsafe {
+            mmap_anonymous(
+                None,
+                len,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_PRIVATE,
+            )?
+        };
+        Ok(Pages {
+            ptr: ptr.cast(),
+            len: len.get(),
+        })
+    }
+}
+
+impl Deref for Pages {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `len` readable bytes (zero-filled by the kernel), owned.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl DerefMut for Pages {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and `&mut self` makes this the only reference.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Pages {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once; nothing borrows
+        // it any more. A failure would leave the mapping: nothing to do.
+        let _ = unsafe { munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// The size of the relay's buffers: four full TLS records.
+pub const CHUNK: NonZeroUsize = match NonZeroUsize::new(64 * 1024) {
+    Some(n) => n,
+    None => unreachable!(),
+};
+
 /// What comes from fd 0. rustls reads 4 KiB at a time; one read(2) of up to
 /// 64 KiB fills a staging buffer that rustls then takes from, which saves
 /// three system calls in four on a bulk transfer from the client.
 pub struct NetInput {
-    buf: Box<[u8]>,
+    buf: Pages,
     start: usize,
     end: usize,
     pub records: RecordTracker,
 }
 
-const NET_STAGING: usize = 64 * 1024;
-
 impl NetInput {
-    pub fn new() -> NetInput {
-        NetInput {
-            buf: vec![0; NET_STAGING].into_boxed_slice(),
+    pub fn new() -> nix::Result<NetInput> {
+        Ok(NetInput {
+            buf: Pages::new(CHUNK)?,
             start: 0,
             end: 0,
             records: RecordTracker::default(),
-        }
+        })
     }
 
     /// Bytes read from fd 0 that rustls has not taken yet.
@@ -164,18 +225,18 @@ impl io::Read for NetReader<'_> {
 /// written in one go: one write(2) of up to 64 KiB instead of one per 16 KiB
 /// record, which also wakes the application a quarter as often.
 pub struct Cleartext {
-    buf: Box<[u8]>,
+    buf: Pages,
     start: usize,
     end: usize,
 }
 
 impl Cleartext {
-    pub fn new(size: usize) -> Cleartext {
-        Cleartext {
-            buf: vec![0; size].into_boxed_slice(),
+    pub fn new() -> nix::Result<Cleartext> {
+        Ok(Cleartext {
+            buf: Pages::new(CHUNK)?,
             start: 0,
             end: 0,
-        }
+        })
     }
 
     /// Taken from rustls, not yet written.

@@ -28,11 +28,7 @@ use crate::error::{io_reason, Error};
 use crate::log::Log;
 /// Also the plain relay's (examples/plain_relay.rs, bench/'s floor).
 pub use io::End;
-use io::{plaintext_alert, send_last_words, Cleartext, FdWriter, NetInput};
-
-/// How much cleartext is read from fdr at once: four full TLS records,
-/// which leave together in one writev(2).
-const APP_CHUNK: usize = 64 * 1024;
+use io::{plaintext_alert, send_last_words, Cleartext, FdWriter, NetInput, Pages, CHUNK};
 
 /// How many network reads one wake-up may do before the other sides get a
 /// turn.
@@ -94,7 +90,9 @@ struct Engine<H> {
     net_input: NetInput,
     /// Called once, when the handshake completes: the notification.
     on_handshake: Option<H>,
-    buf: Box<[u8]>,
+    /// Cleartext read from fdr: up to four full TLS records at once, which
+    /// leave together in one writev(2).
+    buf: Pages,
     cleartext: Cleartext,
     /// For the closing report (`-v 2`).
     started: Instant,
@@ -116,7 +114,7 @@ where
         set_nonblocking(fd)?;
     }
     let deadline = settings.handshake_timeout.map(|t| Instant::now() + t);
-    let mut net_input = NetInput::new();
+    let mut net_input = NetInput::new().map_err(mapping_failed)?;
     let accepted = read_client_hello(&fds, deadline, &mut net_input)?;
     let config = match choose(&accepted.client_hello()) {
         Ok(config) => config,
@@ -140,15 +138,15 @@ where
         deadline,
         net_input,
         on_handshake: Some(on_handshake),
-        buf: vec![0; APP_CHUNK].into_boxed_slice(),
-        cleartext: Cleartext::new(APP_CHUNK),
+        buf: Pages::new(CHUNK).map_err(mapping_failed)?,
+        cleartext: Cleartext::new().map_err(mapping_failed)?,
         started: Instant::now(),
         client_to_app: 0,
         app_to_client: 0,
         inbound_end: "open",
         outbound_end: "open",
     };
-    engine.conn.set_buffer_limit(Some(APP_CHUNK));
+    engine.conn.set_buffer_limit(Some(CHUNK.get()));
     let result = engine.relay();
     engine.report();
     if result.is_err() {
@@ -267,6 +265,10 @@ fn poll_timeout(deadline: Option<Instant>) -> Result<nix::poll::PollTimeout, Err
 }
 
 /// A fatal TLS error, in upstream's words, with what caused it.
+fn mapping_failed(e: Errno) -> Error {
+    Error::errno("map the relay's buffers", e)
+}
+
 pub fn engine_closed(during: bool, why: impl std::fmt::Display) -> Error {
     Error::Tls(format!(
         "the TLS engine closed the connection {} the handshake: {why}",
@@ -458,7 +460,7 @@ where
     }
 
     /// Cleartext from fdr, encrypted at once; only read while rustls' output
-    /// is empty, so at most APP_CHUNK is ever held.
+    /// is empty, so at most CHUNK is ever held.
     fn fill_from_app(&mut self) -> Result<(), Error> {
         let Outbound::Open { app, .. } = &self.outbound else {
             return Ok(());
