@@ -3,16 +3,21 @@
 
 mod common;
 
+/// Whether the built binary holds these bytes anywhere (a symbol name, a
+/// section name, a path).
+fn binary_contains(needle: &[u8]) -> bool {
+    let binary = std::fs::read(common::BIN).expect("read the built binary");
+    binary.windows(needle.len()).any(|w| w == needle)
+}
+
 /// aws-lc built with its CPU-jitter entropy source seeds its RNG by timing
 /// the CPU for 40-60 ms in every process. `.cargo/config.toml` sets
 /// `AWS_LC_SYS_NO_JITTER_ENTROPY=1`, which leaves that code out of the
 /// build: its functions (`jent_*`) must not be in the binary.
 #[test]
 fn aws_lc_is_built_without_cpu_jitter_entropy() {
-    let binary = std::fs::read(common::BIN).expect("read the built binary");
-    let needle = b"jent_entropy_collector_alloc";
     assert!(
-        !binary.windows(needle.len()).any(|w| w == needle),
+        !binary_contains(b"jent_entropy_collector_alloc"),
         "the binary contains aws-lc's CPU-jitter entropy code: \
          AWS_LC_SYS_NO_JITTER_ENTROPY did not reach the aws-lc-sys build \
          (each connection would cost 40-60 ms of CPU more)"
@@ -22,10 +27,8 @@ fn aws_lc_is_built_without_cpu_jitter_entropy() {
 /// Static glibc (crt-static): about 1 ms and 1.4 MB per connection less.
 #[test]
 fn binary_is_statically_linked() {
-    let binary = std::fs::read(common::BIN).expect("read the built binary");
-    let interp = b"/lib64/ld-linux-x86-64.so";
     assert!(
-        !binary.windows(interp.len()).any(|w| w == interp),
+        !binary_contains(b"/lib64/ld-linux-x86-64.so"),
         "the binary asks for the dynamic loader: crt-static is not in effect"
     );
 }
@@ -36,10 +39,8 @@ fn binary_is_statically_linked() {
 /// about 6 GB/s on one core).
 #[test]
 fn aws_lc_is_built_without_avx512_aes_gcm() {
-    let binary = std::fs::read(common::BIN).expect("read the built binary");
-    let needle = b"aes_gcm_encrypt_avx512";
     assert!(
-        !binary.windows(needle.len()).any(|w| w == needle),
+        !binary_contains(b"aes_gcm_encrypt_avx512"),
         "the binary contains aws-lc's AVX-512 AES-GCM: AWS_LC_SYS_CFLAGS \
          (-DMY_ASSEMBLER_IS_TOO_OLD_FOR_512AVX) did not reach the aws-lc-sys build"
     );
@@ -66,10 +67,8 @@ fn relative_relocations_are_packed() {
         eprintln!("skipped: {glibc:?} predates RELR");
         return;
     }
-    let binary = std::fs::read(common::BIN).expect("read the built binary");
-    let needle = b".relr.dyn";
     assert!(
-        binary.windows(needle.len()).any(|w| w == needle),
+        binary_contains(b".relr.dyn"),
         "no .relr.dyn section: build.rs did not pass -z pack-relative-relocs"
     );
 }

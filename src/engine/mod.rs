@@ -264,11 +264,12 @@ fn poll_timeout(deadline: Option<Instant>) -> Result<nix::poll::PollTimeout, Err
     Ok(PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX))
 }
 
-/// A fatal TLS error, in upstream's words, with what caused it.
+/// The relay's buffers could not be had: exit 111 like any failed call.
 fn mapping_failed(e: Errno) -> Error {
     Error::errno("map the relay's buffers", e)
 }
 
+/// A fatal TLS error, in upstream's words, with what caused it.
 pub fn engine_closed(during: bool, why: impl std::fmt::Display) -> Error {
     Error::Tls(format!(
         "the TLS engine closed the connection {} the handshake: {why}",
