@@ -33,6 +33,11 @@ use s6_tlsd_io::notify::Notification;
 use s6_tlsd_io::sni::KeyStore;
 use s6_tlsd_io::{anchors, privilege, sandbox, tls};
 
+/// Large blocks on page boundaries: the relay's copies then cost the same
+/// whatever the heap's layout (src/alloc.rs).
+#[global_allocator]
+static HEAP: s6_tlsd_io::alloc::PageAligned = s6_tlsd_io::alloc::PageAligned;
+
 #[no_mangle]
 extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     // SAFETY: setting a signal's disposition to SIG_IGN, before any thread.

@@ -164,6 +164,10 @@ impl Drop for Pages {
     }
 }
 
+/// The unit of the kernel's memory, and of the copy-speed trap that
+/// src/alloc.rs explains.
+pub const PAGE: usize = 4096;
+
 /// The size of the relay's buffers: four full TLS records.
 pub const CHUNK: NonZeroUsize = match NonZeroUsize::new(64 * 1024) {
     Some(n) => n,

@@ -28,7 +28,7 @@ use crate::error::{io_reason, Error};
 use crate::log::Log;
 /// Also the plain relay's (examples/plain_relay.rs, bench/'s floor).
 pub use io::End;
-use io::{plaintext_alert, send_last_words, Cleartext, FdWriter, NetInput, Pages, CHUNK};
+use io::{plaintext_alert, send_last_words, Cleartext, FdWriter, NetInput, Pages, CHUNK, PAGE};
 
 /// How many network reads one wake-up may do before the other sides get a
 /// turn.
@@ -91,8 +91,9 @@ struct Engine<H> {
     /// Called once, when the handshake completes: the notification.
     on_handshake: Option<H>,
     /// Cleartext read from fdr: up to four full TLS records at once, which
-    /// leave together in one writev(2).
+    /// leave together in one writev(2). Read at `seal_offset`.
     buf: Pages,
+    seal_offset: usize,
     cleartext: Cleartext,
     /// For the closing report (`-v 2`).
     started: Instant,
@@ -138,7 +139,8 @@ where
         deadline,
         net_input,
         on_handshake: Some(on_handshake),
-        buf: Pages::new(CHUNK).map_err(mapping_failed)?,
+        buf: Pages::new(CHUNK.saturating_add(PAGE)).map_err(mapping_failed)?,
+        seal_offset: 0,
         cleartext: Cleartext::new().map_err(mapping_failed)?,
         started: Instant::now(),
         client_to_app: 0,
@@ -262,6 +264,25 @@ fn poll_timeout(deadline: Option<Instant>) -> Result<nix::poll::PollTimeout, Err
     }
     let ms = left.as_micros().div_ceil(1000);
     Ok(PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX))
+}
+
+/// Where, modulo a page, rustls copies a record's cleartext into the `Vec`
+/// it seals in place: after the 5-byte record header, and under TLS 1.2
+/// AES-GCM after the 8-byte explicit nonce too (RFC 5288). That `Vec` starts
+/// on a page (src/alloc.rs); cleartext read from fdr at the same offset is
+/// copied at full speed on every CPU.
+fn seal_offset(conn: &ServerConnection) -> usize {
+    use rustls::CipherSuite as S;
+    let explicit_nonce = match conn.negotiated_cipher_suite().map(|s| s.suite()) {
+        Some(
+            S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+            | S::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+            | S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+            | S::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        ) => 8,
+        _ => 0,
+    };
+    5 + explicit_nonce
 }
 
 /// The relay's buffers could not be had: exit 111 like any failed call.
@@ -466,7 +487,8 @@ where
         let Outbound::Open { app, .. } = &self.outbound else {
             return Ok(());
         };
-        let n = match nix::unistd::read(app.as_fd(), &mut self.buf) {
+        let at = self.seal_offset;
+        let n = match nix::unistd::read(app.as_fd(), &mut self.buf[at..at + CHUNK.get()]) {
             Ok(n) => n,
             Err(Errno::EAGAIN) | Err(Errno::EINTR) => return Ok(()),
             Err(e) => return Err(Error::errno("read from local", e)),
@@ -481,7 +503,7 @@ where
             self.app_to_client += n as u64;
             self.conn
                 .writer()
-                .write_all(&self.buf[..n])
+                .write_all(&self.buf[at..at + n])
                 .map_err(|e| Error::Setup(format!("TLS engine refused data: {e}")))?;
         }
         // Most of the time the socket has room: skip a trip through poll(2).
@@ -570,6 +592,7 @@ where
         if !self.conn.is_handshaking() {
             if let Some(on_handshake) = self.on_handshake.take() {
                 self.deadline = None;
+                self.seal_offset = seal_offset(&self.conn);
                 on_handshake(&self.conn)?;
             }
         }
