@@ -93,7 +93,7 @@ fn run(opts: &Options) -> Result<(), Error> {
     engine::run(
         fds,
         settings,
-        |hello| configure(keys, hello.server_name(), provider, verifier),
+        |hello, _| configure(keys, hello.server_name(), provider, verifier),
         |conn| {
             let notification = Notification::of(conn);
             log.info(format_args!(

@@ -64,24 +64,15 @@ impl Drop for End {
 
 /// Counts TLS record boundaries in what is read from the network, so that an
 /// EOF can be told apart as clean (between records) or truncated (inside one).
-/// Also keeps the stream's first bytes, where the ClientHello says which
-/// version the client offers, to tell an old client why it is refused.
 #[derive(Default)]
 pub struct RecordTracker {
     header: [u8; 5],
     header_len: usize,
     body_left: usize,
-    opening: [u8; 11],
-    opening_len: usize,
 }
 
 impl RecordTracker {
     pub fn feed(&mut self, mut data: &[u8]) {
-        if self.opening_len < self.opening.len() {
-            let k = (self.opening.len() - self.opening_len).min(data.len());
-            self.opening[self.opening_len..self.opening_len + k].copy_from_slice(&data[..k]);
-            self.opening_len += k;
-        }
         while !data.is_empty() {
             if self.body_left > 0 {
                 let k = self.body_left.min(data.len());
@@ -102,13 +93,6 @@ impl RecordTracker {
 
     pub fn at_boundary(&self) -> bool {
         self.header_len == 0 && self.body_left == 0
-    }
-
-    /// Whether the stream opened with a ClientHello whose highest version
-    /// is below TLS 1.2 (clients offering 1.3 also say 1.2 there).
-    pub fn client_too_old(&self) -> bool {
-        let o = &self.opening;
-        self.opening_len == o.len() && o[0] == 0x16 && o[5] == 0x01 && [o[9], o[10]] < [0x03, 0x03]
     }
 }
 
@@ -199,6 +183,27 @@ impl NetInput {
         self.start < self.end
     }
 
+    /// One read(2) from fd 0 into the staging buffer, behind what is still
+    /// staged (the start of a record the ClientHello step waits to have
+    /// whole: at most one record, far less than the buffer).
+    pub fn fill(&mut self, fd: BorrowedFd) -> nix::Result<usize> {
+        let kept = self.end - self.start;
+        self.buf.copy_within(self.start..self.end, 0);
+        let n = nix::unistd::read(fd, &mut self.buf[kept..])?;
+        self.records.feed(&self.buf[kept..kept + n]);
+        (self.start, self.end) = (0, kept + n);
+        Ok(n)
+    }
+
+    /// What is staged, for the ClientHello step to take whole records from.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        self.start += n;
+    }
+
     /// A reader over fd 0 for rustls' `read_tls`.
     pub fn reader<'a>(&'a mut self, fd: BorrowedFd<'a>) -> NetReader<'a> {
         NetReader { fd, input: self }
@@ -214,9 +219,7 @@ impl io::Read for NetReader<'_> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         let input = &mut *self.input;
         if !input.staged() {
-            let n = nix::unistd::read(self.fd, &mut input.buf)?;
-            input.records.feed(&input.buf[..n]);
-            (input.start, input.end) = (0, n);
+            input.fill(self.fd)?;
         }
         let n = out.len().min(input.end - input.start);
         out[..n].copy_from_slice(&input.buf[input.start..input.start + n]);
@@ -342,20 +345,5 @@ mod tests {
             t.feed(&[0x17, 3]);
             assert!(!t.at_boundary());
         }
-    }
-
-    #[test]
-    fn old_clients_are_recognised_from_their_client_hello() {
-        let hello = |major, minor| {
-            let mut t = RecordTracker::default();
-            t.feed(&[0x16, 3, 1, 0, 0x40, 0x01, 0, 0, 0x3c, major, minor, 0xaa]);
-            t.client_too_old()
-        };
-        assert!(hello(3, 2));
-        assert!(hello(3, 1));
-        assert!(!hello(3, 3));
-        let mut t = RecordTracker::default();
-        t.feed(&[0x16, 3, 1]);
-        assert!(!t.client_too_old());
     }
 }

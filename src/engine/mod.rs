@@ -13,6 +13,7 @@
 //! room: memory stays bounded and an idle tunnel sleeps in poll(2).
 //! The engine knows nothing of argv or the environment.
 
+mod hello;
 mod io;
 
 use std::io::{BufRead, ErrorKind, Write};
@@ -26,6 +27,8 @@ use rustls::{AlertDescription, ProtocolVersion, ServerConfig, ServerConnection};
 
 use crate::error::{io_reason, Error};
 use crate::log::Log;
+pub use hello::Hello;
+use hello::{Assembler, Step};
 /// Also the plain relay's (examples/plain_relay.rs, bench/'s floor).
 pub use io::End;
 use io::{plaintext_alert, send_last_words, Cleartext, FdWriter, NetInput, Pages, CHUNK, PAGE};
@@ -108,7 +111,7 @@ struct Engine<H> {
 /// handshake is complete, before any cleartext is relayed.
 pub fn run<C, H>(fds: Fds, settings: Settings, choose: C, on_handshake: H) -> Result<(), Error>
 where
-    C: FnOnce(&ClientHello) -> Result<Arc<ServerConfig>, Refusal>,
+    C: FnOnce(&ClientHello, &Hello) -> Result<Arc<ServerConfig>, Refusal>,
     H: FnOnce(&ServerConnection) -> Result<(), Error>,
 {
     for fd in [&fds.net_in, &fds.net_out, &fds.app_in, &fds.app_out] {
@@ -116,8 +119,8 @@ where
     }
     let deadline = settings.handshake_timeout.map(|t| Instant::now() + t);
     let mut net_input = NetInput::new().map_err(mapping_failed)?;
-    let accepted = read_client_hello(&fds, deadline, &mut net_input)?;
-    let config = match choose(&accepted.client_hello()) {
+    let (accepted, hello) = read_client_hello(&fds, deadline, &mut net_input)?;
+    let config = match choose(&accepted.client_hello(), &hello) {
         Ok(config) => config,
         Err(refusal) => return Err(refuse(&fds, refusal)),
     };
@@ -168,19 +171,46 @@ fn set_nonblocking(fd: &OwnedFd) -> Result<(), Error> {
 }
 
 /// Reads until a whole ClientHello is in, so that the key pair can be chosen
-/// by its SNI before the connection exists.
+/// by its SNI before the connection exists. The engine reads the records
+/// first (hello.rs) and refuses what it alone can tell; then rustls gets
+/// them as they came.
 fn read_client_hello(
     fds: &Fds,
     deadline: Option<Instant>,
     input: &mut NetInput,
-) -> Result<Accepted, Error> {
-    let mut acceptor = Acceptor::default();
-    loop {
-        if !input.staged() {
-            wait_readable(fds.net_in.as_fd(), deadline)?;
+) -> Result<(Accepted, Hello), Error> {
+    let mut assembler = Assembler::default();
+    let hello = loop {
+        let (taken, step) = assembler.take(input.pending());
+        input.consume(taken);
+        match step {
+            Step::More => {
+                wait_readable(fds.net_in.as_fd(), deadline)?;
+                match input.fill(fds.net_in.as_fd()) {
+                    Ok(0) => return Err(engine_closed(true, "the client closed the connection")),
+                    Ok(_) | Err(Errno::EAGAIN) | Err(Errno::EINTR) => {}
+                    Err(e) => return Err(engine_closed(true, unreadable(&e.into()))),
+                }
+            }
+            Step::ToRustls(hello) => break hello,
+            Step::Refuse(alert, why) => {
+                let error = engine_closed(true, why);
+                return Err(refuse(fds, Refusal { alert, error }));
+            }
         }
-        let mut reader = input.reader(fds.net_in.as_fd());
-        match acceptor.read_tls(&mut reader) {
+    };
+    let mut acceptor = Acceptor::default();
+    let mut raw: &[u8] = &assembler.raw;
+    loop {
+        let read = if raw.is_empty() {
+            if !input.staged() {
+                wait_readable(fds.net_in.as_fd(), deadline)?;
+            }
+            acceptor.read_tls(&mut input.reader(fds.net_in.as_fd()))
+        } else {
+            acceptor.read_tls(&mut raw)
+        };
+        match read {
             Ok(0) => return Err(engine_closed(true, "the client closed the connection")),
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {
@@ -190,33 +220,25 @@ fn read_client_hello(
         }
         match acceptor.accept() {
             Ok(None) => {}
-            Ok(Some(accepted)) => return Ok(accepted),
-            // rustls rejects a TLS 1.1 ClientHello for lacking TLS 1.2
-            // extensions: say what really is wrong, with the right alert.
-            Err(_) if input.records.client_too_old() => {
-                let error = engine_closed(true, "the client offers only TLS 1.1 or older");
-                let alert = AlertDescription::ProtocolVersion;
-                return Err(refuse(fds, Refusal { alert, error }));
-            }
+            // A hello the engine could not read, but rustls could: nothing
+            // is assumed of it.
+            Ok(Some(accepted)) => return Ok((accepted, hello.unwrap_or_default())),
             Err((e, alert)) => return Err(refuse_hello(fds, e, alert)),
         }
     }
 }
 
-/// A ClientHello rustls refused: its alert, or, when it queued none (some
-/// malformed or out-of-order messages), one of ours in the clear, since no
-/// key exists yet: the client always learns why.
-fn refuse_hello(fds: &Fds, e: rustls::Error, mut alert: AcceptedAlert) -> Error {
-    let mut sent = 0;
-    send_last_words(fds.net_out.as_fd(), |w| {
-        let n = alert.write(w)?;
-        sent += n;
-        Ok(n)
-    });
-    if sent > 0 {
-        return engine_closed(true, e);
-    }
-    let alert = match &e {
+/// A ClientHello rustls refused, before anything was sent. Its alert goes
+/// out when rustls queued it in the clear; when it queued none (some
+/// malformed or out-of-order messages), or queued a ServerHello before it
+/// found out (no signature scheme fits our key: the alert behind it is
+/// encrypted), one of ours goes in the clear instead, so that the client
+/// always learns why.
+fn refuse_hello(fds: &Fds, e: rustls::Error, mut queued: AcceptedAlert) -> Error {
+    let mut bytes = Vec::new();
+    // Writing into a Vec cannot fail.
+    let _ = queued.write_all(&mut bytes);
+    let alert = alert_in_clear(&bytes).unwrap_or(match &e {
         rustls::Error::InvalidMessage(_) => AlertDescription::DecodeError,
         rustls::Error::InappropriateMessage { .. }
         | rustls::Error::InappropriateHandshakeMessage { .. } => {
@@ -224,9 +246,18 @@ fn refuse_hello(fds: &Fds, e: rustls::Error, mut alert: AcceptedAlert) -> Error 
         }
         rustls::Error::PeerMisbehaved(_) => AlertDescription::IllegalParameter,
         _ => AlertDescription::HandshakeFailure,
-    };
+    });
     let error = engine_closed(true, e);
     refuse(fds, Refusal { alert, error })
+}
+
+/// The description of the alert that `bytes` open with, if they open with
+/// a plaintext alert record.
+fn alert_in_clear(bytes: &[u8]) -> Option<AlertDescription> {
+    match bytes {
+        [0x15, 3, _, 0, 2, _, description, ..] => Some(AlertDescription::from(*description)),
+        _ => None,
+    }
 }
 
 /// Sends the refusal's alert in the clear (no keys exist yet) and returns
