@@ -577,7 +577,7 @@ def case_huge_handshake_message(c):
         c.pump()
 
 
-def case_early_data(c, total, size=4000):
+def case_early_data(c, total, size=2**14):
     # early_data offered (no PSK: the server must reject it), then `total`
     # bytes of 0-RTT application data (which no one can decrypt) in records
     # of at most `size` bytes, then the handshake as usual.
@@ -633,8 +633,8 @@ CASES = {
     "plaintext-finished": case_plaintext_finished,
     "huge-client-hello": case_huge_client_hello_message,
     "huge-handshake-message": case_huge_handshake_message,
-    "early-data-7000": lambda c: case_early_data(c, 7000),
-    "early-data-9000": lambda c: case_early_data(c, 9000),
+    "early-data-8192": lambda c: case_early_data(c, 8192),
+    "early-data-8193": lambda c: case_early_data(c, 8193),
 }
 
 
