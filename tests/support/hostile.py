@@ -9,14 +9,18 @@ The messages are tlslite-ng's (ClientHello, extensions, Finished, KeyUpdate,
 the TLS 1.3 key schedule and AEAD); the records around them are framed here,
 byte by byte, so that a case can cut, interleave or oversize them.
 
-Prints what the server sent back, one event a line, until the server closes
-the connection:
+Prints what happened, one event a line, until the server closes the
+connection (or, where the server should have refused the hello, until its
+flight is complete and it waits for the client's):
 
     serverhello                   a ServerHello (in the clear)
+    serverhellodone               a TLS 1.2 ServerHelloDone (in the clear)
+    server finished               the server's TLS 1.3 Finished, verified
+    handshake done                our Finished sent
     alert: LEVEL DESCRIPTION      an alert in the clear
     encrypted alert: LEVEL DESC   an alert under the server's keys
-    handshake done                the server's Finished verified, ours sent
     undecryptable record          a record we hold no key for
+    bad server finished           a Finished that does not verify
     closed                        the server closed the connection (FIN or
                                   RST: an engine that fails abandons it)
     timeout                       nothing for 3 s (the server hangs)
@@ -219,9 +223,7 @@ class Client:
         self.server_keys = None
         self.client_hs = None
         self.client_ap = None
-        self.pending_ap = None
         self.hs_buf = b""
-        self.events = []
         self.flight_in = False
 
     def send(self, *records):
