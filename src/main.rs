@@ -94,8 +94,8 @@ fn run(opts: &Options) -> Result<(), Error> {
         fds,
         settings,
         |hello, _| configure(keys, hello.server_name(), provider, verifier),
-        |conn| {
-            let notification = Notification::of(conn);
+        |conn, server_name| {
+            let notification = Notification::of(conn, server_name);
             log.info(format_args!(
                 "handshake complete: {}",
                 notification.summary()

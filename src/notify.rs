@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::os::fd::{AsFd, OwnedFd};
 
-use rustls::{CipherSuite, ProtocolVersion, ServerConnection};
+use rustls::{CipherSuite, CommonState, ProtocolVersion};
 
 use crate::error::Error;
 
@@ -19,7 +19,8 @@ pub struct Notification {
 }
 
 impl Notification {
-    pub fn of(conn: &ServerConnection) -> Notification {
+    /// `server_name`: the client's SNI, as rustls read it.
+    pub fn of(conn: &CommonState, server_name: Option<&str>) -> Notification {
         Notification {
             protocol: conn
                 .protocol_version()
@@ -27,7 +28,7 @@ impl Notification {
             cipher: conn
                 .negotiated_cipher_suite()
                 .map_or(Cow::Borrowed(""), |s| cipher_name(s.suite())),
-            server_name: conn.server_name().map(str::to_owned),
+            server_name: server_name.map(str::to_owned),
             peer: conn
                 .peer_certificates()
                 .and_then(|chain| chain.first())

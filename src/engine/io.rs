@@ -62,40 +62,6 @@ impl Drop for End {
     }
 }
 
-/// Counts TLS record boundaries in what is read from the network, so that an
-/// EOF can be told apart as clean (between records) or truncated (inside one).
-#[derive(Default)]
-pub struct RecordTracker {
-    header: [u8; 5],
-    header_len: usize,
-    body_left: usize,
-}
-
-impl RecordTracker {
-    pub fn feed(&mut self, mut data: &[u8]) {
-        while !data.is_empty() {
-            if self.body_left > 0 {
-                let k = self.body_left.min(data.len());
-                self.body_left -= k;
-                data = &data[k..];
-                continue;
-            }
-            let k = (5 - self.header_len).min(data.len());
-            self.header[self.header_len..self.header_len + k].copy_from_slice(&data[..k]);
-            self.header_len += k;
-            data = &data[k..];
-            if self.header_len == 5 {
-                self.header_len = 0;
-                self.body_left = usize::from(u16::from_be_bytes([self.header[3], self.header[4]]));
-            }
-        }
-    }
-
-    pub fn at_boundary(&self) -> bool {
-        self.header_len == 0 && self.body_left == 0
-    }
-}
-
 /// A buffer straight from mmap(2): zero pages that become resident only as
 /// data lands in them. A 64 KiB buffer from malloc was often carved from the
 /// heap and zeroed by calloc, so resident at once: 64 KiB per connection for
@@ -165,7 +131,6 @@ pub struct NetInput {
     buf: Pages,
     start: usize,
     end: usize,
-    pub records: RecordTracker,
 }
 
 impl NetInput {
@@ -174,7 +139,6 @@ impl NetInput {
             buf: Pages::new(CHUNK)?,
             start: 0,
             end: 0,
-            records: RecordTracker::default(),
         })
     }
 
@@ -190,7 +154,6 @@ impl NetInput {
         let kept = self.end - self.start;
         self.buf.copy_within(self.start..self.end, 0);
         let n = nix::unistd::read(fd, &mut self.buf[kept..])?;
-        self.records.feed(&self.buf[kept..kept + n]);
         (self.start, self.end) = (0, kept + n);
         Ok(n)
     }
@@ -228,7 +191,82 @@ impl io::Read for NetReader<'_> {
     }
 }
 
-/// Cleartext on its way to fdw, taken out of rustls a record at a time and
+/// Records from fd 0, where rustls decrypts them in place. A record is
+/// placed so that its cleartext starts on a page (`payload_offset` past a
+/// page boundary): rustls copies it from there into a page-aligned `Vec`
+/// (src/alloc.rs), which then runs at full speed.
+pub struct Incoming {
+    buf: Pages,
+    start: usize,
+    end: usize,
+}
+
+impl Incoming {
+    /// Holds `hello` and `rest` to begin with.
+    pub fn new(hello: &[u8], rest: &[u8]) -> nix::Result<Incoming> {
+        let size = (2 * CHUNK.get() + 2 * PAGE).max(hello.len() + rest.len() + CHUNK.get());
+        let mut buf = Pages::new(NonZeroUsize::new(size).unwrap_or(CHUNK))?;
+        let end = hello.len() + rest.len();
+        buf[..hello.len()].copy_from_slice(hello);
+        buf[hello.len()..end].copy_from_slice(rest);
+        Ok(Incoming { buf, start: 0, end })
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Not yet taken by rustls: whole records, maybe the start of one more.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    pub fn pending_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..self.end]
+    }
+
+    /// At most what lies within the first `limit` bytes ever held.
+    pub fn pending_limited(&mut self, limit: Option<usize>) -> &mut [u8] {
+        let end = limit.map_or(self.end, |n| self.end.min(n));
+        &mut self.buf[self.start.min(end)..end]
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        self.start += n;
+    }
+
+    /// Room for a read of CHUNK behind what is pending.
+    pub fn has_room(&self) -> bool {
+        self.end - self.start <= CHUNK.get()
+    }
+
+    /// One read(2) from fd 0, of up to CHUNK.
+    pub fn fill_aligned(&mut self, fd: BorrowedFd, payload_offset: usize) -> nix::Result<usize> {
+        let home = PAGE - payload_offset % PAGE;
+        if self.start == self.end {
+            (self.start, self.end) = (home, home);
+        } else if self.buf.len() - self.end < CHUNK.get() {
+            // The pending record moves to `home`, unless that move would be
+            // the slow kind of copy itself: then 64 bytes further, which
+            // rustls' copy from there still takes at full speed.
+            let distance = (home + PAGE - self.start % PAGE) % PAGE;
+            let to = if (1..64).contains(&distance) {
+                home + 64
+            } else {
+                home
+            };
+            let len = self.end - self.start;
+            self.buf.copy_within(self.start..self.end, to);
+            (self.start, self.end) = (to, to + len);
+        }
+        let until = self.buf.len().min(self.end + CHUNK.get());
+        let n = nix::unistd::read(fd, &mut self.buf[self.end..until])?;
+        self.end += n;
+        Ok(n)
+    }
+}
+
+/// Cleartext on its way to fdw, taken from rustls a record at a time and
 /// written in one go: one write(2) of up to 64 KiB instead of one per 16 KiB
 /// record, which also wakes the application a quarter as often.
 pub struct Cleartext {
@@ -238,9 +276,11 @@ pub struct Cleartext {
 }
 
 impl Cleartext {
-    pub fn new() -> nix::Result<Cleartext> {
+    /// `more`: what may come on top of the usual CHUNK (Conn says why).
+    pub fn new(more: usize) -> nix::Result<Cleartext> {
+        let size = CHUNK.saturating_add(more);
         Ok(Cleartext {
-            buf: Pages::new(CHUNK)?,
+            buf: Pages::new(size)?,
             start: 0,
             end: 0,
         })
@@ -253,23 +293,27 @@ impl Cleartext {
 
     pub fn consume(&mut self, n: usize) {
         self.start += n;
-    }
-
-    /// Whether more can be taken: the buffer fills up, then empties.
-    pub fn has_room(&self) -> bool {
-        self.start == self.end || self.end < self.buf.len()
-    }
-
-    /// Takes what `from` (rustls' reader) has, as far as there is room.
-    pub fn fill(&mut self, mut from: impl io::Read) {
         if self.start == self.end {
             (self.start, self.end) = (0, 0);
         }
-        // WouldBlock (nothing decrypted yet) and the ends of the stream are
-        // for `settle` to see, through rustls, once this is written.
-        if let Ok(n) = from.read(&mut self.buf[self.end..]) {
-            self.end += n;
+    }
+
+    /// Whether more should be decrypted: under CHUNK waiting.
+    pub fn has_room(&self) -> bool {
+        self.end - self.start < CHUNK.get()
+    }
+
+    /// One decrypted record.
+    pub fn push(&mut self, record: &[u8]) {
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
         }
+        if self.buf.len() - self.end < record.len() {
+            self.buf.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, self.end - self.start);
+        }
+        self.buf[self.end..self.end + record.len()].copy_from_slice(record);
+        self.end += record.len();
     }
 }
 
@@ -320,30 +364,4 @@ fn wait_writable(fd: BorrowedFd, timeout: Duration) -> bool {
 /// (refusing a ClientHello), where alerts travel in the clear.
 pub fn plaintext_alert(description: rustls::AlertDescription) -> [u8; 7] {
     [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, u8::from(description)]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn record_tracker_follows_headers_split_anywhere() {
-        let stream: Vec<u8> = [
-            &[0x16, 3, 1, 0, 3][..],
-            &[1, 2, 3],
-            &[0x17, 3, 3, 0, 0],
-            &[0x17, 3, 3, 1, 0],
-            &[0; 256],
-        ]
-        .concat();
-        for split in 1..stream.len() {
-            let mut t = RecordTracker::default();
-            for chunk in stream.chunks(split) {
-                t.feed(chunk);
-            }
-            assert!(t.at_boundary(), "split {split}");
-            t.feed(&[0x17, 3]);
-            assert!(!t.at_boundary());
-        }
-    }
 }

@@ -13,25 +13,27 @@
 //! room: memory stays bounded and an idle tunnel sleeps in poll(2).
 //! The engine knows nothing of argv or the environment.
 
+mod conn;
 mod hello;
 mod io;
 
-use std::io::{BufRead, ErrorKind, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use rustls::server::{Accepted, AcceptedAlert, Acceptor, ClientHello};
-use rustls::{AlertDescription, ProtocolVersion, ServerConfig, ServerConnection};
+use rustls::{AlertDescription, CommonState, ProtocolVersion, ServerConfig};
 
 use crate::error::{io_reason, Error};
 use crate::log::Log;
+use conn::{Conn, ConnError};
 pub use hello::Hello;
 use hello::{Assembler, Step};
 /// Also the plain relay's (examples/plain_relay.rs, bench/'s floor).
 pub use io::End;
-use io::{plaintext_alert, send_last_words, Cleartext, FdWriter, NetInput, Pages, CHUNK, PAGE};
+use io::{plaintext_alert, send_last_words, NetInput, Pages, CHUNK, PAGE};
 
 /// How many network reads one wake-up may do before the other sides get a
 /// turn.
@@ -85,19 +87,19 @@ enum Outbound {
 }
 
 struct Engine<H> {
-    conn: ServerConnection,
+    conn: Conn,
     inbound: Inbound,
     outbound: Outbound,
     settings: Settings,
     deadline: Option<Instant>,
-    net_input: NetInput,
     /// Called once, when the handshake completes: the notification.
     on_handshake: Option<H>,
     /// Cleartext read from fdr: up to four full TLS records at once, which
     /// leave together in one writev(2). Read at `seal_offset`.
     buf: Pages,
     seal_offset: usize,
-    cleartext: Cleartext,
+    /// The client's SNI, for `on_handshake`.
+    server_name: Option<String>,
     /// For the closing report (`-v 2`).
     started: Instant,
     client_to_app: u64,
@@ -112,22 +114,37 @@ struct Engine<H> {
 pub fn run<C, H>(fds: Fds, settings: Settings, choose: C, on_handshake: H) -> Result<(), Error>
 where
     C: FnOnce(&ClientHello, &Hello) -> Result<Arc<ServerConfig>, Refusal>,
-    H: FnOnce(&ServerConnection) -> Result<(), Error>,
+    H: FnOnce(&CommonState, Option<&str>) -> Result<(), Error>,
 {
     for fd in [&fds.net_in, &fds.net_out, &fds.app_in, &fds.app_out] {
         set_nonblocking(fd)?;
     }
     let deadline = settings.handshake_timeout.map(|t| Instant::now() + t);
     let mut net_input = NetInput::new().map_err(mapping_failed)?;
-    let (accepted, hello) = read_client_hello(&fds, deadline, &mut net_input)?;
-    let config = match choose(&accepted.client_hello(), &hello) {
+    let (accepted, hello, raw) = read_client_hello(&fds, deadline, &mut net_input)?;
+    let client_hello = accepted.client_hello();
+    let server_name = client_hello.server_name().map(str::to_owned);
+    let config = match choose(&client_hello, &hello) {
         Ok(config) => config,
         Err(refusal) => return Err(refuse(&fds, refusal)),
     };
-    let conn = match accepted.into_connection(config) {
+    let mut conn = match Conn::new(config, &raw, net_input.pending()) {
         Ok(conn) => conn,
-        Err((e, alert)) => return Err(refuse_hello(&fds, e, alert)),
+        Err(ConnError::Tls(e)) => {
+            return Err(Error::Setup(format!(
+                "unable to set up the TLS engine: {e}"
+            )))
+        }
+        Err(ConnError::Map(e)) => return Err(mapping_failed(e)),
     };
+    drop(net_input);
+    // rustls answers the hello now. Until something is sent, a refusal
+    // is ours to word: nothing rustls queued (a ServerHello, perhaps) goes.
+    if let Err(e) = conn.process_first(raw.len()) {
+        let queued = conn.take_queued();
+        return Err(refuse_queued(&fds, e, &queued));
+    }
+    drop(raw);
     let mut engine = Engine {
         conn,
         inbound: Inbound::Open {
@@ -140,18 +157,16 @@ where
         },
         settings,
         deadline,
-        net_input,
         on_handshake: Some(on_handshake),
         buf: Pages::new(CHUNK.saturating_add(PAGE)).map_err(mapping_failed)?,
         seal_offset: 0,
-        cleartext: Cleartext::new().map_err(mapping_failed)?,
+        server_name,
         started: Instant::now(),
         client_to_app: 0,
         app_to_client: 0,
         inbound_end: "open",
         outbound_end: "open",
     };
-    engine.conn.set_buffer_limit(Some(CHUNK.get()));
     let result = engine.relay();
     engine.report();
     if result.is_err() {
@@ -178,7 +193,7 @@ fn read_client_hello(
     fds: &Fds,
     deadline: Option<Instant>,
     input: &mut NetInput,
-) -> Result<(Accepted, Hello), Error> {
+) -> Result<(Accepted, Hello, Vec<u8>), Error> {
     let mut assembler = Assembler::default();
     let hello = loop {
         let (taken, step) = assembler.take(input.pending());
@@ -200,16 +215,25 @@ fn read_client_hello(
         }
     };
     let mut acceptor = Acceptor::default();
-    let mut raw: &[u8] = &assembler.raw;
+    // Every byte the Acceptor takes, for the connection to take again.
+    let mut raw = std::mem::take(&mut assembler.raw);
+    let mut given = 0;
     loop {
-        let read = if raw.is_empty() {
+        let read = if given == raw.len() {
             if !input.staged() {
                 wait_readable(fds.net_in.as_fd(), deadline)?;
             }
-            acceptor.read_tls(&mut input.reader(fds.net_in.as_fd()))
+            let mut tee = Tee {
+                from: input.reader(fds.net_in.as_fd()),
+                to: &mut raw,
+            };
+            acceptor.read_tls(&mut tee)
         } else {
-            acceptor.read_tls(&mut raw)
+            acceptor.read_tls(&mut &raw[given..])
         };
+        if let Ok(n) = read {
+            given += n;
+        }
         match read {
             Ok(0) => return Err(engine_closed(true, "the client closed the connection")),
             Ok(_) => {}
@@ -222,7 +246,7 @@ fn read_client_hello(
             Ok(None) => {}
             // A hello the engine could not read, but rustls could: nothing
             // is assumed of it.
-            Ok(Some(accepted)) => return Ok((accepted, hello.unwrap_or_default())),
+            Ok(Some(accepted)) => return Ok((accepted, hello.unwrap_or_default(), raw)),
             Err((e, alert)) => return Err(refuse_hello(fds, e, alert)),
         }
     }
@@ -238,7 +262,12 @@ fn refuse_hello(fds: &Fds, e: rustls::Error, mut queued: AcceptedAlert) -> Error
     let mut bytes = Vec::new();
     // Writing into a Vec cannot fail.
     let _ = queued.write_all(&mut bytes);
-    let alert = alert_in_clear(&bytes).unwrap_or(match &e {
+    refuse_queued(fds, e, &bytes)
+}
+
+/// The same, from what rustls queued (`bytes`) when it refused.
+fn refuse_queued(fds: &Fds, e: rustls::Error, bytes: &[u8]) -> Error {
+    let alert = alert_in_clear(bytes).unwrap_or(match &e {
         rustls::Error::InvalidMessage(_) => AlertDescription::DecodeError,
         rustls::Error::InappropriateMessage { .. }
         | rustls::Error::InappropriateHandshakeMessage { .. } => {
@@ -249,6 +278,20 @@ fn refuse_hello(fds: &Fds, e: rustls::Error, mut queued: AcceptedAlert) -> Error
     });
     let error = engine_closed(true, e);
     refuse(fds, Refusal { alert, error })
+}
+
+/// A reader that keeps a copy of what it reads.
+struct Tee<'a, R> {
+    from: R,
+    to: &'a mut Vec<u8>,
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.from.read(out)?;
+        self.to.extend_from_slice(&out[..n]);
+        Ok(n)
+    }
 }
 
 /// The description of the alert that `bytes` open with, if they open with
@@ -302,7 +345,7 @@ fn poll_timeout(deadline: Option<Instant>) -> Result<nix::poll::PollTimeout, Err
 /// AES-GCM after the 8-byte explicit nonce too (RFC 5288). That `Vec` starts
 /// on a page (src/alloc.rs); cleartext read from fdr at the same offset is
 /// copied at full speed on every CPU.
-fn seal_offset(conn: &ServerConnection) -> usize {
+fn seal_offset(conn: &CommonState) -> usize {
     use rustls::CipherSuite as S;
     let explicit_nonce = match conn.negotiated_cipher_suite().map(|s| s.suite()) {
         Some(
@@ -341,13 +384,16 @@ const NET_OUT: usize = 3;
 
 impl<H> Engine<H>
 where
-    H: FnOnce(&ServerConnection) -> Result<(), Error>,
+    H: FnOnce(&CommonState, Option<&str>) -> Result<(), Error>,
 {
     fn relay(&mut self) -> Result<(), Error> {
         // The ClientHello may have come with more records behind it.
         self.process()?;
         self.flush_net()?;
         loop {
+            if self.conn.cleartext.has_room() {
+                self.catch_up()?;
+            }
             self.settle();
             if matches!(
                 (&self.inbound, &self.outbound),
@@ -371,15 +417,14 @@ where
         }
     }
 
-    fn has_cleartext_for_app(&mut self) -> bool {
-        !self.cleartext.pending().is_empty()
-            || matches!(self.conn.reader().fill_buf(), Ok(b) if !b.is_empty())
+    fn has_cleartext_for_app(&self) -> bool {
+        !self.conn.cleartext.pending().is_empty()
     }
 
-    /// rustls stops wanting records while it holds cleartext; so must we
-    /// once ours is full, or memory would grow with a slow reader.
+    /// Not while the cleartext for fdw is full, or memory would grow with a
+    /// slow reader (Conn::wants_read).
     fn wants_read(&self) -> bool {
-        self.conn.wants_read() && self.cleartext.has_room()
+        self.conn.wants_read()
     }
 
     /// One poll(2) over the descriptors that can make progress now.
@@ -397,15 +442,10 @@ where
             events,
             revents: 0,
         };
-        // Bytes already staged from fd 0 make it ready without asking.
-        let mut staged_ready = false;
         let app_out = match &self.inbound {
             Inbound::Open { net, app } => {
                 if self.wants_read() {
-                    staged_ready = self.net_input.staged();
-                    if !staged_ready {
-                        set[NET_IN] = entry(net, libc::POLLIN);
-                    }
+                    set[NET_IN] = entry(net, libc::POLLIN);
                 }
                 Some(app)
             }
@@ -433,16 +473,14 @@ where
                 set[NET_OUT] = entry(net, libc::POLLOUT);
             }
         }
-        if set.iter().all(|p| p.fd < 0) && !staged_ready {
+        if set.iter().all(|p| p.fd < 0) {
             // Cannot happen while the states above are consistent; a hang in
             // poll(2) would be the worst way to find out.
             return Err(Error::Setup(
                 "internal error: nothing left to wait for".into(),
             ));
         }
-        let timeout = if staged_ready {
-            nix::poll::PollTimeout::ZERO
-        } else if handshaking {
+        let timeout = if handshaking {
             poll_timeout(self.deadline)?
         } else {
             nix::poll::PollTimeout::NONE
@@ -460,26 +498,26 @@ where
         if r == 0 && handshaking && self.deadline.is_some() {
             poll_timeout(self.deadline)?;
         }
-        if staged_ready {
-            set[NET_IN].revents = libc::POLLIN;
-        }
         Ok(set.map(|p| p.revents))
     }
 
     /// Decrypted data to fdw, as much as it takes without blocking.
     fn flush_app(&mut self, revents: libc::c_short) -> Result<(), Error> {
-        let app = match &self.inbound {
-            Inbound::Open { app, .. } | Inbound::Draining { app } => app.as_fd(),
-            Inbound::Closed => return Ok(()),
-        };
         loop {
-            self.cleartext.fill(self.conn.reader());
-            if self.cleartext.pending().is_empty() {
-                break;
+            if self.conn.cleartext.pending().is_empty() {
+                // Records left undecrypted while it was full, if any.
+                self.catch_up()?;
+                if self.conn.cleartext.pending().is_empty() {
+                    break;
+                }
             }
-            match nix::unistd::write(app, self.cleartext.pending()) {
+            let app = match &self.inbound {
+                Inbound::Open { app, .. } | Inbound::Draining { app } => app.as_fd(),
+                Inbound::Closed => return Ok(()),
+            };
+            match nix::unistd::write(app, self.conn.cleartext.pending()) {
                 Ok(n) => {
-                    self.cleartext.consume(n);
+                    self.conn.cleartext.consume(n);
                     self.client_to_app += n as u64;
                 }
                 Err(Errno::EAGAIN) => return Ok(()),
@@ -495,6 +533,15 @@ where
         Ok(())
     }
 
+    /// What `process` left for want of room, now that there may be some.
+    fn catch_up(&mut self) -> Result<(), Error> {
+        if self.conn.stalled() {
+            self.process()?;
+            self.flush_net()?;
+        }
+        Ok(())
+    }
+
     /// Pending records to fd 1, as much as it takes without blocking.
     fn flush_net(&mut self) -> Result<(), Error> {
         let net = match &self.outbound {
@@ -502,11 +549,11 @@ where
             Outbound::Closed => return Ok(()),
         };
         while self.conn.wants_write() {
-            match self.conn.write_tls(&mut FdWriter(net)) {
+            match self.conn.write_to(net) {
                 Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::sys("write to remote", &e)),
+                Err(Errno::EAGAIN) => return Ok(()),
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(Error::errno("write to remote", e)),
             }
         }
         Ok(())
@@ -533,8 +580,7 @@ where
         } else {
             self.app_to_client += n as u64;
             self.conn
-                .writer()
-                .write_all(&self.buf[at..at + n])
+                .encrypt(&self.buf[at..at + n])
                 .map_err(|e| Error::Setup(format!("TLS engine refused data: {e}")))?;
         }
         // Most of the time the socket has room: skip a trip through poll(2).
@@ -546,7 +592,9 @@ where
         if let Outbound::Open { net, .. } = std::mem::replace(&mut self.outbound, Outbound::Closed)
         {
             if self.settings.close_notify {
-                self.conn.send_close_notify();
+                // Only fails without room, which the engine never lacks here:
+                // fdr is read only while nothing waits for fd 1.
+                let _ = self.conn.send_close_notify();
             }
             self.outbound = Outbound::Flushing { net };
             self.outbound_end = why;
@@ -573,19 +621,17 @@ where
             if !self.wants_read() {
                 return Ok(());
             }
-            let mut reader = self.net_input.reader(net.as_fd());
-            match self.conn.read_tls(&mut reader) {
+            match self.conn.read_from(net.as_fd()) {
                 Ok(0) => return self.remote_eof(),
                 Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(Errno::EAGAIN) => return Ok(()),
+                Err(Errno::EINTR) => continue,
                 Err(e) if self.conn.is_handshaking() => {
-                    return Err(engine_closed(true, unreadable(&e)))
+                    return Err(engine_closed(true, unreadable(&e.into())))
                 }
-                Err(e) => return Err(Error::sys("read from remote", &e)),
+                Err(e) => return Err(Error::errno("read from remote", e)),
             }
             self.process()?;
-            self.cleartext.fill(self.conn.reader());
             self.flush_net()?;
         }
         Ok(())
@@ -595,7 +641,7 @@ where
         if self.conn.is_handshaking() {
             return Err(engine_closed(true, "the client closed the connection"));
         }
-        if !self.net_input.records.at_boundary() {
+        if !self.conn.at_record_boundary() {
             return Err(engine_closed(
                 false,
                 "the client closed the connection inside a record",
@@ -617,14 +663,15 @@ where
 
     /// Hands new records to rustls; reports the handshake's end once.
     fn process(&mut self) -> Result<(), Error> {
-        if let Err(e) = self.conn.process_new_packets() {
+        if let Err(e) = self.conn.process() {
             return Err(engine_closed(self.on_handshake.is_some(), e));
         }
         if !self.conn.is_handshaking() {
             if let Some(on_handshake) = self.on_handshake.take() {
                 self.deadline = None;
-                self.seal_offset = seal_offset(&self.conn);
-                on_handshake(&self.conn)?;
+                self.seal_offset = seal_offset(self.conn.common());
+                self.conn.set_payload_offset(self.seal_offset);
+                on_handshake(self.conn.common(), self.server_name.as_deref())?;
             }
         }
         Ok(())
@@ -632,20 +679,20 @@ where
 
     /// State changes that follow from what has been delivered or flushed.
     fn settle(&mut self) {
-        if !matches!(self.inbound, Inbound::Closed) && self.cleartext.pending().is_empty() {
-            match self.conn.reader().fill_buf() {
+        if !matches!(self.inbound, Inbound::Closed) && self.conn.cleartext.pending().is_empty() {
+            if self.conn.peer_closed() {
                 // close_notify received and everything before it delivered.
-                Ok([]) => {
-                    self.close_inbound("close_notify");
-                    if self.conn.protocol_version() == Some(ProtocolVersion::TLSv1_2) {
-                        // TLS 1.2 closes both ways: answer it and stop reading fdr.
-                        self.conn.send_close_notify();
-                        self.local_eof("closed after the client's close_notify (TLS 1.2)");
+                self.close_inbound("close_notify");
+                if self.conn.common().protocol_version() == Some(ProtocolVersion::TLSv1_2) {
+                    // TLS 1.2 closes both ways: answer it and stop reading fdr.
+                    if matches!(self.outbound, Outbound::Open { .. }) {
+                        let _ = self.conn.send_close_notify();
                     }
+                    self.local_eof("closed after the client's close_notify (TLS 1.2)");
                 }
+            } else if matches!(self.inbound, Inbound::Draining { .. }) && !self.conn.stalled() {
                 // EOF without close_notify, everything before it delivered.
-                Err(e) if e.kind() == ErrorKind::UnexpectedEof => self.close_inbound("EOF"),
-                _ => {}
+                self.close_inbound("EOF");
             }
         }
         if let Outbound::Flushing { .. } = self.outbound {
@@ -707,9 +754,10 @@ where
             Outbound::Closed => return,
         };
         let conn = &mut self.conn;
-        send_last_words(net, |w| {
+        conn.queue_last_words();
+        send_last_words(net, |_| {
             if conn.wants_write() {
-                conn.write_tls(w)
+                Ok(conn.write_to(net)?)
             } else {
                 Ok(0)
             }
