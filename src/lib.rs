@@ -1,8 +1,10 @@
 //! The pieces of s6-tlsd-io, one concern each. src/main.rs tells the story;
 //! this library exists so that the fuzz targets can reach each piece.
 
+pub mod alpn;
 pub mod anchors;
 pub mod cli;
+pub mod crl;
 pub mod engine;
 pub mod env;
 pub mod error;
