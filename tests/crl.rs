@@ -229,7 +229,7 @@ fn a_bad_crl_is_a_start_up_error_naming_the_file() {
     assert_eq!(code, Some(96));
     assert!(
         stderr.starts_with(
-            &fatal(&format!(
+            fatal(&format!(
                 "unable to read CRL in {}: invalid CRL",
                 bad.display()
             ))
