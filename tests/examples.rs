@@ -38,6 +38,10 @@ use nix::unistd::Pid;
 const BIN: &str = env!("CARGO_BIN_EXE_s6-tlsd-io");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const SHIM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/s6-tlsd-shim");
+const UCSPI_SHIM: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/support/s6-ucspitlsd-shim"
+);
 const TAG: &str = "S6_TLSD_IO_EXAMPLES_TAG";
 /// How long a client, or a server's start, may take.
 const LIMIT: Duration = Duration::from_secs(20);
@@ -333,6 +337,8 @@ impl Lab {
             set_mode(d, 0o755);
         }
         std::os::unix::fs::symlink(SHIM, lab.stand_ins.join("s6-tlsd")).expect("symlink");
+        std::os::unix::fs::symlink(UCSPI_SHIM, lab.stand_ins.join("s6-ucspitlsd"))
+            .expect("symlink");
         write_file(
             &lab.stand_ins.join("s6-tcpserver"),
             // Not a /bin/sh script: dash drops KEYFILE:name from the environment.
@@ -468,7 +474,10 @@ impl Lab {
         loop {
             let connections: Vec<i32> = tagged(&self.tag)
                 .into_iter()
-                .filter(|&pid| ["s6-tlsd", "s6-tlsd-io", "app"].contains(&comm(pid).as_str()))
+                .filter(|&pid| {
+                    ["s6-tlsd", "s6-ucspitlsd", "s6-tlsd-io", "app", "smtp-app"]
+                        .contains(&comm(pid).as_str())
+                })
                 .collect();
             if connections.is_empty() {
                 break;
@@ -522,6 +531,13 @@ fn every_marked_readme_block_is_run() {
         "mtls",
         "mtls-check",
         "mtls-refused",
+        "crl",
+        "crl-check",
+        "alpn",
+        "alpn-check",
+        "smtp-app",
+        "starttls",
+        "starttls-check",
         "install",
     ]
     .into();
@@ -883,12 +899,58 @@ fn mutual_tls_with_cadir() {
         "{printed}"
     );
     lab.check("mtls-refused", port);
+    // README: the client CA revokes mallory; the same server refuses him
+    // from the next connection on, and still serves alice.
+    success(run(lab.sh(&example("crl"), None)), "README example crl");
+    lab.check("crl-check", port);
+    let serial = success(
+        run(lab.sh("openssl x509 -in $TLS/mallory.pem -noout -serial", None)),
+        "openssl x509 -serial",
+    );
+    let serial = String::from_utf8_lossy(&serial.stdout);
+    let serial = serial.trim().trim_start_matches("serial=");
     let log = lab.log_text();
+    assert!(
+        log.contains(&format!(
+            "invalid peer certificate: Revoked: the certificate with serial {serial} is revoked"
+        )),
+        "{log}"
+    );
     assert!(log.contains("peer sent no certificates"), "{log}");
     assert!(
         log.contains("invalid peer certificate: UnknownIssuer"),
         "{log}"
     );
+    lab.finish();
+}
+
+/// README: TLS_ALPN=http/1.1 in front of the HTTP/1.x app: curl gets
+/// http/1.1 and the app sees it; an IMAP client is refused with the alert.
+#[test]
+fn alpn_one_protocol() {
+    let mut lab = Lab::new("alpn");
+    let port = lab.serve("alpn");
+    lab.check("alpn-check", port);
+    let log = lab.log_text();
+    assert!(
+        log.contains(
+            "no application protocol in common: the client offers \"imap\", the server speaks \
+http/1.1"
+        ),
+        "{log}"
+    );
+    lab.finish();
+}
+
+/// README: the toy SMTP server under the s6-ucspitlsd stand-in; openssl
+/// s_client -starttls smtp and curl --ssl-reqd send a message over TLS.
+#[test]
+fn starttls_under_s6_ucspitlsd() {
+    let mut lab = Lab::new("starttls");
+    write_file(&lab.dir.join("smtp-app"), &example("smtp-app"), 0o755);
+    let port = lab.serve("starttls");
+    lab.check("starttls-check", port);
+    assert_eq!(lab.log_text(), "", "nothing logged");
     lab.finish();
 }
 
