@@ -20,7 +20,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
-use webpki::OwnedCertRevocationList;
+use webpki::{CertRevocationList, OwnedCertRevocationList};
 use x509_cert::der::{Decode, Encode};
 
 use crate::env::Env;
@@ -109,7 +109,7 @@ fn decode(file: &OsStr, bytes: &[u8]) -> Result<Vec<CertificateRevocationListDer
 #[derive(Debug)]
 pub struct NamesRevoked {
     inner: Arc<dyn ClientCertVerifier>,
-    crls: Vec<OwnedCertRevocationList>,
+    crls: Vec<CertRevocationList<'static>>,
     revoked: Arc<OnceLock<String>>,
 }
 
@@ -143,6 +143,7 @@ pub fn naming_revoked(
     let crls = crls
         .iter()
         .filter_map(|c| OwnedCertRevocationList::from_der(c.as_ref()).ok())
+        .map(CertRevocationList::from)
         .collect();
     let verifier = NamesRevoked {
         inner,
@@ -163,7 +164,6 @@ impl NamesRevoked {
             let issuer = tbs.issuer().to_der().ok()?;
             let issuer = der_contents(&issuer)?;
             self.crls.iter().find_map(|crl| {
-                let crl = webpki::CertRevocationList::from(crl.clone());
                 (crl.issuer() == issuer)
                     .then(|| crl.find_serial(serial).ok().flatten())
                     .flatten()
