@@ -345,3 +345,37 @@ fn curl_with_a_revoked_certificate_is_refused_and_with_a_good_one_served() {
     e.close_app_rx();
     assert_eq!(e.wait_exit().code, Some(0));
 }
+
+#[test]
+fn crls_are_read_after_dropping_privileges() {
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("not root: privilege order not tested");
+        return;
+    }
+    // A CRLFILE only root can read: once privileges are dropped, it is
+    // unreadable, which proves the order. The CA file is world-readable.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tmpdir("root-only-crl");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (ca, crl) = (dir.join("ca.pem"), dir.join("crl.pem"));
+    std::fs::copy(pki().dir.join("ca.pem"), &ca).unwrap();
+    std::fs::copy(pki().dir.join("crl.pem"), &crl).unwrap();
+    std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&crl, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, stderr) = startup_failure(&["-Y"], {
+        let mut env = key_env(default_keys());
+        env.push(("CAFILE".into(), ca.display().to_string()));
+        env.push(("CRLFILE".into(), crl.display().to_string()));
+        env.push(("TLS_UID".into(), "65534".into()));
+        env.push(("TLS_GID".into(), "65534".into()));
+        env
+    });
+    assert_eq!(code, Some(96));
+    assert_eq!(
+        stderr,
+        fatal(&format!(
+            "unable to read CRL in {}: Permission denied",
+            crl.display()
+        ))
+    );
+}
