@@ -9,11 +9,13 @@
 //!
 //! Real programs wherever Debian packages them: ucspi-tcp's `tcpserver`,
 //! execline, s6 (`s6-envdir`, `s6-applyuidgid`, `s6-supervise`), openssl
-//! and curl as the clients. `s6-tlsd` and `s6-tcpserver` are not packaged:
-//! a directory first in `PATH` holds stand-ins for them, `s6-tlsd` being
-//! tests/support/s6-tlsd-shim (which does what s6-tlsd 2.8 does:
-//! `shim_plays_s6_tlsd` checks that it does) and `s6-tcpserver` an execline
-//! script that runs `tcpserver -HRl0` with the same arguments.
+//! and curl as the clients. `s6-tlsd`, `s6-ucspitlsd` and `s6-tcpserver`
+//! are not packaged: a directory first in `PATH` holds stand-ins for them,
+//! `s6-tlsd` being tests/support/s6-tlsd-shim (which does what s6-tlsd 2.8
+//! does: `shim_plays_s6_tlsd` checks that it does), `s6-ucspitlsd`
+//! tests/support/s6-ucspitlsd-shim (`shim_plays_s6_ucspitlsd`), and
+//! `s6-tcpserver` an execline script that runs `tcpserver -HRl0` with the
+//! same arguments.
 //!
 //! Every process a test starts carries a tag in its environment. At the end
 //! the test waits for the processes of each connection to be gone by
