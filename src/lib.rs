@@ -2,8 +2,10 @@
 //! this library exists so that the fuzz targets can reach each piece.
 
 pub mod alloc;
+pub mod alpn;
 pub mod anchors;
 pub mod cli;
+pub mod crl;
 pub mod engine;
 pub mod env;
 pub mod error;

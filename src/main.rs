@@ -22,9 +22,12 @@ use std::time::Duration;
 use nix::errno::Errno;
 use rustls::crypto::CryptoProvider;
 use rustls::server::danger::ClientCertVerifier;
+use rustls::server::ClientHello;
 use rustls::{AlertDescription, ServerConfig};
 
+use s6_tlsd_io::alpn::Alpn;
 use s6_tlsd_io::cli::{self, ClientCert, Options};
+use s6_tlsd_io::crl::{self, Revoked};
 use s6_tlsd_io::engine::{self, Fds, Refusal, Settings};
 use s6_tlsd_io::env::Env;
 use s6_tlsd_io::error::Error;
@@ -64,14 +67,22 @@ fn run(opts: &Options) -> Result<(), Error> {
     let env = Env::from_process();
     let provider = tls::provider();
     let keys = KeyStore::load(&env, opts.sni_level)?;
+    let alpn = Alpn::from_env(&env)?;
     privilege::drop_privileges(&env)?;
-    let verifier = match opts.client_cert {
-        ClientCert::None => None,
-        mode => Some(tls::client_verifier(
-            provider.clone(),
-            anchors::read_trust_anchors(&env)?,
-            mode == ClientCert::Mandatory,
-        )?),
+    let (verifier, revoked) = match opts.client_cert {
+        ClientCert::None => (None, Revoked::default()),
+        mode => {
+            let roots = anchors::read_trust_anchors(&env)?;
+            let crls = crl::read_crls(&env)?;
+            let verifier = tls::client_verifier(
+                provider.clone(),
+                roots,
+                crls.clone(),
+                mode == ClientCert::Mandatory,
+            )?;
+            let (verifier, revoked) = crl::naming_revoked(verifier, &crls);
+            (Some(verifier), revoked)
+        }
     };
     let (fds, notif) = take_fds(opts)?;
     // From here on the engine only relays: no file, no exec, no new socket.
@@ -93,7 +104,7 @@ fn run(opts: &Options) -> Result<(), Error> {
     engine::run(
         fds,
         settings,
-        |hello, _| configure(keys, hello.server_name(), provider, verifier),
+        |hello, _| configure(keys, &alpn, hello, provider, verifier),
         |conn, server_name| {
             let notification = Notification::of(conn, server_name);
             log.info(format_args!(
@@ -106,17 +117,25 @@ fn run(opts: &Options) -> Result<(), Error> {
             }
         },
     )
+    .map_err(|e| revoked.explain(e))
 }
 
-/// The configuration for this ClientHello: the key pair its SNI selects, or
-/// the alert that refuses it.
+/// The configuration for this ClientHello: the key pair its SNI selects and
+/// the ALPN protocols of that pair, or the alert that refuses it.
 fn configure(
     keys: KeyStore,
-    server_name: Option<&str>,
+    alpn: &Alpn,
+    hello: &ClientHello,
     provider: Arc<CryptoProvider>,
     verifier: Option<Arc<dyn ClientCertVerifier>>,
 ) -> Result<Arc<ServerConfig>, Refusal> {
     let refuse = |alert, error| Refusal { alert, error };
+    let server_name = hello.server_name();
+    let protocols = alpn.protocols(server_name.and_then(|n| keys.matching_name(n)).as_deref());
+    if let Err(why) = alpn.check(protocols, hello.alpn()) {
+        let e = engine::engine_closed(true, why);
+        return Err(refuse(AlertDescription::NoApplicationProtocol, e));
+    }
     let key = match keys.choose(server_name) {
         Some(Ok(key)) => key,
         Some(Err(e)) => return Err(refuse(AlertDescription::InternalError, e)),
@@ -129,7 +148,7 @@ fn configure(
             return Err(refuse(AlertDescription::UnrecognisedName, e));
         }
     };
-    tls::server_config(provider, key, verifier)
+    tls::server_config(provider, key, verifier, protocols.clone())
         .map_err(|e| refuse(AlertDescription::InternalError, e))
 }
 

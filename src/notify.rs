@@ -13,6 +13,8 @@ pub struct Notification {
     pub protocol: Cow<'static, str>,
     pub cipher: Cow<'static, str>,
     pub server_name: Option<String>,
+    /// The ALPN protocol negotiated, if any (always one of `TLS_ALPN`'s).
+    pub alpn: Option<String>,
     /// `SHA256:<hex>` of the client's leaf certificate, and its subject
     /// (None when it has none of the attributes reported).
     pub peer: Option<(String, Option<String>)>,
@@ -29,6 +31,9 @@ impl Notification {
                 .negotiated_cipher_suite()
                 .map_or(Cow::Borrowed(""), |s| cipher_name(s.suite())),
             server_name: server_name.map(str::to_owned),
+            alpn: conn
+                .alpn_protocol()
+                .map(|p| String::from_utf8_lossy(p).into_owned()),
             peer: conn
                 .peer_certificates()
                 .and_then(|chain| chain.first())
@@ -58,6 +63,7 @@ impl Notification {
             "SSL_PEER_CERT_SUBJECT",
             self.peer.as_ref().and_then(|p| p.1.as_deref()),
         );
+        put("SSL_ALPN_PROTOCOL", self.alpn.as_deref());
         out.push(0);
         out
     }
@@ -83,6 +89,9 @@ impl std::fmt::Display for Summary<'_> {
         write!(f, "{} {}", n.protocol, n.cipher)?;
         if let Some(name) = &n.server_name {
             write!(f, " sni={name}")?;
+        }
+        if let Some(alpn) = &n.alpn {
+            write!(f, " alpn={alpn}")?;
         }
         if let Some((_, subject)) = &n.peer {
             write!(f, " peer=[{}]", subject.as_deref().unwrap_or(""))?;
@@ -158,12 +167,13 @@ mod tests {
             protocol: "TLSv1.3".into(),
             cipher: "TLS_AES_256_GCM_SHA384".into(),
             server_name: None,
+            alpn: None,
             peer: None,
         };
         assert_eq!(
             n.block(),
             b"SSL_PROTOCOL=TLSv1.3\0SSL_CIPHER=TLS_AES_256_GCM_SHA384\0SSL_TLS_SNI_SERVERNAME\0\
-SSL_PEER_CERT_HASH\0SSL_PEER_CERT_SUBJECT\0\0"
+SSL_PEER_CERT_HASH\0SSL_PEER_CERT_SUBJECT\0SSL_ALPN_PROTOCOL\0\0"
         );
     }
 }

@@ -50,8 +50,10 @@ impl KeyStore {
     }
 
     /// The exact name, then `*.` + the name without its first label when the
-    /// name has at least three labels. Case-insensitive.
-    fn matching_name(&self, name: &str) -> Option<String> {
+    /// name has at least three labels. Case-insensitive. The result is the
+    /// pair's name as the environment spells it after `KEYFILE:`, lowercase:
+    /// what other per-name settings (`TLS_ALPN:name`) are keyed by.
+    pub fn matching_name(&self, name: &str) -> Option<String> {
         let name = name.to_ascii_lowercase();
         if self.by_name.contains_key(&name) {
             return Some(name);

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::CertificateRevocationListDer;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{
     ClientHello, NoServerSessionStorage, ResolvesServerCert, WebPkiClientVerifier,
@@ -21,12 +22,21 @@ pub fn provider() -> Arc<CryptoProvider> {
 
 /// Client certificates checked against `roots`: `-Y` lets a client without
 /// one in, `-y` does not. A certificate that is sent is always verified.
+/// With CRLs (crl.rs has the policy): the whole chain is checked where an
+/// issuer has a CRL, an expired CRL refuses, an issuer without one does not.
 pub fn client_verifier(
     provider: Arc<CryptoProvider>,
     roots: RootCertStore,
+    crls: Vec<CertificateRevocationListDer<'static>>,
     mandatory: bool,
 ) -> Result<Arc<dyn ClientCertVerifier>, Error> {
-    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+    let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+    if !crls.is_empty() {
+        builder = builder
+            .with_crls(crls)
+            .allow_unknown_revocation_status()
+            .enforce_revocation_expiration();
+    }
     let builder = if mandatory {
         builder
     } else {
@@ -40,10 +50,13 @@ pub fn client_verifier(
 }
 
 /// The configuration for a connection whose key pair is already chosen.
+/// `alpn`: the protocols to negotiate, the server's first choice first
+/// (rustls picks the first of ours that the client offers); empty: none.
 pub fn server_config(
     provider: Arc<CryptoProvider>,
     key: Arc<CertifiedKey>,
     verifier: Option<Arc<dyn ClientCertVerifier>>,
+    alpn: Vec<Vec<u8>>,
 ) -> Result<Arc<ServerConfig>, Error> {
     let builder = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -56,6 +69,7 @@ pub fn server_config(
     config.ignore_client_order = true;
     config.send_tls13_tickets = 0;
     config.session_storage = Arc::new(NoServerSessionStorage {});
+    config.alpn_protocols = alpn;
     Ok(Arc::new(config))
 }
 

@@ -97,7 +97,8 @@ fn check_block(block: &Block, protocol: &str, sni: Option<&str>) -> String {
             "SSL_CIPHER",
             "SSL_TLS_SNI_SERVERNAME",
             "SSL_PEER_CERT_HASH",
-            "SSL_PEER_CERT_SUBJECT"
+            "SSL_PEER_CERT_SUBJECT",
+            "SSL_ALPN_PROTOCOL"
         ],
         "block: {block:?}"
     );
@@ -121,6 +122,7 @@ fn check_block(block: &Block, protocol: &str, sni: Option<&str>) -> String {
     assert_eq!(block[2].1.as_deref(), sni, "block: {block:?}");
     assert_eq!(block[3].1, None, "no client certificate: {block:?}");
     assert_eq!(block[4].1, None, "no client certificate: {block:?}");
+    assert_eq!(block[5].1, None, "no TLS_ALPN: {block:?}");
     cipher
 }
 

@@ -9,11 +9,13 @@
 //!
 //! Real programs wherever Debian packages them: ucspi-tcp's `tcpserver`,
 //! execline, s6 (`s6-envdir`, `s6-applyuidgid`, `s6-supervise`), openssl
-//! and curl as the clients. `s6-tlsd` and `s6-tcpserver` are not packaged:
-//! a directory first in `PATH` holds stand-ins for them, `s6-tlsd` being
-//! tests/support/s6-tlsd-shim (which does what s6-tlsd 2.8 does:
-//! `shim_plays_s6_tlsd` checks that it does) and `s6-tcpserver` an execline
-//! script that runs `tcpserver -HRl0` with the same arguments.
+//! and curl as the clients. `s6-tlsd`, `s6-ucspitlsd` and `s6-tcpserver`
+//! are not packaged: a directory first in `PATH` holds stand-ins for them,
+//! `s6-tlsd` being tests/support/s6-tlsd-shim (which does what s6-tlsd 2.8
+//! does: `shim_plays_s6_tlsd` checks that it does), `s6-ucspitlsd`
+//! tests/support/s6-ucspitlsd-shim (`shim_plays_s6_ucspitlsd`), and
+//! `s6-tcpserver` an execline script that runs `tcpserver -HRl0` with the
+//! same arguments.
 //!
 //! Every process a test starts carries a tag in its environment. At the end
 //! the test waits for the processes of each connection to be gone by
@@ -38,6 +40,10 @@ use nix::unistd::Pid;
 const BIN: &str = env!("CARGO_BIN_EXE_s6-tlsd-io");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const SHIM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/s6-tlsd-shim");
+const UCSPI_SHIM: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/support/s6-ucspitlsd-shim"
+);
 const TAG: &str = "S6_TLSD_IO_EXAMPLES_TAG";
 /// How long a client, or a server's start, may take.
 const LIMIT: Duration = Duration::from_secs(20);
@@ -333,6 +339,8 @@ impl Lab {
             set_mode(d, 0o755);
         }
         std::os::unix::fs::symlink(SHIM, lab.stand_ins.join("s6-tlsd")).expect("symlink");
+        std::os::unix::fs::symlink(UCSPI_SHIM, lab.stand_ins.join("s6-ucspitlsd"))
+            .expect("symlink");
         write_file(
             &lab.stand_ins.join("s6-tcpserver"),
             // Not a /bin/sh script: dash drops KEYFILE:name from the environment.
@@ -468,7 +476,10 @@ impl Lab {
         loop {
             let connections: Vec<i32> = tagged(&self.tag)
                 .into_iter()
-                .filter(|&pid| ["s6-tlsd", "s6-tlsd-io", "app"].contains(&comm(pid).as_str()))
+                .filter(|&pid| {
+                    ["s6-tlsd", "s6-ucspitlsd", "s6-tlsd-io", "app", "smtp-app"]
+                        .contains(&comm(pid).as_str())
+                })
                 .collect();
             if connections.is_empty() {
                 break;
@@ -522,6 +533,13 @@ fn every_marked_readme_block_is_run() {
         "mtls",
         "mtls-check",
         "mtls-refused",
+        "crl",
+        "crl-check",
+        "alpn",
+        "alpn-check",
+        "smtp-app",
+        "starttls",
+        "starttls-check",
         "install",
     ]
     .into();
@@ -739,6 +757,181 @@ with open(out + ".reply", "wb") as f:
     }
 }
 
+/// The s6-ucspitlsd stand-in does what s6-ucspitlsd 2.8 does, seen from a
+/// fake engine and a fake app: the app runs first, on the connection, with
+/// SSLCTLFD, SSLREADFD and SSLWRITEFD and without the engine's variables;
+/// `Y` execs the engine with `-d` on the control socket (shut down for
+/// reading; the block reaches the app through it), `y` without `-d`; no
+/// command means no engine and exit 0; anything else is refused (100).
+#[test]
+fn shim_plays_s6_ucspitlsd() {
+    let tmp = TempDir::new("ucspi-shim");
+    let dir = &tmp.0;
+    let fake = dir.join("fake-engine");
+    write_file(
+        &fake,
+        r#"#!/usr/bin/python3
+import os, socket, stat, sys
+args = sys.argv[1:]
+fdr, fdw = int(args[-2]), int(args[-1])
+notif = int(args[args.index("-d") + 1]) if "-d" in args else None
+def kind(fd):
+    st = os.fstat(fd)
+    if stat.S_ISSOCK(st.st_mode):
+        return "socket"
+    flags = int(open(f"/proc/self/fdinfo/{fd}").read().split("flags:")[1].split()[0], 8)
+    return ("pipe-" if stat.S_ISFIFO(st.st_mode) else "other-") + ("w" if flags & os.O_WRONLY else "r")
+def is_open(fd):
+    try:
+        os.fstat(fd)
+        return True
+    except OSError:
+        return False
+out = os.environ["FAKE_OUT"]
+fds = [fd for fd in range(3, 256) if is_open(fd)]
+with open(out + ".engine", "w") as f:
+    print("argv", *args, file=f)
+    print("open", *fds, file=f)
+    for fd in (0, 1, fdr, fdw) + ((notif,) if notif is not None else ()):
+        print("kind", fd, kind(fd), file=f)
+    if notif is not None:
+        print("ctl-read", repr(os.read(notif, 1)), file=f)
+if notif is not None:
+    os.write(notif, b"SSL_PROTOCOL=TLSv1.3\0SSL_PEER_CERT_HASH\0\0")
+    os.close(notif)
+os.write(fdw, b"hello app\n")
+os.close(fdw)
+with open(out + ".reply", "wb") as f:
+    f.write(os.read(fdr, 100))
+"#,
+        0o755,
+    );
+    let app = dir.join("app");
+    write_file(
+        &app,
+        "#!/bin/sh\n\
+         tr '\\0' '\\n' </proc/$$/environ > \"$FAKE_OUT.env\"\n\
+         echo cleartext first\n\
+         [ -n \"$FAKE_CMD\" ] || exit 0\n\
+         printf %s \"$FAKE_CMD\" >&\"$SSLCTLFD\"\n\
+         [ \"$FAKE_CMD\" = Y ] && tr '\\0' '\\n' <&\"$SSLCTLFD\" > \"$FAKE_OUT.block\"\n\
+         read -r line <&\"$SSLREADFD\"\n\
+         echo \"$line\" > \"$FAKE_OUT.app\"\n\
+         echo hello engine >&\"$SSLWRITEFD\"\n",
+        0o755,
+    );
+    let tag = format!("{}.ucspi-shim", std::process::id());
+    for (cmd, args, want) in [
+        (
+            "Y",
+            &["-S", "-y", "-K", "3000", "--sni", "-v", "2"][..],
+            &["-v", "2", "-d", "N", "-S", "-y", "-K", "3000", "--sni"][..],
+        ),
+        (
+            "y",
+            &["-J", "-Y", "-k", "2"][..],
+            &["-J", "-Y", "--mandatory-sni"][..],
+        ),
+        ("", &[][..], &[][..]),
+        ("x", &[][..], &[][..]),
+    ] {
+        let out = dir.join(format!("case-{cmd}"));
+        let (mut ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut c = Command::new(UCSPI_SHIM);
+        c.args(args)
+            .arg("--")
+            .arg(&app)
+            .env("S6_TLSD_IO", &fake)
+            .env("FAKE_OUT", &out)
+            .env("FAKE_CMD", cmd)
+            .env("CERTFILE", "/c.pem")
+            .env("KEYFILE:www.example.com", "/k.pem")
+            .env(TAG, &tag)
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(
+                theirs.try_clone().unwrap(),
+            )))
+            .stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+            .stderr(Stdio::piped());
+        let child = c.spawn().expect("run the s6-ucspitlsd shim");
+        let mut first = [0u8; 16];
+        ours.set_read_timeout(Some(LIMIT)).unwrap();
+        ours.read_exact(&mut first).unwrap();
+        assert_eq!(&first, b"cleartext first\n", "the app speaks first");
+        let app_out = wait_output(child, "the s6-ucspitlsd shim");
+        let deadline = Instant::now() + LIMIT;
+        while !tagged(&tag).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "left:\n{}",
+                describe(&tagged(&tag))
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(ours);
+        let env = fs::read_to_string(format!("{}.env", out.display())).unwrap();
+        for var in ["SSLCTLFD=", "SSLREADFD=", "SSLWRITEFD="] {
+            assert!(env.lines().any(|l| l.starts_with(var)), "{var}\n{env}");
+        }
+        assert!(
+            !env.contains("CERTFILE") && !env.contains("KEYFILE"),
+            "{env}"
+        );
+        let report = fs::read_to_string(format!("{}.engine", out.display()));
+        if cmd.is_empty() || cmd == "x" {
+            assert!(report.is_err(), "no engine without a command");
+            assert!(app_out.status.success());
+            continue;
+        }
+        let report = report.expect("the fake engine ran");
+        let argv: Vec<&str> = report.lines().next().unwrap().split(' ').skip(1).collect();
+        let n = argv.len();
+        let notif = argv.iter().position(|a| *a == "-d").map(|i| argv[i + 1]);
+        let (fdr, fdw) = (argv[n - 2], argv[n - 1]);
+        let mut expected: Vec<String> = want
+            .iter()
+            .map(|a| a.replace('N', notif.unwrap_or("")))
+            .collect();
+        expected.extend(["--".into(), fdr.into(), fdw.into()]);
+        assert_eq!(argv, expected, "{cmd}: the engine's argv");
+        let mut kinds = vec![
+            ("0", "socket"),
+            ("1", "socket"),
+            (fdr, "pipe-r"),
+            (fdw, "pipe-w"),
+        ];
+        kinds.extend(notif.map(|n| (n, "socket")));
+        for (fd, kind) in kinds {
+            let line = format!("kind {fd} {kind}");
+            assert!(
+                report.lines().any(|l| l == line),
+                "{cmd}: want {line}:\n{report}"
+            );
+        }
+        let mut open: Vec<&str> = report
+            .lines()
+            .find_map(|l| l.strip_prefix("open "))
+            .unwrap()
+            .split(' ')
+            .collect();
+        open.sort();
+        let mut mine: Vec<&str> = [fdr, fdw].into_iter().chain(notif).collect();
+        mine.sort();
+        assert_eq!(open, mine, "{cmd}: the engine's fds beyond 2");
+        let app_got = fs::read_to_string(format!("{}.app", out.display())).unwrap();
+        assert_eq!(app_got, "hello app\n");
+        let reply = fs::read_to_string(format!("{}.reply", out.display())).unwrap();
+        assert_eq!(reply, "hello engine\n");
+        if cmd == "Y" {
+            assert!(
+                report.contains("ctl-read b''"),
+                "shut down for reading:\n{report}"
+            );
+            let block = fs::read_to_string(format!("{}.block", out.display())).unwrap();
+            assert_eq!(block, "SSL_PROTOCOL=TLSv1.3\nSSL_PEER_CERT_HASH\n\n");
+        }
+    }
+}
+
 /// README: ucspi-tcp's tcpserver, the stand-in s6-tlsd, the engine, the app;
 /// curl gets what the README shows. Nothing goes to the log on the way.
 #[test]
@@ -883,12 +1076,58 @@ fn mutual_tls_with_cadir() {
         "{printed}"
     );
     lab.check("mtls-refused", port);
+    // README: the client CA revokes mallory; the same server refuses him
+    // from the next connection on, and still serves alice.
+    success(run(lab.sh(&example("crl"), None)), "README example crl");
+    lab.check("crl-check", port);
+    let serial = success(
+        run(lab.sh("openssl x509 -in $TLS/mallory.pem -noout -serial", None)),
+        "openssl x509 -serial",
+    );
+    let serial = String::from_utf8_lossy(&serial.stdout);
+    let serial = serial.trim().trim_start_matches("serial=");
     let log = lab.log_text();
+    assert!(
+        log.contains(&format!(
+            "invalid peer certificate: Revoked: the certificate with serial {serial} is revoked"
+        )),
+        "{log}"
+    );
     assert!(log.contains("peer sent no certificates"), "{log}");
     assert!(
         log.contains("invalid peer certificate: UnknownIssuer"),
         "{log}"
     );
+    lab.finish();
+}
+
+/// README: TLS_ALPN=http/1.1 in front of the HTTP/1.x app: curl gets
+/// http/1.1 and the app sees it; an IMAP client is refused with the alert.
+#[test]
+fn alpn_one_protocol() {
+    let mut lab = Lab::new("alpn");
+    let port = lab.serve("alpn");
+    lab.check("alpn-check", port);
+    let log = lab.log_text();
+    assert!(
+        log.contains(
+            "no application protocol in common: the client offers \"imap\", the server speaks \
+http/1.1"
+        ),
+        "{log}"
+    );
+    lab.finish();
+}
+
+/// README: the toy SMTP server under the s6-ucspitlsd stand-in; openssl
+/// s_client -starttls smtp and curl --ssl-reqd send a message over TLS.
+#[test]
+fn starttls_under_s6_ucspitlsd() {
+    let mut lab = Lab::new("starttls");
+    write_file(&lab.dir.join("smtp-app"), &example("smtp-app"), 0o755);
+    let port = lab.serve("starttls");
+    lab.check("starttls-check", port);
+    assert_eq!(lab.log_text(), "", "nothing logged");
     lab.finish();
 }
 

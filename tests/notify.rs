@@ -42,6 +42,7 @@ fn block_has_every_name_in_order_with_sni_and_bare_peer_fields() {
             ("SSL_TLS_SNI_SERVERNAME", Some("localhost")),
             ("SSL_PEER_CERT_HASH", None),
             ("SSL_PEER_CERT_SUBJECT", None),
+            ("SSL_ALPN_PROTOCOL", None),
         ])
     );
 }

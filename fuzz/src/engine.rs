@@ -269,8 +269,8 @@ pub fn run(ctl: Control, prefix: &[u8], data: &[u8]) -> Outcome {
             }
             Ok(config)
         },
-        |conn| {
-            let block = Notification::of(conn).block();
+        |conn, server_name| {
+            let block = Notification::of(conn, server_name).block();
             assert!(block.ends_with(b"\0\0"), "notification block {block:?}");
             handshake_done.set(true);
             Ok(())

@@ -107,11 +107,11 @@ fn build() -> Identity {
         let verifier = match mode {
             0 => None,
             m => Some(
-                tls::client_verifier(provider.clone(), roots.clone(), m == 2)
+                tls::client_verifier(provider.clone(), roots.clone(), Vec::new(), m == 2)
                     .unwrap_or_else(|e| panic!("client verifier: {e}")),
             ),
         };
-        tls::server_config(provider.clone(), certified.clone(), verifier)
+        tls::server_config(provider.clone(), certified.clone(), verifier, Vec::new())
             .unwrap_or_else(|e| panic!("server config: {e}"))
     };
 

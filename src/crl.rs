@@ -1,0 +1,311 @@
+//! Certificate revocation lists for client certificates: the `XXXXXXXX.rN`
+//! files of `CADIR` (where `openssl rehash` links CRLs, beside the CAs'
+//! `XXXXXXXX.N`) and the PEM bundle named by `CRLFILE` (usable with `CAFILE`
+//! too). Read after the privilege drop, with the trust anchors.
+//!
+//! Unlike a CA file, a CRL that cannot be read or decoded stops the engine:
+//! skipping it would silently let in the certificates it revokes.
+//!
+//! The policy, given to rustls' verifier in tls.rs: every certificate of the
+//! client's chain whose issuer has a CRL is checked against it; a CRL past
+//! its nextUpdate refuses the chain (the revocations it would announce are
+//! unknown); a certificate whose issuer has no CRL is accepted, so that one
+//! CA's CRL does not lock out the clients of the others.
+
+use std::ffi::OsStr;
+use std::sync::{Arc, OnceLock};
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use webpki::{CertRevocationList, OwnedCertRevocationList};
+use x509_cert::der::{Decode, Encode};
+
+use crate::env::Env;
+use crate::error::{io_reason, Error};
+
+pub const FILE_VAR: &str = "CRLFILE";
+
+/// Every CRL the environment names, each decoded and checked.
+pub fn read_crls(env: &Env) -> Result<Vec<CertificateRevocationListDer<'static>>, Error> {
+    let mut crls = Vec::new();
+    if let Some(dir) = env.get("CADIR") {
+        read_crl_dir(dir, &mut crls)?;
+    }
+    if let Some(file) = env.get(FILE_VAR) {
+        let bytes = std::fs::read(file).map_err(|e| bad(file, io_reason(&e)))?;
+        crls.extend(decode(file, &bytes)?);
+    }
+    Ok(crls)
+}
+
+fn bad(file: &OsStr, reason: impl std::fmt::Display) -> Error {
+    Error::Config(format!(
+        "unable to read CRL in {}: {reason}",
+        file.to_string_lossy()
+    ))
+}
+
+/// The `XXXXXXXX.rN` names, in a fixed order so that the first bad file
+/// reported is always the same one.
+fn read_crl_dir(
+    dir: &OsStr,
+    crls: &mut Vec<CertificateRevocationListDer<'static>>,
+) -> Result<(), Error> {
+    let unreadable = |e: std::io::Error| {
+        Error::Config(format!(
+            "unable to read CRLs in {}: {}",
+            dir.to_string_lossy(),
+            io_reason(&e)
+        ))
+    };
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(unreadable)? {
+        let entry = entry.map_err(unreadable)?;
+        if is_hashed_crl_name(entry.file_name().as_encoded_bytes()) {
+            paths.push(entry.path());
+        }
+    }
+    paths.sort();
+    for path in paths {
+        let bytes = std::fs::read(&path).map_err(|e| bad(path.as_os_str(), io_reason(&e)))?;
+        crls.extend(decode(path.as_os_str(), &bytes)?);
+    }
+    Ok(())
+}
+
+fn is_hashed_crl_name(name: &[u8]) -> bool {
+    name.len() == 11
+        && name[..8].iter().all(u8::is_ascii_hexdigit)
+        && name[8..10] == *b".r"
+        && name[10].is_ascii_digit()
+}
+
+/// PEM with one or more `X509 CRL` sections, or one DER CRL; each must be
+/// a CRL that the verifier can use.
+fn decode(file: &OsStr, bytes: &[u8]) -> Result<Vec<CertificateRevocationListDer<'static>>, Error> {
+    let crls = if bytes.first() == Some(&0x30) {
+        vec![CertificateRevocationListDer::from(bytes.to_vec())]
+    } else {
+        CertificateRevocationListDer::pem_slice_iter(bytes)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(file, format!("bad PEM: {e}")))?
+    };
+    if crls.is_empty() {
+        return Err(bad(file, "no CRL found"));
+    }
+    for crl in &crls {
+        OwnedCertRevocationList::from_der(crl.as_ref())
+            .map_err(|e| bad(file, format!("invalid CRL: {e:?}")))?;
+    }
+    Ok(crls)
+}
+
+/// rustls says that a certificate is revoked, not which one: this verifier
+/// lets rustls decide (and send `certificate_revoked`), then finds the
+/// revoked certificate's serial in the CRLs, for the error message.
+#[derive(Debug)]
+pub struct NamesRevoked {
+    inner: Arc<dyn ClientCertVerifier>,
+    crls: Vec<CertRevocationList<'static>>,
+    revoked: Arc<OnceLock<String>>,
+}
+
+/// What `NamesRevoked` found, read once the handshake has failed.
+#[derive(Clone, Default)]
+pub struct Revoked(Arc<OnceLock<String>>);
+
+impl Revoked {
+    /// The handshake's error, with the serial of the revoked certificate
+    /// when that is why it failed.
+    pub fn explain(&self, e: Error) -> Error {
+        match (e, self.0.get()) {
+            (Error::Tls(m), Some(serial)) => Error::Tls(format!(
+                "{m}: the certificate with serial {serial} is revoked"
+            )),
+            (e, _) => e,
+        }
+    }
+}
+
+/// Wraps `inner` if there are CRLs; the handle tells which serial was found
+/// revoked.
+pub fn naming_revoked(
+    inner: Arc<dyn ClientCertVerifier>,
+    crls: &[CertificateRevocationListDer<'_>],
+) -> (Arc<dyn ClientCertVerifier>, Revoked) {
+    let revoked = Revoked::default();
+    if crls.is_empty() {
+        return (inner, revoked);
+    }
+    let crls = crls
+        .iter()
+        .filter_map(|c| OwnedCertRevocationList::from_der(c.as_ref()).ok())
+        .map(CertRevocationList::from)
+        .collect();
+    let verifier = NamesRevoked {
+        inner,
+        crls,
+        revoked: revoked.0.clone(),
+    };
+    (Arc::new(verifier), revoked)
+}
+
+impl NamesRevoked {
+    /// The serial of the first certificate of the chain that a CRL of its
+    /// issuer lists, in `openssl x509 -serial`'s hex.
+    fn revoked_serial(&self, chain: &[&CertificateDer<'_>]) -> Option<String> {
+        chain.iter().find_map(|der| {
+            let cert = x509_cert::Certificate::from_der(der.as_ref()).ok()?;
+            let tbs = cert.tbs_certificate();
+            let serial = tbs.serial_number().as_bytes();
+            let issuer = tbs.issuer().to_der().ok()?;
+            let issuer = der_contents(&issuer)?;
+            self.crls.iter().find_map(|crl| {
+                (crl.issuer() == issuer)
+                    .then(|| crl.find_serial(serial).ok().flatten())
+                    .flatten()
+                    .map(|_| hex_upper(serial))
+            })
+        })
+    }
+}
+
+/// The contents of a DER SEQUENCE (what webpki keeps of a CRL's issuer).
+fn der_contents(der: &[u8]) -> Option<&[u8]> {
+    let (&first, rest) = der.get(1..)?.split_first()?;
+    if first < 0x80 {
+        return rest.get(..usize::from(first));
+    }
+    let n = usize::from(first & 0x7f);
+    if n == 0 || n > 4 {
+        return None;
+    }
+    let len = rest[..n.min(rest.len())]
+        .iter()
+        .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+    rest.get(n..)?.get(..len)
+}
+
+/// Leading zero bytes (DER's sign padding) dropped, as openssl prints it.
+fn hex_upper(bytes: &[u8]) -> String {
+    let start = bytes
+        .iter()
+        .position(|&b| b != 0)
+        .unwrap_or(bytes.len().saturating_sub(1));
+    bytes[start..].iter().map(|b| format!("{b:02X}")).collect()
+}
+
+impl ClientCertVerifier for NamesRevoked {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let result = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now);
+        if let Err(rustls::Error::InvalidCertificate(CertificateError::Revoked)) = &result {
+            let chain: Vec<_> = std::iter::once(end_entity).chain(intermediates).collect();
+            let serial = self.revoked_serial(&chain);
+            let _ = self
+                .revoked
+                .set(serial.unwrap_or_else(|| "(unknown)".into()));
+        }
+        result
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        self.inner.requires_raw_public_keys()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_openssl_hashed_crl_names_are_read_from_cadir() {
+        assert!(is_hashed_crl_name(b"0123abcd.r0"));
+        assert!(is_hashed_crl_name(b"0123ABCD.r9"));
+        assert!(!is_hashed_crl_name(b"0123abcd.0"));
+        assert!(!is_hashed_crl_name(b"0123abcd.r10"));
+        assert!(!is_hashed_crl_name(b"0123abcg.r0"));
+        assert!(!is_hashed_crl_name(b"crl.pem"));
+    }
+
+    #[test]
+    fn der_lengths() {
+        assert_eq!(der_contents(&[0x30, 2, 1, 2, 3]), Some(&[1, 2][..]));
+        let long: Vec<u8> = [0x30, 0x81, 200].into_iter().chain([7; 200]).collect();
+        assert_eq!(der_contents(&long).map(<[u8]>::len), Some(200));
+        assert_eq!(der_contents(&[0x30, 5, 1]), None);
+        assert_eq!(der_contents(&[0x30]), None);
+        assert_eq!(der_contents(&[0x30, 0x80]), None);
+    }
+
+    #[test]
+    fn serials_as_openssl_prints_them() {
+        assert_eq!(hex_upper(&[0x00, 0x9f, 0x01]), "9F01");
+        assert_eq!(hex_upper(&[0x10, 0x00]), "1000");
+        assert_eq!(hex_upper(&[0x00]), "00");
+    }
+
+    #[test]
+    fn garbage_and_empty_files_are_refused() {
+        let f = OsStr::new("/x/crl.pem");
+        for (bytes, why) in [
+            (&b""[..], "no CRL found"),
+            (b"hello", "no CRL found"),
+            (b"\x30\x03\x02\x01\x01", "invalid CRL"),
+        ] {
+            let e = decode(f, bytes)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                e.starts_with(&format!(
+                    "s6-tlsd-io: fatal: unable to read CRL in /x/crl.pem: {why}"
+                )),
+                "{e}"
+            );
+        }
+    }
+}
