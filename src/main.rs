@@ -22,6 +22,7 @@ use std::time::Duration;
 use nix::errno::Errno;
 use rustls::crypto::CryptoProvider;
 use rustls::server::danger::ClientCertVerifier;
+use rustls::server::ClientHello;
 use rustls::{AlertDescription, ServerConfig};
 
 use s6_tlsd_io::cli::{self, ClientCert, Options};
@@ -31,6 +32,7 @@ use s6_tlsd_io::error::Error;
 use s6_tlsd_io::log::Log;
 use s6_tlsd_io::notify::Notification;
 use s6_tlsd_io::sni::KeyStore;
+use s6_tlsd_io::ticket::{self, TicketKeys};
 use s6_tlsd_io::{anchors, privilege, sandbox, tls};
 
 #[no_mangle]
@@ -59,14 +61,33 @@ fn run(opts: &Options) -> Result<(), Error> {
     let env = Env::from_process();
     let provider = tls::provider();
     let keys = KeyStore::load(&env, opts.sni_level)?;
+    let ticket_keys = TicketKeys::load(&env)?;
     privilege::drop_privileges(&env)?;
+    // What a ticket is bound to besides its server name (ticket.rs).
+    let mut tickets = ticket_keys.map(|keys| Tickets {
+        keys,
+        client_cert_mode: 0,
+        anchors: [0; 32],
+    });
     let verifier = match opts.client_cert {
         ClientCert::None => None,
-        mode => Some(tls::client_verifier(
-            provider.clone(),
-            anchors::read_trust_anchors(&env)?,
-            mode == ClientCert::Mandatory,
-        )?),
+        mode => {
+            let roots = anchors::read_trust_anchors(&env)?;
+            if let Some(t) = &mut tickets {
+                t.client_cert_mode = if mode == ClientCert::Mandatory { 2 } else { 1 };
+                t.anchors = ticket::anchors_digest(
+                    roots
+                        .roots
+                        .iter()
+                        .map(|a| (&a.subject[..], &a.subject_public_key_info[..])),
+                );
+            }
+            Some(tls::client_verifier(
+                provider.clone(),
+                roots,
+                mode == ClientCert::Mandatory,
+            )?)
+        }
     };
     let (fds, notif) = take_fds(opts)?;
     // From here on the engine only relays: no file, no exec, no new socket.
@@ -88,7 +109,10 @@ fn run(opts: &Options) -> Result<(), Error> {
     engine::run(
         fds,
         settings,
-        |hello| configure(keys, hello.server_name(), provider, verifier),
+        |hello| {
+            let tickets = tickets.as_ref().filter(|_| offers_tls13(hello));
+            configure(keys, hello.server_name(), provider, verifier, tickets)
+        },
         |conn| {
             let notification = Notification::of(conn);
             log.info(format_args!(
@@ -103,13 +127,36 @@ fn run(opts: &Options) -> Result<(), Error> {
     )
 }
 
+/// The ticket keys, and the client certificate policy a ticket is bound to.
+struct Tickets {
+    keys: TicketKeys,
+    client_cert_mode: u8,
+    anchors: [u8; 32],
+}
+
+/// Tickets are for TLS 1.3 only: a TLS 1.2 ticket carries the session's
+/// master secret, which a stolen key file would then reveal.
+fn offers_tls13(hello: &ClientHello) -> bool {
+    // LEAD: replace with hello.offers_tls13() (supported_versions). Until
+    // then the TLS 1.3 suites stand in for it; ticket.rs refuses to seal a
+    // TLS 1.2 session whatever this says.
+    hello.cipher_suites().iter().any(|s| {
+        use rustls::CipherSuite::*;
+        matches!(
+            s,
+            TLS13_AES_128_GCM_SHA256 | TLS13_AES_256_GCM_SHA384 | TLS13_CHACHA20_POLY1305_SHA256
+        )
+    })
+}
+
 /// The configuration for this ClientHello: the key pair its SNI selects, or
-/// the alert that refuses it.
+/// the alert that refuses it; a ticketer when `tickets` is given.
 fn configure(
     keys: KeyStore,
     server_name: Option<&str>,
     provider: Arc<CryptoProvider>,
     verifier: Option<Arc<dyn ClientCertVerifier>>,
+    tickets: Option<&Tickets>,
 ) -> Result<Arc<ServerConfig>, Refusal> {
     let refuse = |alert, error| Refusal { alert, error };
     let key = match keys.choose(server_name) {
@@ -124,7 +171,14 @@ fn configure(
             return Err(refuse(AlertDescription::UnrecognisedName, e));
         }
     };
-    tls::server_config(provider, key, verifier)
+    let ticketer = tickets.map(|t| {
+        t.keys.ticketer(&ticket::Context {
+            server_name,
+            client_cert_mode: t.client_cert_mode,
+            anchors: t.anchors,
+        })
+    });
+    tls::server_config(provider, key, verifier, ticketer)
         .map_err(|e| refuse(AlertDescription::InternalError, e))
 }
 

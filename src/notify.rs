@@ -16,6 +16,8 @@ pub struct Notification {
     /// `SHA256:<hex>` of the client's leaf certificate, and its subject
     /// (None when it has none of the attributes reported).
     pub peer: Option<(String, Option<String>)>,
+    /// Resumed from a ticket (for the log only: the block is the same).
+    pub resumed: bool,
 }
 
 impl Notification {
@@ -32,6 +34,7 @@ impl Notification {
                 .peer_certificates()
                 .and_then(|chain| chain.first())
                 .map(|leaf| (crate::peer::cert_hash(leaf), crate::peer::subject(leaf))),
+            resumed: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
         }
     }
 
@@ -85,6 +88,9 @@ impl std::fmt::Display for Summary<'_> {
         }
         if let Some((_, subject)) = &n.peer {
             write!(f, " peer=[{}]", subject.as_deref().unwrap_or(""))?;
+        }
+        if n.resumed {
+            write!(f, " resumed")?;
         }
         Ok(())
     }
@@ -158,6 +164,7 @@ mod tests {
             cipher: "TLS_AES_256_GCM_SHA384".into(),
             server_name: None,
             peer: None,
+            resumed: false,
         };
         assert_eq!(
             n.block(),

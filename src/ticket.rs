@@ -1,0 +1,454 @@
+//! Session tickets shared by every engine of a service (issue 10): the key
+//! file named by `TLS_TICKET_KEYFILE`, and the `ProducesTickets` that seals
+//! and opens tickets with it. Each connection is its own process, so
+//! rustls' own `Ticketer` (keys born and dead with the process) could never
+//! resume anything; a file that every engine reads can.
+//!
+//! The file: 1 to 16 raw 32-byte keys, concatenated, newest first (`head -c
+//! 64 /dev/urandom` makes one of two keys). The first key seals new
+//! tickets; every key opens them. It must be readable by its owner only.
+//!
+//! A ticket: key name (8 bytes) || nonce (12) || AES-256-GCM sealed (issue
+//! time, 8 bytes big-endian || rustls' session state) || tag (16). The name
+//! and the AEAD key are both derived from the file key with HKDF, so the
+//! name reveals nothing of the key, and nothing in the clear identifies the
+//! client. The associated data binds the ticket to the configuration that
+//! issued it (server name, client certificate mode, trust anchors): a
+//! ticket from elsewhere fails to open and the client gets a full
+//! handshake. rustls checks neither the client certificate policy nor the
+//! age of a stateless ticket, so both are done here.
+//!
+//! TLS 1.3 only: the caller enables tickets only for clients that offer
+//! TLS 1.3, and `encrypt` refuses any state that is not TLS 1.3's, so that
+//! no TLS 1.2 ticket (which carries the master secret) is ever issued.
+
+use std::ffi::OsStr;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use aws_lc_rs::hkdf::{Salt, HKDF_SHA256};
+use rustls::server::ProducesTickets;
+
+use crate::env::Env;
+use crate::error::{io_reason, Error};
+
+/// The variable naming the key file.
+pub const VAR: &str = "TLS_TICKET_KEYFILE";
+/// Bytes per key in the file.
+pub const KEY_LEN: usize = 32;
+/// Keys a file may hold: enough for any rotation schedule, small enough
+/// that deriving them all stays in the microseconds.
+pub const MAX_KEYS: usize = 16;
+/// How long a ticket resumes, in seconds (also the hint sent to clients).
+pub const LIFETIME: u32 = 4 * 3600;
+/// Clock skew tolerated between the engine that sealed a ticket and the
+/// one that opens it (the same machine, normally: none at all).
+const SKEW: u64 = 60;
+
+const NAME_LEN: usize = 8;
+const TAG_LEN: usize = 16;
+const TIME_LEN: usize = 8;
+const HEADER: usize = NAME_LEN + NONCE_LEN;
+
+/// The raw keys of the file, overwritten when dropped.
+pub struct TicketKeys {
+    raw: Secret,
+}
+
+/// Key bytes we hold: overwritten before their memory is freed.
+struct Secret(Vec<u8>);
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        for b in self.0.iter_mut() {
+            // SAFETY: a valid, exclusive reference; volatile so that the
+            // compiler cannot drop the stores as dead.
+            unsafe { std::ptr::write_volatile(b, 0) };
+        }
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl TicketKeys {
+    /// The keys of the file `TLS_TICKET_KEYFILE` names; None when it is
+    /// unset or empty (tickets off).
+    pub fn load(env: &Env) -> Result<Option<TicketKeys>, Error> {
+        match env.get(VAR) {
+            None => Ok(None),
+            Some(path) if path.is_empty() => Ok(None),
+            Some(path) => read(path).map(Some),
+        }
+    }
+
+    /// A ticketer for one connection, bound to `context` (see `Context`).
+    pub fn ticketer(&self, context: &Context) -> Arc<dyn ProducesTickets> {
+        let keys = self.raw.0.chunks_exact(KEY_LEN).map(derive).collect();
+        Arc::new(Ticketer {
+            keys,
+            aad: context.bytes(),
+        })
+    }
+}
+
+fn read(path: &OsStr) -> Result<TicketKeys, Error> {
+    let shown = path.to_string_lossy();
+    let unable = |e: &std::io::Error| {
+        Error::Config(format!(
+            "unable to read {VAR} file {shown}: {}",
+            io_reason(e)
+        ))
+    };
+    let invalid = |why: &str| Error::Config(format!("invalid {VAR} file {shown}: {why}"));
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| unable(&e))?;
+    // The mode of the file actually opened, not of whatever the name points
+    // to a moment later.
+    let meta = file.metadata().map_err(|e| unable(&e))?;
+    if !meta.is_file() {
+        return Err(invalid("not a regular file"));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(invalid(&format!(
+            "readable or writable by group or others (mode {:o}; make it 600)",
+            meta.mode() & 0o777
+        )));
+    }
+    // One byte more than the most allowed, to tell "too big" from "full".
+    let limit = KEY_LEN * MAX_KEYS + 1;
+    let mut raw = Secret(Vec::with_capacity(limit));
+    (&mut file)
+        .take(limit as u64)
+        .read_to_end(&mut raw.0)
+        .map_err(|e| unable(&e))?;
+    match raw.0.len() {
+        0 => Err(invalid("the file is empty")),
+        n if n > KEY_LEN * MAX_KEYS => Err(invalid(&format!(
+            "more than {MAX_KEYS} keys of {KEY_LEN} bytes"
+        ))),
+        n if n % KEY_LEN != 0 => Err(invalid(&format!(
+            "{n} bytes, not a multiple of {KEY_LEN} (the file holds raw {KEY_LEN}-byte keys)"
+        ))),
+        _ => Ok(TicketKeys { raw }),
+    }
+}
+
+/// What a ticket is bound to: it resumes only where all of it is the same.
+pub struct Context<'a> {
+    /// The SNI the configuration was chosen for (rustls checks it too).
+    pub server_name: Option<&'a str>,
+    /// 0: no client certificate asked for; 1: optional (`-Y`); 2: required
+    /// (`-y`). A ticket whose session had no certificate must not resume
+    /// under `-y`, nor one with a certificate where none is asked for.
+    pub client_cert_mode: u8,
+    /// A digest of the trust anchors for client certificates: a ticket's
+    /// certificate was verified against these, not against others.
+    pub anchors: [u8; 32],
+}
+
+impl Context<'_> {
+    fn bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        out.extend_from_slice(b"s6-tlsd-io ticket v1\0");
+        out.push(self.client_cert_mode);
+        out.extend_from_slice(&self.anchors);
+        if let Some(name) = self.server_name {
+            out.push(1);
+            out.extend(name.bytes().map(|b| b.to_ascii_lowercase()));
+        }
+        out
+    }
+}
+
+/// A digest of trust anchors (subject and key of each), sorted first: the
+/// same anchors give the same digest whatever order a directory lists them.
+pub fn anchors_digest<'a>(anchors: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> [u8; 32] {
+    let mut anchors: Vec<_> = anchors.collect();
+    anchors.sort_unstable();
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for (subject, spki) in anchors {
+        for part in [subject, spki] {
+            ctx.update(&(part.len() as u64).to_be_bytes());
+            ctx.update(part);
+        }
+    }
+    let mut out = [0; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+struct Key {
+    name: [u8; NAME_LEN],
+    aead: LessSafeKey,
+}
+
+/// The name and the AEAD key of one file key, each its own HKDF output.
+fn derive(ikm: &[u8]) -> Key {
+    let prk = Salt::new(HKDF_SHA256, b"s6-tlsd-io ticket keys").extract(ikm);
+    let mut name = [0; NAME_LEN];
+    let mut key = Secret(vec![0; AES_256_GCM.key_len()]);
+    // Both lengths are far below HKDF-SHA256's limit (255 x 32 bytes): the
+    // expansions cannot fail.
+    let filled = |info: &[u8], out: &mut [u8]| {
+        prk.expand(&[info], Len(out.len()))
+            .and_then(|okm| okm.fill(out))
+            .is_ok()
+    };
+    let ok = filled(b"name", &mut name) && filled(b"aes-256-gcm", &mut key.0);
+    debug_assert!(ok);
+    // A 32-byte key is always valid for AES-256-GCM.
+    let aead = match UnboundKey::new(&AES_256_GCM, &key.0) {
+        Ok(k) => LessSafeKey::new(k),
+        Err(_) => unreachable!("AES-256-GCM takes 32-byte keys"),
+    };
+    Key { name, aead }
+}
+
+struct Len(usize);
+
+impl aws_lc_rs::hkdf::KeyType for Len {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+struct Ticketer {
+    /// Newest first: the first seals.
+    keys: Vec<Key>,
+    /// The context, after the key name in the associated data.
+    aad: Vec<u8>,
+}
+
+impl std::fmt::Debug for Ticketer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // No key material, not even names.
+        write!(f, "Ticketer({} keys)", self.keys.len())
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Ticketer {
+    fn aad(&self, name: &[u8]) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(NAME_LEN + self.aad.len());
+        aad.extend_from_slice(name);
+        aad.extend_from_slice(&self.aad);
+        aad
+    }
+}
+
+/// The protocol version in rustls' encoding of a server session: after
+/// the optional SNI (a presence byte, then a length-prefixed name).
+fn state_version(plain: &[u8]) -> Option<u16> {
+    let at = match *plain.first()? {
+        0 => 1,
+        1 => 2 + usize::from(*plain.get(1)?),
+        _ => return None,
+    };
+    let v = plain.get(at..at + 2)?;
+    Some(u16::from_be_bytes([v[0], v[1]]))
+}
+
+impl ProducesTickets for Ticketer {
+    fn enabled(&self) -> bool {
+        true
+    }
+
+    fn lifetime(&self) -> u32 {
+        LIFETIME
+    }
+
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        // Second guard after `configure`: a TLS 1.2 session gets no ticket
+        // (rustls then sends an empty one, which carries nothing).
+        if state_version(plain) != Some(0x0304) {
+            return None;
+        }
+        let key = self.keys.first()?;
+        let mut nonce = [0; NONCE_LEN];
+        aws_lc_rs::rand::fill(&mut nonce).ok()?;
+        let mut out = Vec::with_capacity(HEADER + TIME_LEN + plain.len() + TAG_LEN);
+        out.extend_from_slice(&key.name);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&now().to_be_bytes());
+        out.extend_from_slice(plain);
+        let mut body = out.split_off(HEADER);
+        key.aead
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(self.aad(&key.name)),
+                &mut body,
+            )
+            .ok()?;
+        out.append(&mut body);
+        Some(out)
+    }
+
+    fn decrypt(&self, ticket: &[u8]) -> Option<Vec<u8>> {
+        if ticket.len() < HEADER + TIME_LEN + TAG_LEN {
+            return None;
+        }
+        let (name, rest) = ticket.split_at(NAME_LEN);
+        let (nonce, sealed) = rest.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let key = self.keys.iter().find(|k| k.name == name)?;
+        let mut body = sealed.to_vec();
+        let plain = key
+            .aead
+            .open_in_place(nonce, Aad::from(self.aad(name)), &mut body)
+            .ok()?;
+        let (issued, state) = plain.split_at(TIME_LEN);
+        let mut t = [0; TIME_LEN];
+        t.copy_from_slice(issued);
+        let issued = u64::from_be_bytes(t);
+        let now = now();
+        if issued > now + SKEW || now - issued > u64::from(LIFETIME) {
+            return None;
+        }
+        Some(state.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(raw: &[u8]) -> TicketKeys {
+        TicketKeys {
+            raw: Secret(raw.to_vec()),
+        }
+    }
+
+    fn ctx(name: Option<&str>, mode: u8) -> Context<'_> {
+        Context {
+            server_name: name,
+            client_cert_mode: mode,
+            anchors: [0; 32],
+        }
+    }
+
+    /// rustls' encoding of a TLS 1.3 session with the SNI `a.b`.
+    const STATE13: &[u8] = b"\x01\x03a.b\x03\x04rest of the state";
+
+    #[test]
+    fn seals_and_opens_with_rotation() {
+        let (a, b, c) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        let old = keys(&a).ticketer(&ctx(Some("a.b"), 0));
+        let ticket = old.encrypt(STATE13).unwrap();
+        assert!(!ticket.windows(4).any(|w| w == b"rest"));
+        assert_eq!(old.decrypt(&ticket).as_deref(), Some(STATE13));
+        // One rotation: the old key still opens.
+        let rotated = keys(&[b, a].concat()).ticketer(&ctx(Some("a.b"), 0));
+        assert_eq!(rotated.decrypt(&ticket).as_deref(), Some(STATE13));
+        let new = rotated.encrypt(STATE13).unwrap();
+        assert_ne!(new[..NAME_LEN], ticket[..NAME_LEN]);
+        // Two rotations, the old key dropped: no more.
+        let dropped = keys(&[c, b].concat()).ticketer(&ctx(Some("a.b"), 0));
+        assert_eq!(dropped.decrypt(&ticket), None);
+        assert_eq!(dropped.decrypt(&new).as_deref(), Some(STATE13));
+    }
+
+    #[test]
+    fn context_tampering_and_versions() {
+        let k = keys(&[7u8; 32]);
+        let t = k.ticketer(&ctx(Some("a.b"), 1)).encrypt(STATE13).unwrap();
+        assert!(k.ticketer(&ctx(Some("A.B"), 1)).decrypt(&t).is_some());
+        assert!(k.ticketer(&ctx(Some("a.c"), 1)).decrypt(&t).is_none());
+        assert!(k.ticketer(&ctx(None, 1)).decrypt(&t).is_none());
+        assert!(k.ticketer(&ctx(Some("a.b"), 2)).decrypt(&t).is_none());
+        let mut other = ctx(Some("a.b"), 1);
+        other.anchors[0] = 1;
+        assert!(k.ticketer(&other).decrypt(&t).is_none());
+        let same = k.ticketer(&ctx(Some("a.b"), 1));
+        for i in 0..t.len() {
+            let mut bad = t.clone();
+            bad[i] ^= 0x80;
+            assert!(same.decrypt(&bad).is_none(), "byte {i}");
+        }
+        for n in 0..t.len() {
+            assert!(same.decrypt(&t[..n]).is_none());
+        }
+        // TLS 1.2 states, or anything unparsable, are never sealed.
+        assert!(same.encrypt(b"\x00\x03\x03tls12").is_none());
+        assert!(same.encrypt(b"\x01\x03a.b\x03\x03tls12").is_none());
+        assert!(same.encrypt(b"").is_none());
+        assert!(same.encrypt(b"\x00\x03\x04").is_some());
+    }
+
+    #[test]
+    fn expired_tickets_do_not_open() {
+        let k = keys(&[9u8; 32]);
+        let t = k.ticketer(&ctx(None, 0));
+        let key = &derive(&[9u8; 32]);
+        let seal_at = |when: u64| {
+            let nonce = [5u8; NONCE_LEN];
+            let mut body = [&when.to_be_bytes()[..], b"\x00\x03\x04"].concat();
+            key.aead
+                .seal_in_place_append_tag(
+                    Nonce::assume_unique_for_key(nonce),
+                    Aad::from(t_aad(&key.name)),
+                    &mut body,
+                )
+                .unwrap();
+            [&key.name[..], &nonce, &body].concat()
+        };
+        fn t_aad(name: &[u8]) -> Vec<u8> {
+            [name, &ctx(None, 0).bytes()].concat()
+        }
+        let now = now();
+        assert!(t.decrypt(&seal_at(now - 10)).is_some());
+        assert!(t.decrypt(&seal_at(now - u64::from(LIFETIME) + 5)).is_some());
+        assert!(t.decrypt(&seal_at(now - u64::from(LIFETIME) - 5)).is_none());
+        assert!(t.decrypt(&seal_at(now + 3600)).is_none());
+    }
+
+    #[test]
+    fn file_errors() {
+        let dir =
+            std::env::temp_dir().join(format!("s6-tlsd-io-ticket-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let load = |name: &str, data: Option<&[u8]>, mode: u32| {
+            let path = dir.join(name);
+            if let Some(data) = data {
+                std::fs::write(&path, data).unwrap();
+                std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                    .unwrap();
+            }
+            let env = Env::from_pairs(&[(VAR, path.to_str().unwrap())]);
+            TicketKeys::load(&env)
+                .err()
+                .map(|e| (e.exit_code(), e.to_string()))
+        };
+        assert_eq!(load("ok", Some(&[1; 64]), 0o600), None);
+        let (code, msg) = load("missing", None, 0).unwrap();
+        assert_eq!(code, 96);
+        assert!(
+            msg.starts_with("s6-tlsd-io: fatal: unable to read TLS_TICKET_KEYFILE file /"),
+            "{msg}"
+        );
+        assert!(msg.ends_with("missing: No such file or directory"), "{msg}");
+        let msg = load("empty", Some(b""), 0o600).unwrap().1;
+        assert!(msg.ends_with("empty: the file is empty"), "{msg}");
+        let msg = load("short", Some(&[1; 33]), 0o600).unwrap().1;
+        assert!(msg.contains("33 bytes, not a multiple of 32"), "{msg}");
+        let msg = load("big", Some(&[1; 32 * 17]), 0o600).unwrap().1;
+        assert!(msg.contains("more than 16 keys"), "{msg}");
+        let msg = load("open", Some(&[1; 32]), 0o640).unwrap().1;
+        assert!(msg.contains("mode 640; make it 600"), "{msg}");
+        assert_eq!(load("max", Some(&[1; 32 * 16]), 0o400), None);
+        assert!(TicketKeys::load(&Env::from_pairs(&[])).unwrap().is_none());
+        assert!(TicketKeys::load(&Env::from_pairs(&[(VAR, "")]))
+            .unwrap()
+            .is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
