@@ -411,6 +411,101 @@ mod tests {
         assert!(t.decrypt(&seal_at(now + 3600)).is_none());
     }
 
+    /// Records what `encrypt` answered, for the tests below.
+    #[derive(Debug)]
+    struct Spy(Arc<dyn ProducesTickets>, std::sync::Mutex<Vec<bool>>);
+
+    impl ProducesTickets for Spy {
+        fn enabled(&self) -> bool {
+            true
+        }
+        fn lifetime(&self) -> u32 {
+            self.0.lifetime()
+        }
+        fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+            let t = self.0.encrypt(plain);
+            self.1.lock().unwrap().push(t.is_some());
+            t
+        }
+        fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+            self.0.decrypt(cipher)
+        }
+    }
+
+    /// Moves every pending record from one side to the other.
+    fn pump(from: &mut impl std::ops::DerefMut<Target = rustls::ConnectionCommon<impl Sized>>, to: &mut impl std::ops::DerefMut<Target = rustls::ConnectionCommon<impl Sized>>) {
+        let mut buf = Vec::new();
+        while from.wants_write() {
+            from.write_tls(&mut buf).unwrap();
+        }
+        let mut rd = &buf[..];
+        while !rd.is_empty() {
+            to.read_tls(&mut rd).unwrap();
+            to.process_new_packets().unwrap();
+        }
+    }
+
+    /// With real rustls sessions: a TLS 1.3 state is sealed and resumes;
+    /// a TLS 1.2 state, should a ticketer ever reach a TLS 1.2 handshake,
+    /// is refused (so the guard reads rustls' encoding right).
+    #[test]
+    fn rustls_states_tls13_sealed_tls12_refused() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        let signer = rustls::crypto::aws_lc_rs::sign::any_supported_type(&der).unwrap();
+        let pair = Arc::new(rustls::sign::CertifiedKey::new(
+            vec![cert.der().clone()],
+            signer,
+        ));
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        let keys = keys(&[4u8; 32]);
+        for (version, sealed) in [(&rustls::version::TLS13, true), (&rustls::version::TLS12, false)] {
+            let client = Arc::new(
+                rustls::ClientConfig::builder_with_protocol_versions(&[version])
+                    .with_root_certificates(roots.clone())
+                    .with_no_client_auth(),
+            );
+            let spy = Arc::new(Spy(
+                keys.ticketer(&ctx(Some("localhost"), 0)),
+                std::sync::Mutex::new(Vec::new()),
+            ));
+            let mut kinds = Vec::new();
+            for _ in 0..2 {
+                let config = crate::tls::server_config(
+                    crate::tls::provider(),
+                    pair.clone(),
+                    None,
+                    Some(spy.clone()),
+                )
+                .unwrap();
+                let mut s = rustls::ServerConnection::new(config).unwrap();
+                let mut c =
+                    rustls::ClientConnection::new(client.clone(), "localhost".try_into().unwrap())
+                        .unwrap();
+                for _ in 0..10 {
+                    pump(&mut c, &mut s);
+                    pump(&mut s, &mut c);
+                }
+                assert!(!s.is_handshaking() && !c.is_handshaking());
+                kinds.push(s.handshake_kind());
+            }
+            let answers = spy.1.lock().unwrap().clone();
+            use rustls::HandshakeKind::*;
+            if sealed {
+                assert_eq!(answers, [true, true]);
+                assert_eq!(kinds, [Some(Full), Some(Resumed)]);
+            } else {
+                assert!(answers.iter().all(|&a| !a) && !answers.is_empty(), "{answers:?}");
+                assert_eq!(kinds, [Some(Full), Some(Full)]);
+            }
+        }
+    }
+
     #[test]
     fn file_errors() {
         let dir =
