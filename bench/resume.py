@@ -73,7 +73,8 @@ def reap(pid):
     LIVE.discard(pid)
     if not ready:
         raise Failure("engine still running, killed")
-    return os.waitstatus_to_exitcode(status), (ru.ru_utime + ru.ru_stime) * 1000.0
+    return (os.waitstatus_to_exitcode(status), (ru.ru_utime + ru.ru_stime) * 1000.0,
+            ru.ru_minflt)
 
 
 def wait_readable(fd):
@@ -142,10 +143,10 @@ def connection(engine, listener, env, ctx, session):
             os.close(app_w)
         except OSError:
             pass
-    code, cpu = reap(p.pid)
+    code, cpu, faults = reap(p.pid)
     if code != 0:
         raise Failure("engine exited %d" % code)
-    return cpu, sent, resumed, session
+    return (cpu, faults), sent, resumed, session
 
 
 def keyfile_cost(engine, key, tickets, n):
@@ -162,7 +163,7 @@ def keyfile_cost(engine, key, tickets, n):
                                  stderr=subprocess.DEVNULL)
             p.returncode = 0
             LIVE.add(p.pid)
-            code, ms = reap(p.pid)
+            code, ms, _ = reap(p.pid)
             if code != 111:
                 raise Failure("key file cost: exit %d, not 111" % code)
             cpu[name].append(ms)
@@ -200,8 +201,8 @@ def run(engine, n, tmp):
     listener.listen(16)
     print("engine %s, %d connections per case, TLS 1.3, client OpenSSL %s"
           % (engine, n, ssl.OPENSSL_VERSION))
-    print("%-11s %-12s %9s %9s %9s %12s" % ("key", "case", "CPU med", "CPU p90",
-                                            "CPU mean", "bytes sent"))
+    print("%-11s %-12s %9s %9s %9s %11s %7s" % ("key", "case", "CPU med", "CPU p90",
+                                                "CPU mean", "bytes sent", "faults"))
     medians = {}
     for kname, (cert, key) in keys.items():
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -209,32 +210,35 @@ def run(engine, n, tmp):
         ctx.load_verify_locations(cert)
         plain_env = {"PATH": "/usr/bin:/bin", "CERTFILE": cert, "KEYFILE": key}
         ticket_env = dict(plain_env, TLS_TICKET_KEYFILE=tickets)
-        rows = {c: ([], []) for c in ("full", "full+ticket", "resumed")}
+        rows = {c: ([], [], []) for c in ("full", "full+ticket", "resumed")}
         session = None
         for _ in range(n):
             cpu, sent, resumed, _ = connection(engine, listener, plain_env, ctx, None)
             assert not resumed
-            rows["full"][0].append(cpu)
+            rows["full"][0].append(cpu[0])
             rows["full"][1].append(sent)
+            rows["full"][2].append(cpu[1])
             cpu, sent, resumed, fresh = connection(engine, listener, ticket_env, ctx, None)
             assert not resumed
-            rows["full+ticket"][0].append(cpu)
+            rows["full+ticket"][0].append(cpu[0])
             rows["full+ticket"][1].append(sent)
+            rows["full+ticket"][2].append(cpu[1])
             if session is None:
                 session = fresh
             cpu, sent, resumed, session = connection(engine, listener, ticket_env, ctx,
                                                      session)
             if not resumed:
                 raise Failure("%s: the session did not resume" % kname)
-            rows["resumed"][0].append(cpu)
+            rows["resumed"][0].append(cpu[0])
             rows["resumed"][1].append(sent)
-        for case, (cpus, sent) in rows.items():
+            rows["resumed"][2].append(cpu[1])
+        for case, (cpus, sent, faults) in rows.items():
             cpus.sort()
             med = statistics.median(cpus)
             medians[(kname, case)] = med
-            print("%-11s %-12s %6.3f ms %6.3f ms %6.3f ms %12d" % (
+            print("%-11s %-12s %6.3f ms %6.3f ms %6.3f ms %11d %7d" % (
                 kname, case, med, cpus[int(len(cpus) * 0.9)], statistics.mean(cpus),
-                statistics.median(sent)))
+                statistics.median(sent), statistics.median(faults)))
     # the start-up floor of each key: an engine that reads its files and
     # stops; with and without the ticket key file
     print()

@@ -25,11 +25,11 @@
 use std::ffi::OsStr;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
-use aws_lc_rs::hkdf::{Salt, HKDF_SHA256};
+use aws_lc_rs::hkdf::{Prk, HKDF_SHA256};
 use rustls::server::ProducesTickets;
 
 use crate::env::Env;
@@ -84,10 +84,14 @@ impl TicketKeys {
     }
 
     /// A ticketer for one connection, bound to `context` (see `Context`).
+    /// Keys are derived when first needed: a full handshake derives the
+    /// first only, a resumption the one that opens its ticket too.
     pub fn ticketer(&self, context: &Context) -> Arc<dyn ProducesTickets> {
-        let keys = self.raw.0.chunks_exact(KEY_LEN).map(derive).collect();
         Arc::new(Ticketer {
-            keys,
+            derived: (0..self.raw.0.len() / KEY_LEN)
+                .map(|_| OnceLock::new())
+                .collect(),
+            raw: Secret(self.raw.0.clone()),
             aad: context.bytes(),
         })
     }
@@ -119,23 +123,31 @@ fn read(path: &OsStr) -> Result<TicketKeys, Error> {
             meta.mode() & 0o777
         )));
     }
-    // One byte more than the most allowed, to tell "too big" from "full".
-    let limit = KEY_LEN * MAX_KEYS + 1;
-    let mut raw = Secret(Vec::with_capacity(limit));
+    // Sized from the open file, so that it is read in one read(2).
+    let size = meta.len();
+    let max = (KEY_LEN * MAX_KEYS) as u64;
+    if size == 0 {
+        return Err(invalid("the file is empty"));
+    }
+    if size > max {
+        return Err(invalid(&format!(
+            "more than {MAX_KEYS} keys of {KEY_LEN} bytes"
+        )));
+    }
+    if size % KEY_LEN as u64 != 0 {
+        return Err(invalid(&format!(
+            "{size} bytes, not a multiple of {KEY_LEN} (the file holds raw {KEY_LEN}-byte keys)"
+        )));
+    }
+    let mut raw = Secret(Vec::with_capacity(size as usize));
     (&mut file)
-        .take(limit as u64)
+        .take(size)
         .read_to_end(&mut raw.0)
         .map_err(|e| unable(&e))?;
-    match raw.0.len() {
-        0 => Err(invalid("the file is empty")),
-        n if n > KEY_LEN * MAX_KEYS => Err(invalid(&format!(
-            "more than {MAX_KEYS} keys of {KEY_LEN} bytes"
-        ))),
-        n if n % KEY_LEN != 0 => Err(invalid(&format!(
-            "{n} bytes, not a multiple of {KEY_LEN} (the file holds raw {KEY_LEN}-byte keys)"
-        ))),
-        _ => Ok(TicketKeys { raw }),
+    if raw.0.len() as u64 != size {
+        return Err(invalid("the file changed while it was read"));
     }
+    Ok(TicketKeys { raw })
 }
 
 /// What a ticket is bound to: it resumes only where all of it is the same.
@@ -187,22 +199,22 @@ struct Key {
     aead: LessSafeKey,
 }
 
-/// The name and the AEAD key of one file key, each its own HKDF output.
-fn derive(ikm: &[u8]) -> Key {
-    let prk = Salt::new(HKDF_SHA256, b"s6-tlsd-io ticket keys").extract(ikm);
-    let mut name = [0; NAME_LEN];
-    let mut key = Secret(vec![0; AES_256_GCM.key_len()]);
-    // Both lengths are far below HKDF-SHA256's limit (255 x 32 bytes): the
-    // expansions cannot fail.
-    let filled = |info: &[u8], out: &mut [u8]| {
-        prk.expand(&[info], Len(out.len()))
-            .and_then(|okm| okm.fill(out))
-            .is_ok()
-    };
-    let ok = filled(b"name", &mut name) && filled(b"aes-256-gcm", &mut key.0);
+/// The name and the AEAD key of one file key: one HKDF-Expand of 40
+/// bytes, the name first. No Extract step: the file's keys are uniformly
+/// random already (RFC 5869, section 3.3).
+fn derive(file_key: &[u8]) -> Key {
+    let prk = Prk::new_less_safe(HKDF_SHA256, file_key);
+    let mut out = Secret(vec![0; NAME_LEN + KEY_LEN]);
+    // 40 bytes is far below HKDF-SHA256's limit (255 x 32): cannot fail.
+    let ok = prk
+        .expand(&[b"s6-tlsd-io ticket key v1"], Len(out.0.len()))
+        .and_then(|okm| okm.fill(&mut out.0))
+        .is_ok();
     debug_assert!(ok);
+    let mut name = [0; NAME_LEN];
+    name.copy_from_slice(&out.0[..NAME_LEN]);
     // A 32-byte key is always valid for AES-256-GCM.
-    let aead = match UnboundKey::new(&AES_256_GCM, &key.0) {
+    let aead = match UnboundKey::new(&AES_256_GCM, &out.0[NAME_LEN..]) {
         Ok(k) => LessSafeKey::new(k),
         Err(_) => unreachable!("AES-256-GCM takes 32-byte keys"),
     };
@@ -218,8 +230,10 @@ impl aws_lc_rs::hkdf::KeyType for Len {
 }
 
 struct Ticketer {
-    /// Newest first: the first seals.
-    keys: Vec<Key>,
+    /// The file's keys, newest first: the first seals.
+    raw: Secret,
+    /// Each key's name and AEAD key, derived on first use.
+    derived: Vec<OnceLock<Key>>,
     /// The context, after the key name in the associated data.
     aad: Vec<u8>,
 }
@@ -227,7 +241,7 @@ struct Ticketer {
 impl std::fmt::Debug for Ticketer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // No key material, not even names.
-        write!(f, "Ticketer({} keys)", self.keys.len())
+        write!(f, "Ticketer({} keys)", self.derived.len())
     }
 }
 
@@ -238,6 +252,11 @@ fn now() -> u64 {
 }
 
 impl Ticketer {
+    fn key(&self, i: usize) -> Option<&Key> {
+        let raw = self.raw.0.get(i * KEY_LEN..(i + 1) * KEY_LEN)?;
+        Some(self.derived.get(i)?.get_or_init(|| derive(raw)))
+    }
+
     fn aad(&self, name: &[u8]) -> Vec<u8> {
         let mut aad = Vec::with_capacity(NAME_LEN + self.aad.len());
         aad.extend_from_slice(name);
@@ -273,7 +292,7 @@ impl ProducesTickets for Ticketer {
         if state_version(plain) != Some(0x0304) {
             return None;
         }
-        let key = self.keys.first()?;
+        let key = self.key(0)?;
         let mut nonce = [0; NONCE_LEN];
         aws_lc_rs::rand::fill(&mut nonce).ok()?;
         let mut out = Vec::with_capacity(HEADER + TIME_LEN + plain.len() + TAG_LEN);
@@ -300,7 +319,9 @@ impl ProducesTickets for Ticketer {
         let (name, rest) = ticket.split_at(NAME_LEN);
         let (nonce, sealed) = rest.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-        let key = self.keys.iter().find(|k| k.name == name)?;
+        let key = (0..self.derived.len())
+            .filter_map(|i| self.key(i))
+            .find(|k| k.name == name)?;
         let mut body = sealed.to_vec();
         let plain = key
             .aead
@@ -433,7 +454,10 @@ mod tests {
     }
 
     /// Moves every pending record from one side to the other.
-    fn pump(from: &mut impl std::ops::DerefMut<Target = rustls::ConnectionCommon<impl Sized>>, to: &mut impl std::ops::DerefMut<Target = rustls::ConnectionCommon<impl Sized>>) {
+    fn pump(
+        from: &mut impl std::ops::DerefMut<Target = rustls::ConnectionCommon<impl Sized>>,
+        to: &mut impl std::ops::DerefMut<Target = rustls::ConnectionCommon<impl Sized>>,
+    ) {
         let mut buf = Vec::new();
         while from.wants_write() {
             from.write_tls(&mut buf).unwrap();
@@ -464,7 +488,10 @@ mod tests {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(cert.der().clone()).unwrap();
         let keys = keys(&[4u8; 32]);
-        for (version, sealed) in [(&rustls::version::TLS13, true), (&rustls::version::TLS12, false)] {
+        for (version, sealed) in [
+            (&rustls::version::TLS13, true),
+            (&rustls::version::TLS12, false),
+        ] {
             let client = Arc::new(
                 rustls::ClientConfig::builder_with_protocol_versions(&[version])
                     .with_root_certificates(roots.clone())
@@ -500,7 +527,10 @@ mod tests {
                 assert_eq!(answers, [true, true]);
                 assert_eq!(kinds, [Some(Full), Some(Resumed)]);
             } else {
-                assert!(answers.iter().all(|&a| !a) && !answers.is_empty(), "{answers:?}");
+                assert!(
+                    answers.iter().all(|&a| !a) && !answers.is_empty(),
+                    "{answers:?}"
+                );
                 assert_eq!(kinds, [Some(Full), Some(Full)]);
             }
         }
