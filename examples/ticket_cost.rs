@@ -10,7 +10,6 @@ use std::hint::black_box;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Instant;
 
-use rustls::server::ProducesTickets;
 use s6_tlsd_io::env::Env;
 use s6_tlsd_io::ticket::{Context, TicketKeys, VAR};
 
