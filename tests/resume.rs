@@ -172,6 +172,37 @@ fn tls12_sessions_never_resume() {
     assert_eq!(kind, Some(HandshakeKind::Full));
 }
 
+/// `-J` and `-K` act on a resumed connection as on a full one: a FIN
+/// without close_notify is fatal under `-J`, and a resumption that
+/// completes in time is not cut by `-K`.
+#[test]
+fn resumed_connections_keep_j_and_k() {
+    let store = counting();
+    let config = storing(tls13(), &store);
+    let tickets = tickets();
+    let start = || {
+        spawn()
+            .set(VAR, tickets.to_str().unwrap())
+            .args(&["-J", "-K", "5000"])
+    };
+    let (kind, _, _) = session(start(), config.clone(), "localhost");
+    assert_eq!(kind, Some(HandshakeKind::Full));
+    let mut e = start().start();
+    let mut tls = connect(&e, config, "localhost");
+    echo(&mut e, &mut tls);
+    assert_eq!(tls.conn.handshake_kind(), Some(HandshakeKind::Resumed));
+    half_close(&tls.sock);
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(e.app_rx(), &mut rest).expect("read fdw");
+    e.close_app_tx();
+    let exit = e.wait_exit();
+    assert_eq!(exit.code, Some(98));
+    assert_eq!(
+        exit.stderr,
+        fatal("remote closed connection without a close_notify")
+    );
+}
+
 // ------------------------------------------------------ client certificates
 
 fn client_ca() -> &'static Ca {
