@@ -201,24 +201,19 @@ struct Key {
 
 /// The name and the AEAD key of one file key: one HKDF-Expand of 40
 /// bytes, the name first. No Extract step: the file's keys are uniformly
-/// random already (RFC 5869, section 3.3).
-fn derive(file_key: &[u8]) -> Key {
+/// random already (RFC 5869, section 3.3). None cannot happen (40 bytes is
+/// far below HKDF-SHA256's limit, 32 is AES-256's key size); it would only
+/// mean no ticket.
+fn derive(file_key: &[u8]) -> Option<Key> {
     let prk = Prk::new_less_safe(HKDF_SHA256, file_key);
     let mut out = Secret(vec![0; NAME_LEN + KEY_LEN]);
-    // 40 bytes is far below HKDF-SHA256's limit (255 x 32): cannot fail.
-    let ok = prk
-        .expand(&[b"s6-tlsd-io ticket key v1"], Len(out.0.len()))
+    prk.expand(&[b"s6-tlsd-io ticket key v1"], Len(out.0.len()))
         .and_then(|okm| okm.fill(&mut out.0))
-        .is_ok();
-    debug_assert!(ok);
+        .ok()?;
     let mut name = [0; NAME_LEN];
     name.copy_from_slice(&out.0[..NAME_LEN]);
-    // A 32-byte key is always valid for AES-256-GCM.
-    let aead = match UnboundKey::new(&AES_256_GCM, &out.0[NAME_LEN..]) {
-        Ok(k) => LessSafeKey::new(k),
-        Err(_) => unreachable!("AES-256-GCM takes 32-byte keys"),
-    };
-    Key { name, aead }
+    let aead = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &out.0[NAME_LEN..]).ok()?);
+    Some(Key { name, aead })
 }
 
 struct Len(usize);
@@ -233,7 +228,7 @@ struct Ticketer {
     /// The file's keys, newest first: the first seals.
     raw: Secret,
     /// Each key's name and AEAD key, derived on first use.
-    derived: Vec<OnceLock<Key>>,
+    derived: Vec<OnceLock<Option<Key>>>,
     /// The context, after the key name in the associated data.
     aad: Vec<u8>,
 }
@@ -254,7 +249,7 @@ fn now() -> u64 {
 impl Ticketer {
     fn key(&self, i: usize) -> Option<&Key> {
         let raw = self.raw.0.get(i * KEY_LEN..(i + 1) * KEY_LEN)?;
-        Some(self.derived.get(i)?.get_or_init(|| derive(raw)))
+        self.derived.get(i)?.get_or_init(|| derive(raw)).as_ref()
     }
 
     fn aad(&self, name: &[u8]) -> Vec<u8> {
@@ -322,10 +317,12 @@ impl ProducesTickets for Ticketer {
         let key = (0..self.derived.len())
             .filter_map(|i| self.key(i))
             .find(|k| k.name == name)?;
-        let mut body = sealed.to_vec();
+        // The opened state holds the session's resumption secret: this copy
+        // is wiped; rustls owns the one returned.
+        let mut body = Secret(sealed.to_vec());
         let plain = key
             .aead
-            .open_in_place(nonce, Aad::from(self.aad(name)), &mut body)
+            .open_in_place(nonce, Aad::from(self.aad(name)), &mut body.0)
             .ok()?;
         let (issued, state) = plain.split_at(TIME_LEN);
         let mut t = [0; TIME_LEN];
@@ -409,7 +406,7 @@ mod tests {
     fn expired_tickets_do_not_open() {
         let k = keys(&[9u8; 32]);
         let t = k.ticketer(&ctx(None, 0));
-        let key = &derive(&[9u8; 32]);
+        let key = &derive(&[9u8; 32]).unwrap();
         let seal_at = |when: u64| {
             let nonce = [5u8; NONCE_LEN];
             let mut body = [&when.to_be_bytes()[..], b"\x00\x03\x04"].concat();
