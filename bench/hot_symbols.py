@@ -15,7 +15,9 @@ function either saw: gdb (gdb_entries.py: the engine natively on this CPU,
 AVX-512 paths included) and valgrind's callgrind (valgrind's CPU has no
 AVX-512, so it takes the AVX2 paths other machines take). Connections: an
 ECDSA and an RSA key, each with a TLS 1.3 and a TLS 1.2 client (Python's
-ssl), plus the post-quantum hybrid through examples/pq_conn.rs (PQ_CONN).
+ssl), plus the post-quantum hybrid through examples/pq_conn.rs (PQ_CONN),
+then, with TLS_TICKET_KEYFILE (DIR/tickets), a TLS 1.3 connection that
+gets a ticket and one that resumes with it.
 DIR holds the keys ({ec,rsa}.{cert,key}.pem) and gets the scratch files.
 
 Rust's symbol names carry a hash that changes with the compiler and the
@@ -85,32 +87,52 @@ def read_exact(fd, n):
     return data
 
 
-def python_connection(wrapper, cert, key, version):
+CONTEXTS = {}
+
+
+def client_context(version):
+    """One client context per version: a session resumes only with the
+    context it came from."""
+    if version not in CONTEXTS:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.minimum_version = ctx.maximum_version = version
+        CONTEXTS[version] = ctx
+    return CONTEXTS[version]
+
+
+def python_connection(wrapper, cert, key, version, tickets=None, session=None):
     """One connection as s6-tlsd would set it up: handshake, 100 bytes each
-    way, then the client closes and so does the application."""
+    way, then the client closes and so does the application. With `tickets`
+    (a TLS_TICKET_KEYFILE), the session to resume, if any; returns the
+    client's session for the next connection."""
+    env = {"CERTFILE": cert, "KEYFILE": key}
+    if tickets:
+        env["TLS_TICKET_KEYFILE"] = tickets
     app_r, engine_w = os.pipe()
     engine_r, app_w = os.pipe()
     client, server = socket.socketpair()
     engine = subprocess.Popen([wrapper, "--", str(engine_r), str(engine_w)],
                               stdin=server, stdout=server,
                               pass_fds=(engine_r, engine_w),
-                              env={"CERTFILE": cert, "KEYFILE": key})
+                              env=env)
     for fd in (engine_r, engine_w):
         os.close(fd)
     server.close()
     try:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        ctx.minimum_version = ctx.maximum_version = version
+        ctx = client_context(version)
         client.settimeout(TIMEOUT)
-        tls = ctx.wrap_socket(client, server_hostname="localhost")
+        tls = ctx.wrap_socket(client, server_hostname="localhost", session=session)
         tls.sendall(PAYLOAD)
         read_exact(app_r, len(PAYLOAD))
         os.write(app_w, PAYLOAD)
         got = b""
         while len(got) < len(PAYLOAD):
             got += tls.recv(len(PAYLOAD) - len(got))
+        if session is not None and not tls.session_reused:
+            raise RuntimeError("the session did not resume")
+        session = tls.session
         tls.close()
         # The application's EOF ends the other direction; no waiting for
         # the engine's EOF on app_r: a tracer holds a copy of that pipe.
@@ -124,6 +146,7 @@ def python_connection(wrapper, cert, key, version):
         os.close(app_r)
         if app_w is not None:
             os.close(app_w)
+    return session
 
 
 def gdb_names(out):
@@ -169,6 +192,11 @@ def trace(engine, pq_conn, work):
         jobs = [(kind, version) for kind in ("ec", "rsa")
                 for version in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2)]
         jobs.append(("pq", None))
+        # Session tickets (TLS_TICKET_KEYFILE): a full handshake that sends
+        # one, then a connection that resumes with it. Last, so that the
+        # common path stays first.
+        jobs += [("ec-ticket", ssl.TLSVersion.TLSv1_3), ("ec-resumed", ssl.TLSVersion.TLSv1_3)]
+        session = None
         for kind, version in jobs:
             runs += 1
             out = os.path.join(work, f"trace{runs}.{tracer}")
@@ -177,6 +205,10 @@ def trace(engine, pq_conn, work):
             if kind == "pq":
                 subprocess.run([pq_conn, wrapper, "1"], check=True, timeout=TIMEOUT,
                                stdout=subprocess.DEVNULL)
+            elif kind.startswith("ec-"):
+                session = python_connection(wrapper, os.path.join(work, "ec.cert.pem"),
+                                            os.path.join(work, "ec.key.pem"), version,
+                                            os.path.join(work, "tickets"), session)
             else:
                 python_connection(wrapper, os.path.join(work, f"{kind}.cert.pem"),
                                   os.path.join(work, f"{kind}.key.pem"), version)

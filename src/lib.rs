@@ -16,4 +16,5 @@ pub mod peer;
 pub mod privilege;
 pub mod sandbox;
 pub mod sni;
+pub mod ticket;
 pub mod tls;

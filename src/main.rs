@@ -34,6 +34,7 @@ use s6_tlsd_io::error::Error;
 use s6_tlsd_io::log::Log;
 use s6_tlsd_io::notify::Notification;
 use s6_tlsd_io::sni::KeyStore;
+use s6_tlsd_io::ticket::{self, TicketKeys};
 use s6_tlsd_io::{anchors, privilege, sandbox, tls};
 
 /// Large blocks on page boundaries: the relay's copies then cost the same
@@ -68,11 +69,27 @@ fn run(opts: &Options) -> Result<(), Error> {
     let provider = tls::provider();
     let keys = KeyStore::load(&env, opts.sni_level)?;
     let alpn = Alpn::from_env(&env)?;
+    let ticket_keys = TicketKeys::load(&env)?;
     privilege::drop_privileges(&env)?;
+    // What a ticket is bound to besides its server name (ticket.rs).
+    let mut tickets = ticket_keys.map(|keys| Tickets {
+        keys,
+        client_cert_mode: 0,
+        anchors: [0; 32],
+    });
     let (verifier, revoked) = match opts.client_cert {
         ClientCert::None => (None, Revoked::default()),
         mode => {
             let roots = anchors::read_trust_anchors(&env)?;
+            if let Some(t) = &mut tickets {
+                t.client_cert_mode = if mode == ClientCert::Mandatory { 2 } else { 1 };
+                t.anchors = ticket::anchors_digest(
+                    roots
+                        .roots
+                        .iter()
+                        .map(|a| (&a.subject[..], &a.subject_public_key_info[..])),
+                );
+            }
             let crls = crl::read_crls(&env)?;
             let verifier = tls::client_verifier(
                 provider.clone(),
@@ -104,7 +121,12 @@ fn run(opts: &Options) -> Result<(), Error> {
     engine::run(
         fds,
         settings,
-        |hello, _| configure(keys, &alpn, hello, provider, verifier),
+        |client_hello, hello| {
+            // Tickets are for TLS 1.3 only: a TLS 1.2 ticket carries the
+            // session's master secret, which a stolen key file would reveal.
+            let tickets = tickets.as_ref().filter(|_| hello.offers_tls13);
+            configure(keys, &alpn, client_hello, provider, verifier, tickets)
+        },
         |conn, server_name| {
             let notification = Notification::of(conn, server_name);
             log.info(format_args!(
@@ -120,14 +142,23 @@ fn run(opts: &Options) -> Result<(), Error> {
     .map_err(|e| revoked.explain(e))
 }
 
+/// The ticket keys, and the client certificate policy a ticket is bound to.
+struct Tickets {
+    keys: TicketKeys,
+    client_cert_mode: u8,
+    anchors: [u8; 32],
+}
+
 /// The configuration for this ClientHello: the key pair its SNI selects and
-/// the ALPN protocols of that pair, or the alert that refuses it.
+/// the ALPN protocols of that pair, or the alert that refuses it; a
+/// ticketer when `tickets` is given.
 fn configure(
     keys: KeyStore,
     alpn: &Alpn,
     hello: &ClientHello,
     provider: Arc<CryptoProvider>,
     verifier: Option<Arc<dyn ClientCertVerifier>>,
+    tickets: Option<&Tickets>,
 ) -> Result<Arc<ServerConfig>, Refusal> {
     let refuse = |alert, error| Refusal { alert, error };
     let server_name = hello.server_name();
@@ -148,7 +179,14 @@ fn configure(
             return Err(refuse(AlertDescription::UnrecognisedName, e));
         }
     };
-    tls::server_config(provider, key, verifier, protocols.clone())
+    let ticketer = tickets.map(|t| {
+        t.keys.ticketer(&ticket::Context {
+            server_name,
+            client_cert_mode: t.client_cert_mode,
+            anchors: t.anchors,
+        })
+    });
+    tls::server_config(provider, key, verifier, protocols.clone(), ticketer)
         .map_err(|e| refuse(AlertDescription::InternalError, e))
 }
 

@@ -18,6 +18,8 @@ pub struct Notification {
     /// `SHA256:<hex>` of the client's leaf certificate, and its subject
     /// (None when it has none of the attributes reported).
     pub peer: Option<(String, Option<String>)>,
+    /// Resumed from a ticket (for the log only: the block is the same).
+    pub resumed: bool,
 }
 
 impl Notification {
@@ -38,6 +40,7 @@ impl Notification {
                 .peer_certificates()
                 .and_then(|chain| chain.first())
                 .map(|leaf| (crate::peer::cert_hash(leaf), crate::peer::subject(leaf))),
+            resumed: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
         }
     }
 
@@ -95,6 +98,9 @@ impl std::fmt::Display for Summary<'_> {
         }
         if let Some((_, subject)) = &n.peer {
             write!(f, " peer=[{}]", subject.as_deref().unwrap_or(""))?;
+        }
+        if n.resumed {
+            write!(f, " resumed")?;
         }
         Ok(())
     }
@@ -169,6 +175,7 @@ mod tests {
             server_name: None,
             alpn: None,
             peer: None,
+            resumed: false,
         };
         assert_eq!(
             n.block(),

@@ -1,6 +1,8 @@
 //! The rustls side of the configuration (spec section 4): TLS 1.2 and 1.3
-//! only, server preference, no resumption (one process per connection, so
-//! tickets and caches could never be used), one key pair per connection.
+//! only, server preference, one key pair per connection. No session cache
+//! (one process per connection: it would die with the connection); TLS 1.3
+//! tickets only when `TLS_TICKET_KEYFILE` gives keys that every engine
+//! shares (ticket.rs), and never 0-RTT.
 
 use std::sync::Arc;
 
@@ -8,7 +10,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::CertificateRevocationListDer;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{
-    ClientHello, NoServerSessionStorage, ResolvesServerCert, WebPkiClientVerifier,
+    ClientHello, NoServerSessionStorage, ProducesTickets, ResolvesServerCert, WebPkiClientVerifier,
 };
 use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
@@ -52,11 +54,13 @@ pub fn client_verifier(
 /// The configuration for a connection whose key pair is already chosen.
 /// `alpn`: the protocols to negotiate, the server's first choice first
 /// (rustls picks the first of ours that the client offers); empty: none.
+/// `ticketer` only for a client that offers TLS 1.3 (see ticket.rs).
 pub fn server_config(
     provider: Arc<CryptoProvider>,
     key: Arc<CertifiedKey>,
     verifier: Option<Arc<dyn ClientCertVerifier>>,
     alpn: Vec<Vec<u8>>,
+    ticketer: Option<Arc<dyn ProducesTickets>>,
 ) -> Result<Arc<ServerConfig>, Error> {
     let builder = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -70,6 +74,14 @@ pub fn server_config(
     config.send_tls13_tickets = 0;
     config.session_storage = Arc::new(NoServerSessionStorage {});
     config.alpn_protocols = alpn;
+    // 0-RTT data could be replayed to another engine: nothing shared could
+    // tell. rustls allows none with stateless tickets anyway.
+    config.max_early_data_size = 0;
+    if let Some(ticketer) = ticketer {
+        config.ticketer = ticketer;
+        // One per connection: each resumption brings the next one.
+        config.send_tls13_tickets = 1;
+    }
     Ok(Arc::new(config))
 }
 

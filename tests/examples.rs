@@ -540,6 +540,9 @@ fn every_marked_readme_block_is_run() {
         "smtp-app",
         "starttls",
         "starttls-check",
+        "rotate",
+        "tickets",
+        "resume-check",
         "install",
     ]
     .into();
@@ -1128,6 +1131,73 @@ fn starttls_under_s6_ucspitlsd() {
     let port = lab.serve("starttls");
     lab.check("starttls-check", port);
     assert_eq!(lab.log_text(), "", "nothing logged");
+    lab.finish();
+}
+
+/// README: the ticket key rotation as an s6 longrun under s6-supervise,
+/// the server with TLS_TICKET_KEYFILE, and s_client resuming a saved
+/// session in a new engine; then two rotations (`s6-svc -r`, which ends the
+/// sleep): the session resumes after the first, not after the second.
+#[test]
+fn ticket_rotation_under_s6_supervise() {
+    let mut lab = Lab::new("tickets");
+    let keys = lab.tls.join("tickets");
+    fs::create_dir_all(lab.dir.join("tickets")).unwrap();
+    write_file(&lab.dir.join("tickets/run"), &example("rotate"), 0o755);
+    let mut supervise = lab.command("s6-supervise", None);
+    supervise
+        .arg("tickets")
+        .stdin(Stdio::null())
+        .process_group(0);
+    lab.servers
+        .push(supervise.spawn().expect("start s6-supervise"));
+    // Each rotation: a new file (a new inode), the new key first, the
+    // previous one after it.
+    let log = lab.log.clone();
+    let rotated = |before: Option<&[u8]>| -> Vec<u8> {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            if let Ok(now) = fs::read(&keys) {
+                let done = match before {
+                    None => now.len() == 32,
+                    Some(old) => now.len() == 64 && now[32..] == old[..32],
+                };
+                if done {
+                    let meta = fs::metadata(&keys).unwrap();
+                    assert_eq!(meta.mode() & 0o777, 0o600);
+                    return now;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no rotation; log:\n{}",
+                fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let first = rotated(None);
+    let port = lab.serve("tickets");
+    lab.check("resume-check", port);
+    let again = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | openssl s_client \
+        -connect localhost:$PORT -CAfile $TLS/ca.pem -ign_eof -sess_in session \
+        2>/dev/null | grep -E '^(New|Reused),' | cut -d, -f1";
+    let restart = || {
+        let mut svc = lab.command("s6-svc", None);
+        svc.args(["-r", "tickets"]);
+        success(run(svc), "s6-svc -r");
+    };
+    restart();
+    let second = rotated(Some(&first));
+    let out = success(run(lab.sh(again, Some(port))), "s_client -sess_in");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Reused\n");
+    restart();
+    rotated(Some(&second));
+    let out = success(run(lab.sh(again, Some(port))), "s_client -sess_in");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "New\n");
+    let mut svc = lab.command("s6-svc", None);
+    svc.args(["-xd", "tickets"]);
+    success(run(svc), "s6-svc -xd");
     lab.finish();
 }
 
