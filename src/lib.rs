@@ -13,4 +13,5 @@ pub mod peer;
 pub mod privilege;
 pub mod sandbox;
 pub mod sni;
+pub mod subject;
 pub mod tls;
