@@ -21,7 +21,6 @@ use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use webpki::{CertRevocationList, OwnedCertRevocationList};
-use x509_cert::der::{Decode, Encode};
 
 use crate::env::Env;
 use crate::error::{io_reason, Error};
@@ -158,11 +157,7 @@ impl NamesRevoked {
     /// issuer lists, in `openssl x509 -serial`'s hex.
     fn revoked_serial(&self, chain: &[&CertificateDer<'_>]) -> Option<String> {
         chain.iter().find_map(|der| {
-            let cert = x509_cert::Certificate::from_der(der.as_ref()).ok()?;
-            let tbs = cert.tbs_certificate();
-            let serial = tbs.serial_number().as_bytes();
-            let issuer = tbs.issuer().to_der().ok()?;
-            let issuer = der_contents(&issuer)?;
+            let (serial, issuer) = crate::subject::serial_and_issuer(der.as_ref())?;
             self.crls.iter().find_map(|crl| {
                 (crl.issuer() == issuer)
                     .then(|| crl.find_serial(serial).ok().flatten())
@@ -171,22 +166,6 @@ impl NamesRevoked {
             })
         })
     }
-}
-
-/// The contents of a DER SEQUENCE (what webpki keeps of a CRL's issuer).
-fn der_contents(der: &[u8]) -> Option<&[u8]> {
-    let (&first, rest) = der.get(1..)?.split_first()?;
-    if first < 0x80 {
-        return rest.get(..usize::from(first));
-    }
-    let n = usize::from(first & 0x7f);
-    if n == 0 || n > 4 {
-        return None;
-    }
-    let len = rest[..n.min(rest.len())]
-        .iter()
-        .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-    rest.get(n..)?.get(..len)
 }
 
 /// Leading zero bytes (DER's sign padding) dropped, as openssl prints it.
@@ -269,16 +248,6 @@ mod tests {
         assert!(!is_hashed_crl_name(b"0123abcd.r10"));
         assert!(!is_hashed_crl_name(b"0123abcg.r0"));
         assert!(!is_hashed_crl_name(b"crl.pem"));
-    }
-
-    #[test]
-    fn der_lengths() {
-        assert_eq!(der_contents(&[0x30, 2, 1, 2, 3]), Some(&[1, 2][..]));
-        let long: Vec<u8> = [0x30, 0x81, 200].into_iter().chain([7; 200]).collect();
-        assert_eq!(der_contents(&long).map(<[u8]>::len), Some(200));
-        assert_eq!(der_contents(&[0x30, 5, 1]), None);
-        assert_eq!(der_contents(&[0x30]), None);
-        assert_eq!(der_contents(&[0x30, 0x80]), None);
     }
 
     #[test]

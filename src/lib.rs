@@ -16,5 +16,6 @@ pub mod peer;
 pub mod privilege;
 pub mod sandbox;
 pub mod sni;
+pub mod subject;
 pub mod ticket;
 pub mod tls;

@@ -8,6 +8,18 @@ use rustls::{CipherSuite, CommonState, ProtocolVersion};
 
 use crate::error::Error;
 
+/// s6-tlsd reads the block with one read(2) of this many bytes and dies
+/// (exit 101, "SSL data too large") when it gets them all, so the block
+/// must stay shorter. Everything but the subject is bounded by TLS itself
+/// (a server name is at most 253 bytes, the hash 71): only the subject,
+/// whose values have no length limit here (BearSSL's buffers hold 64 or 128
+/// bytes each, and a longer value makes it `<invalid>`), can outgrow it.
+/// It gets what the other strings leave; when that is not enough, it is
+/// `<invalid>` as a whole, never cut: a cut subject could read as the whole
+/// subject of another certificate, and the client, through the length of
+/// the server name it sends, would choose where the cut falls.
+pub const MAX_BLOCK: usize = 4096;
+
 /// The facts of one established connection, as the block reports them.
 pub struct Notification {
     pub protocol: Cow<'static, str>,
@@ -45,7 +57,18 @@ impl Notification {
     }
 
     /// `NAME=value\0` sets, a bare `NAME\0` unsets; one more `\0` ends it.
+    /// Never [`MAX_BLOCK`] bytes or more: a subject that would make it so
+    /// is written `<invalid>` (see there).
     pub fn block(&self) -> Vec<u8> {
+        let subject = self.peer.as_ref().and_then(|p| p.1.as_deref());
+        let out = self.render(subject);
+        if out.len() < MAX_BLOCK || subject.is_none() {
+            return out;
+        }
+        self.render(Some(crate::peer::INVALID))
+    }
+
+    fn render(&self, subject: Option<&str>) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
         let mut put = |name: &str, value: Option<&str>| {
             out.extend_from_slice(name.as_bytes());
@@ -62,10 +85,7 @@ impl Notification {
             "SSL_PEER_CERT_HASH",
             self.peer.as_ref().map(|p| p.0.as_str()),
         );
-        put(
-            "SSL_PEER_CERT_SUBJECT",
-            self.peer.as_ref().and_then(|p| p.1.as_deref()),
-        );
+        put("SSL_PEER_CERT_SUBJECT", subject);
         put("SSL_ALPN_PROTOCOL", self.alpn.as_deref());
         out.push(0);
         out
@@ -164,6 +184,46 @@ mod tests {
                 "no OpenSSL name for {:?}",
                 s.suite()
             );
+        }
+    }
+
+    fn with_subject(subject: &str) -> Notification {
+        Notification {
+            protocol: "TLSv1.3".into(),
+            cipher: "TLS_AES_256_GCM_SHA384".into(),
+            server_name: Some("a".repeat(253)),
+            alpn: Some("p".repeat(255)),
+            peer: Some((crate::peer::cert_hash(b""), Some(subject.to_owned()))),
+            resumed: false,
+        }
+    }
+
+    fn subject_of(block: &[u8]) -> &[u8] {
+        let at = block
+            .windows(22)
+            .position(|w| w == b"SSL_PEER_CERT_SUBJECT=")
+            .expect("a subject")
+            + 22;
+        let len = block[at..].iter().position(|&b| b == 0).expect("a NUL");
+        &block[at..at + len]
+    }
+
+    #[test]
+    fn the_block_stays_under_s6_tlsds_read_whatever_the_subject() {
+        let others = with_subject("").block().len();
+        // The longest subject that fits is written whole...
+        let room = MAX_BLOCK - 1 - others;
+        let longest = "é".repeat(room / 2) + &"x".repeat(room % 2);
+        let n = with_subject(&longest);
+        assert_eq!(n.block().len(), MAX_BLOCK - 1);
+        assert_eq!(subject_of(&n.block()), longest.as_bytes());
+        // ...one byte more, and it is <invalid>, the rest as it was.
+        let n = with_subject(&(longest + "x"));
+        let block = n.block();
+        assert_eq!(subject_of(&block), b"<invalid>");
+        assert_eq!(block.len(), others + "<invalid>".len());
+        for len in [5000, 65536] {
+            assert!(with_subject(&"x".repeat(len)).block().len() < MAX_BLOCK);
         }
     }
 

@@ -1,11 +1,7 @@
 //! What the notification block says of a client certificate (spec section
 //! 5): the SHA-256 of the leaf's DER, and its subject in BearSSL's format.
 
-use x509_cert::der::asn1::{
-    BmpString, Ia5StringRef, PrintableStringRef, TeletexStringRef, Utf8StringRef,
-};
-use x509_cert::der::{Decode, Tag, Tagged};
-use x509_cert::Certificate;
+use crate::subject::{attributes, Value};
 
 /// `SHA256:` and 64 lowercase hex digits.
 pub fn cert_hash(der: &[u8]) -> String {
@@ -19,60 +15,33 @@ pub fn cert_hash(der: &[u8]) -> String {
     out
 }
 
-/// The attributes BearSSL reports, in the order it reports them.
-const ATTRIBUTES: [(&str, &str); 6] = [
-    ("C", "2.5.4.6"),
-    ("ST", "2.5.4.8"),
-    ("L", "2.5.4.7"),
-    ("O", "2.5.4.10"),
-    ("OU", "2.5.4.11"),
-    ("CN", "2.5.4.3"),
-];
+/// The names BearSSL gives C, ST, L, O, OU, CN, in that order.
+const KEYS: [&str; 6] = ["C", "ST", "L", "O", "OU", "CN"];
+
+/// What stands for the whole subject when it cannot be walked, and for one
+/// value that cannot be decoded. A real value never reads so: its `<` and
+/// `>` are escaped.
+pub const INVALID: &str = "<invalid>";
 
 /// `C=FR, O=Example, CN=client`: those of C, ST, L, O, OU, CN present (the
 /// first of each), in that order. None when the subject has none of them
-/// (upstream then leaves the name bare); `<invalid>` when the certificate
-/// or one of those values cannot be decoded.
+/// (upstream then leaves the name bare); `<invalid>` when the subject
+/// cannot be walked; `KEY=<invalid>` for a value that cannot be decoded
+/// (BearSSL makes the whole subject `<invalid>` then: here the other
+/// attributes are still reported).
 pub fn subject(der: &[u8]) -> Option<String> {
-    let Ok(cert) = Certificate::from_der(der) else {
-        return Some("<invalid>".into());
+    let Ok(found) = attributes(der) else {
+        return Some(INVALID.into());
     };
-    let name = cert.tbs_certificate().subject();
-    let mut parts = Vec::new();
-    for (key, oid) in ATTRIBUTES {
-        let Some(atv) = name.iter().find(|atv| atv.oid.to_string() == oid) else {
-            continue;
-        };
-        match decode_string(&atv.value) {
-            Some(value) => parts.push(format!("{key}={}", escape(&value))),
-            None => return Some("<invalid>".into()),
-        }
-    }
+    let parts: Vec<String> = KEYS
+        .iter()
+        .zip(found)
+        .filter_map(|(key, value)| match value? {
+            Value::Text(v) => Some(format!("{key}={}", escape(&v))),
+            Value::Undecodable => Some(format!("{key}={INVALID}")),
+        })
+        .collect();
     (!parts.is_empty()).then(|| parts.join(", "))
-}
-
-/// The directory string types BearSSL decodes, as UTF-8; NUL is refused.
-fn decode_string(value: &x509_cert::der::Any) -> Option<String> {
-    let s = match value.tag() {
-        Tag::Utf8String => value.decode_as::<Utf8StringRef>().ok()?.as_str().to_owned(),
-        Tag::PrintableString => value
-            .decode_as::<PrintableStringRef>()
-            .ok()?
-            .as_str()
-            .to_owned(),
-        Tag::Ia5String => value.decode_as::<Ia5StringRef>().ok()?.as_str().to_owned(),
-        // Teletex is read as Latin-1, each byte one code point.
-        Tag::TeletexString => value
-            .decode_as::<TeletexStringRef>()
-            .ok()?
-            .as_bytes()
-            .iter()
-            .map(|&b| char::from(b))
-            .collect(),
-        Tag::BmpString => value.decode_as::<BmpString>().ok()?.to_string(),
-        _ => return None,
-    };
-    (!s.contains('\0')).then_some(s)
 }
 
 /// Leading and trailing spaces dropped; `,` `=` `+` `<` `>` `#` `\` and
@@ -101,6 +70,47 @@ mod tests {
         );
         assert_eq!(escape("   "), "");
         assert_eq!(escape("\ttab "), "\ttab");
+    }
+
+    #[test]
+    fn an_undecodable_value_is_marked_and_the_others_kept() {
+        // O=Org (PrintableString), CN as a GraphicString.
+        let rdn = |oid: u8, tag: u8, v: &[u8]| {
+            let atv = [&[6, 3, 0x55, 4, oid, tag, v.len() as u8][..], v].concat();
+            [
+                &[0x31, atv.len() as u8 + 2, 0x30, atv.len() as u8][..],
+                &atv,
+            ]
+            .concat()
+        };
+        let subject = [rdn(10, 0x13, b"Org"), rdn(3, 0x19, b"g")].concat();
+        let tbs = [
+            &[
+                2,
+                1,
+                1,
+                0x30,
+                0,
+                0x30,
+                0,
+                0x30,
+                0,
+                0x30,
+                subject.len() as u8,
+            ][..],
+            &subject,
+        ]
+        .concat();
+        let der = [
+            &[0x30, tbs.len() as u8 + 2, 0x30, tbs.len() as u8][..],
+            &tbs,
+        ]
+        .concat();
+        assert_eq!(subject_line(&der), "O=Org, CN=<invalid>");
+    }
+
+    fn subject_line(der: &[u8]) -> String {
+        subject(der).unwrap_or_default()
     }
 
     #[test]

@@ -385,3 +385,103 @@ fn curl_with_a_certificate() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello CN=client\n");
     assert_eq!(e.wait_exit().code, Some(0));
 }
+
+/// A subject of several KiB (three values of 1,500 bytes), which no one
+/// limits here: the block must still stay under the 4096 bytes that
+/// s6-tlsd reads at once (4096 or more: exit 101, the application never
+/// runs). The subject is then `<invalid>`, the hash intact.
+fn several_kib_subject() -> ClientCert {
+    let cert = client_cert(client_ca(), |p| {
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        for (t, c) in [
+            (DnType::OrganizationName, "o"),
+            (DnType::OrganizationalUnitName, "u"),
+            (DnType::CommonName, "c"),
+        ] {
+            p.distinguished_name.push(t, c.repeat(1500));
+        }
+    });
+    assert!(cert.der.len() > 4500, "{}", cert.der.len());
+    cert
+}
+
+#[test]
+fn a_subject_of_several_kib_keeps_the_block_under_4096_bytes() {
+    let cert = several_kib_subject();
+    let mut e = cafile().args(&["-y"]).start();
+    let mut tls = connect(&e, with_cert(&cert), "localhost");
+    tls.write_all(b"x").unwrap();
+    assert_eq!(read_app(&mut e, 1), b"x");
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(e.notif.as_mut().unwrap(), &mut raw).unwrap();
+    assert!(raw.len() < 4096, "{} bytes", raw.len());
+    let block = as_map(&parse_notification(&raw));
+    assert_eq!(block["SSL_PEER_CERT_SUBJECT"].as_deref(), Some("<invalid>"));
+    assert_eq!(
+        block["SSL_PEER_CERT_HASH"].as_deref(),
+        Some(format!("SHA256:{}", hash_hex(&cert.der)).as_str())
+    );
+    finish(e, tls);
+}
+
+/// The same through tests/support/s6-tlsd-shim, which reads the block as
+/// s6-tlsd does: the application runs and sees the variables.
+#[test]
+fn a_subject_of_several_kib_gets_through_s6_tlsds_read() {
+    use std::time::Duration;
+    const SHIM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/s6-tlsd-shim");
+    let cert = several_kib_subject();
+    let dir = tmpdir("long-subject");
+    let env_out = dir.join("env");
+    let app = write_file(
+        &dir,
+        "app",
+        format!(
+            "#!/bin/sh\ntr '\\0' '\\n' </proc/$$/environ >{}\necho ok\n",
+            env_out.display()
+        )
+        .as_bytes(),
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = with_cert(&cert);
+    let client = std::thread::spawn(move || {
+        let sock = std::net::TcpStream::connect(addr).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let conn = rustls::ClientConnection::new(config, "localhost".try_into().unwrap()).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, sock);
+        let mut got = Vec::new();
+        // The engine ends with a bare FIN (no -S): an error after "ok".
+        let _ = std::io::Read::read_to_end(&mut tls, &mut got);
+        got
+    });
+    let (sock, _) = listener.accept().unwrap();
+    let mut shim = Command::new(SHIM);
+    shim.args(["-y", "--"])
+        .arg(&app)
+        .envs(key_env(default_keys()))
+        .env("CAFILE", &client_ca().pem_path)
+        .env("S6_TLSD_IO", BIN)
+        .stdin(std::os::fd::OwnedFd::from(sock.try_clone().unwrap()))
+        .stdout(std::os::fd::OwnedFd::from(sock))
+        .stderr(std::process::Stdio::piped());
+    let mut child = shim.spawn().expect("tests/support/s6-tlsd-shim (python3)");
+    let status = wait_or_kill(&mut child, Duration::from_secs(30), || {
+        "the shim never ended".into()
+    });
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "{status}: {err}");
+    assert_eq!(client.join().unwrap(), b"ok\n");
+    let env = std::fs::read_to_string(&env_out).unwrap();
+    assert!(
+        env.lines().any(|l| l == "SSL_PEER_CERT_SUBJECT=<invalid>"),
+        "{env}"
+    );
+    let hash = format!("SSL_PEER_CERT_HASH=SHA256:{}", hash_hex(&cert.der));
+    assert!(env.lines().any(|l| l == hash), "{env}");
+}

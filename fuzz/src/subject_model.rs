@@ -1,12 +1,27 @@
 //! The subject line (spec section 5) read back: `KEY=value` pairs for C,
 //! ST, L, O, OU, CN in that order, joined by `, `, where inside a value
 //! each of `,` `=` `+` `<` `>` `#` `\` and newline is preceded by a
-//! backslash, and leading and trailing spaces are gone.
+//! backslash, and leading and trailing spaces are gone; a value that
+//! cannot be decoded is written `<invalid>`, unescaped.
 
 pub const KEYS: [&str; 6] = ["C", "ST", "L", "O", "OU", "CN"];
 
 pub fn is_special(c: char) -> bool {
     matches!(c, ',' | '=' | '+' | '<' | '>' | '#' | '\\' | '\n')
+}
+
+/// Whether a decoded value is written (else `KEY=<invalid>`): no NUL, no
+/// noncharacter (U+FDD0..U+FDEF, U+xFFFE, U+xFFFF), as BearSSL decides.
+pub fn decodable(value: &str) -> bool {
+    value.chars().all(|c| {
+        let c = u32::from(c);
+        c != 0 && !(0xfdd0..=0xfdef).contains(&c) && (c & 0xffff) < 0xfffe
+    })
+}
+
+/// The value as decoded: byte order marks in front are dropped.
+pub fn decoded(value: &str) -> &str {
+    value.trim_start_matches('\u{feff}')
 }
 
 /// The expected rendering of one value, from the spec's words.
@@ -21,9 +36,9 @@ pub fn render(value: &str) -> String {
     out
 }
 
-/// Parses a subject line back into (key, unescaped value) pairs, or says
-/// which rule it breaks.
-pub fn parse(line: &str) -> Result<Vec<(String, String)>, String> {
+/// Parses a subject line back into (key, unescaped value) pairs, None for
+/// a value written `<invalid>`, or says which rule it breaks.
+pub fn parse(line: &str) -> Result<Vec<(String, Option<String>)>, String> {
     let mut pairs = Vec::new();
     let mut chars = line.chars().peekable();
     loop {
@@ -38,6 +53,17 @@ pub fn parse(line: &str) -> Result<Vec<(String, String)>, String> {
         }
         let mut value = String::new();
         let mut more = false;
+        let rest: String = chars.clone().collect();
+        if rest == "<invalid>" || rest.starts_with("<invalid>, ") {
+            chars.nth("<invalid>".len() - 1);
+            more = chars.next().is_some();
+            chars.next();
+            pairs.push((key, None));
+            if !more {
+                break;
+            }
+            continue;
+        }
         while let Some(c) = chars.next() {
             match c {
                 '\\' => match chars.next() {
@@ -60,7 +86,7 @@ pub fn parse(line: &str) -> Result<Vec<(String, String)>, String> {
         if value.starts_with(' ') || value.ends_with(' ') {
             return Err(format!("value {value:?} not trimmed"));
         }
-        pairs.push((key, value));
+        pairs.push((key, Some(value)));
         if !more {
             break;
         }
@@ -88,8 +114,17 @@ mod tests {
         let line = format!("C=FR, CN={}", render(v));
         assert_eq!(
             parse(&line).unwrap(),
-            vec![("C".into(), "FR".into()), ("CN".into(), v.trim().into())]
+            vec![
+                ("C".into(), Some("FR".into())),
+                ("CN".into(), Some(v.trim().into()))
+            ]
         );
+        assert_eq!(
+            parse("O=<invalid>, CN=<invalid>").unwrap(),
+            vec![("O".into(), None), ("CN".into(), None)]
+        );
+        assert!(parse("CN=<invalid>x").is_err());
+        assert!(parse("CN=<invalid>,O=x").is_err());
         assert!(parse("CN=a,b").is_err());
         assert!(parse("CN=a, O=b").is_err());
         assert!(parse("CN=a=b").is_err());
