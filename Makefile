@@ -9,9 +9,8 @@ MANDIR = $(PREFIX)/share/man
 CARGO = cargo
 # cargo's own variable: where it builds.
 CARGO_TARGET_DIR ?= target
-# The target .cargo/config.toml names, hence the directory cargo builds into.
-TARGET = $(shell sed -n 's/^target *= *"\(.*\)"$$/\1/p' .cargo/config.toml)
-BIN = $(CARGO_TARGET_DIR)/$(TARGET)/release/s6-tlsd-io
+# cargo builds for this machine (no target is pinned), hence into release/.
+BIN = $(CARGO_TARGET_DIR)/release/s6-tlsd-io
 
 all:
 	$(CARGO) build --release --locked

@@ -11,8 +11,14 @@
 //! the glibc linked in is 2.36 or later.
 //!
 //! Only rust-lld knows --symbol-ordering-file. It is the default linker for
-//! x86_64-unknown-linux-gnu from Rust 1.90; elsewhere the list is left out
-//! and the binary works the same, only with more of it resident.
+//! x86_64-unknown-linux-gnu from Rust 1.90; elsewhere both are left out
+//! and the binary works the same, only with more of it resident. That is
+//! the one place the build names an architecture: an optimisation, skipped
+//! on the others (README.md, "Build and install").
+//!
+//! It also says so when the static-linking flag of .cargo/config.toml did
+//! not arrive: a RUSTFLAGS variable replaces it, and the engine then works
+//! but costs each connection the dynamic loader.
 
 use std::env;
 use std::process::Command;
@@ -21,6 +27,7 @@ fn main() {
     let list = format!("{}/link/hot-symbols.txt", env!("CARGO_MANIFEST_DIR"));
     println!("cargo::rerun-if-changed={list}");
     println!("cargo::rerun-if-changed=build.rs");
+    warn_unless_static();
     if env::var("TARGET").as_deref() != Ok("x86_64-unknown-linux-gnu") || !rustc_links_with_lld() {
         return;
     }
@@ -31,6 +38,25 @@ fn main() {
     if glibc_has_relr() {
         println!("cargo::rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     }
+}
+
+/// A Linux glibc or musl build without crt-static (the flag from
+/// .cargo/config.toml) links dynamically. Sanitizer builds (fuzz/) are
+/// dynamic on purpose.
+fn warn_unless_static() {
+    let cfg = |name: &str| env::var(format!("CARGO_CFG_{name}")).unwrap_or_default();
+    let libc = cfg("TARGET_ENV");
+    if cfg("TARGET_OS") != "linux" || !(libc == "gnu" || libc == "musl") {
+        return;
+    }
+    if cfg("TARGET_FEATURE").split(',').any(|f| f == "crt-static") || !cfg("SANITIZE").is_empty() {
+        return;
+    }
+    println!(
+        "cargo::warning=s6-tlsd-io is linked dynamically: the crt-static flag of \
+         .cargo/config.toml did not reach this build (RUSTFLAGS replaces it); \
+         add -C target-feature=+crt-static to yours"
+    );
 }
 
 /// The glibc of this machine, which a native static build links in.
