@@ -4,6 +4,7 @@
 
     hot_symbols.py trace ENGINE PQ_CONN DIR   names on stdout, first run first
     hot_symbols.py check ENGINE FILE          how many names of FILE ENGINE has
+    hot_symbols.py keep OLD TRACED ENGINE     TRACED, plus OLD's other-CPU names
 
 Why: the kernel maps a file's pages 64 KiB at a time around each page fault
 ("fault-around"), so a connection that runs 1,100 functions scattered over
@@ -240,7 +241,35 @@ def check(engine, path):
     return 0
 
 
+def keep_other_cpus(previous, traced, engine):
+    """The traced names, plus the previous list's C names that this CPU did
+    not run but the engine has (glibc's and aws-lc's variants for other
+    CPUs: AVX-512 and EVEX ones traced on an Intel machine, AVX2 ones on an
+    AMD one), each after the name it followed: a list made on one kind of
+    machine keeps serving the other."""
+    have = {name for _, name in text_symbols(engine)}
+    try:
+        with open(previous) as f:
+            old = [l.strip() for l in f if l.strip() and not l.startswith("#")]
+    except FileNotFoundError:
+        old = []
+    out = list(traced)
+    seen = set(out)
+    for i, name in enumerate(old):
+        if name in seen or name not in have or name.startswith(("_ZN", "_R")):
+            continue
+        before = next((old[j] for j in range(i - 1, -1, -1) if old[j] in seen), None)
+        out.insert(out.index(before) + 1 if before else 0, name)
+        seen.add(name)
+    return out
+
+
 def main():
+    if len(sys.argv) == 5 and sys.argv[1] == "keep":
+        with open(sys.argv[3]) as f:
+            traced = [l.strip() for l in f if l.strip()]
+        sys.stdout.writelines(n + "\n" for n in keep_other_cpus(sys.argv[2], traced, sys.argv[4]))
+        return 0
     if len(sys.argv) == 5 and sys.argv[1] == "trace":
         trace(*sys.argv[2:5])
         return 0
