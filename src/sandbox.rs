@@ -223,6 +223,14 @@ mod imp {
         // No F_DUPFD, no F_SETOWN, no locks, no leases.
         let fcntl = [libc::F_GETFL, libc::F_SETFL, libc::F_GETFD].map(|c| c as u32);
         rules.push((libc::SYS_fcntl, one_of(arg(1), &fcntl)));
+        // Kept: once the handshake is done, the engine hands back the pages
+        // it no longer needs (engine/io.rs, `release_idle_memory`), and
+        // malloc_trim the free ones of the heap. MADV_DONTNEED only: pages
+        // of the process's own, which read back as zeros.
+        rules.push((
+            libc::SYS_madvise,
+            one_of(arg(2), &[libc::MADV_DONTNEED as u32]),
+        ));
         // Measured: glibc's pthread_once (aws-lc's lazy set-ups during the
         // handshake) always ends with FUTEX_WAKE, and aborts the process if
         // that fails. The waits are kept for locks. Private wait and wake

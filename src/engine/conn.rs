@@ -69,6 +69,17 @@ impl Conn {
         self.tls.is_handshaking()
     }
 
+    /// The buffers that the handshake used and that are empty now go back
+    /// to the kernel (an idle connection then holds none of their pages).
+    pub fn release_idle_buffers(&mut self) {
+        if self.incoming.pending().is_empty() {
+            self.incoming.release();
+        }
+        if self.outgoing.is_empty() {
+            self.outgoing.buf.release();
+        }
+    }
+
     /// Once the suite is known: where the cleartext of a record starts.
     pub fn set_payload_offset(&mut self, offset: usize) {
         self.payload_offset = offset;

@@ -106,6 +106,37 @@ impl DerefMut for Pages {
     }
 }
 
+impl Pages {
+    /// Hands the pages back to the kernel: they read as zeros from now on,
+    /// and become resident again only as data lands in them.
+    pub fn release(&mut self) {
+        // SAFETY: the whole mapping made in `new`, which holds nothing the
+        // caller still needs (it says so by calling this).
+        let _ = unsafe { libc::madvise(self.ptr.as_ptr().cast(), self.len, libc::MADV_DONTNEED) };
+    }
+}
+
+/// Once the handshake is done, what it used and no longer needs goes back
+/// to the kernel, so that an idle connection holds only what the relay
+/// uses: the stack pages that the handshake's deep calls (aws-lc, rustls)
+/// touched below the current frame, and the heap's free pages.
+pub fn release_idle_memory() {
+    // How far below the current frame the handshake may have reached; any
+    // part of it that is not mapped is the stack's guard gap, where no
+    // other mapping can be, and madvise(2) skips it.
+    const DEPTH: usize = 512 * 1024;
+    let here = 0u8;
+    let below = (std::ptr::addr_of!(here) as usize & !(PAGE - 1)).saturating_sub(PAGE);
+    let from = below.saturating_sub(DEPTH);
+    // SAFETY: memory below the current frame holds no live data (a page of
+    // margin for this frame's own use); MADV_DONTNEED on it only zeroes
+    // pages that any later call will write before it reads them.
+    unsafe {
+        libc::madvise(from as *mut libc::c_void, below - from, libc::MADV_DONTNEED);
+        libc::malloc_trim(0);
+    }
+}
+
 impl Drop for Pages {
     fn drop(&mut self) {
         // SAFETY: the mapping made in `new`, unmapped once; nothing borrows
@@ -214,6 +245,11 @@ impl Incoming {
 
     pub fn capacity(&self) -> usize {
         self.buf.len()
+    }
+
+    /// Its pages back to the kernel; only while nothing is pending.
+    pub fn release(&mut self) {
+        self.buf.release();
     }
 
     /// Not yet taken by rustls: whole records, maybe the start of one more.

@@ -672,6 +672,8 @@ where
                 self.seal_offset = seal_offset(self.conn.common());
                 self.conn.set_payload_offset(self.seal_offset);
                 on_handshake(self.conn.common(), self.server_name.as_deref())?;
+                self.conn.release_idle_buffers();
+                io::release_idle_memory();
             }
         }
         Ok(())
