@@ -9,60 +9,83 @@
 //! the source modulo 4 KiB. With malloc choosing the `Vec`'s address, which
 //! case a process hit depended on its heap layout: client-to-application
 //! bulk cost twice as much in one harness as in another. A block of 4 KiB
-//! or more from here starts on a page boundary, so the engine, which owns
-//! the other side of each copy, can place its bytes at a distance that is
-//! never in that window (src/engine/io.rs, `Pages` and the record
-//! prefix). Small blocks, most of the handshake's, are malloc's as before.
+//! or more from here starts at a fixed offset past a page boundary, so the
+//! engine, which owns the other side of each copy, can place its bytes at a
+//! distance that is never in that window (src/engine/io.rs and conn.rs).
+//! Small blocks, most of the handshake's, are malloc's as before.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
 const PAGE: usize = 4096;
 
-/// Blocks of a page or more, page-aligned; everything else as the system
-/// allocator has it.
+/// Where a large block starts, past a page boundary. Not 0: the kernel
+/// copies records to and from socket buffers that start on pages, and the
+/// engine keeps its own buffers in step with those (src/engine/io.rs);
+/// rustls' copies between them and these blocks then run at a distance of
+/// at least 64 bytes, whichever record of a read or a write they are.
+pub const BLOCK_OFFSET: usize = 128;
+
+/// Blocks of a page or more, BLOCK_OFFSET past a page boundary; everything
+/// else as the system allocator has it.
 pub struct PageAligned;
 
-fn widen(layout: Layout) -> Layout {
-    if layout.size() >= PAGE {
-        // A page is a valid alignment, and rounding the size up to it
-        // cannot overflow for a size that fits a Layout already.
-        layout.align_to(PAGE).unwrap_or(layout)
-    } else {
-        layout
+/// The block System holds for a large `layout`: a page more, page-aligned.
+/// None for small blocks, and for alignments BLOCK_OFFSET does not keep.
+fn widened(layout: Layout) -> Option<Layout> {
+    if layout.size() < PAGE || !BLOCK_OFFSET.is_multiple_of(layout.align()) {
+        return None;
     }
+    Layout::from_size_align(layout.size().checked_add(BLOCK_OFFSET)?, PAGE).ok()
 }
 
-// SAFETY: every block is allocated and freed by System with the same
-// widened layout, which is derived from the caller's layout alone; widening
-// only raises the alignment, so each block still satisfies the caller's.
+// SAFETY: a large block is System's page-aligned block of the widened
+// layout, handed out BLOCK_OFFSET bytes in (a multiple of the caller's
+// alignment, within the block), and given back to System from the same
+// base with the same layout, derived from the caller's layout alone.
 unsafe impl GlobalAlloc for PageAligned {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        System.alloc(widen(layout))
+        match widened(layout) {
+            Some(wide) => offset(System.alloc(wide)),
+            None => System.alloc(layout),
+        }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        System.alloc_zeroed(widen(layout))
+        match widened(layout) {
+            Some(wide) => offset(System.alloc_zeroed(wide)),
+            None => System.alloc_zeroed(layout),
+        }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, widen(layout))
+        match widened(layout) {
+            Some(wide) => System.dealloc(ptr.sub(BLOCK_OFFSET), wide),
+            None => System.dealloc(ptr, layout),
+        }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let old = widen(layout);
-        let Ok(new) = Layout::from_size_align(new_size, layout.align()).map(widen) else {
+        let Ok(new) = Layout::from_size_align(new_size, layout.align()) else {
             return std::ptr::null_mut();
         };
-        if old.align() == new.align() {
-            return System.realloc(ptr, old, new_size);
+        if widened(layout).is_none() && widened(new).is_none() {
+            return System.realloc(ptr, layout, new_size);
         }
-        // Crossing the page threshold changes the alignment: move by hand.
-        let fresh = System.alloc(new);
+        let fresh = self.alloc(new);
         if !fresh.is_null() {
             std::ptr::copy_nonoverlapping(ptr, fresh, layout.size().min(new_size));
-            System.dealloc(ptr, old);
+            self.dealloc(ptr, layout);
         }
         fresh
+    }
+}
+
+/// A block's address for the caller: BLOCK_OFFSET into System's block.
+unsafe fn offset(base: *mut u8) -> *mut u8 {
+    if base.is_null() {
+        base
+    } else {
+        base.add(BLOCK_OFFSET)
     }
 }
 
@@ -71,7 +94,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn large_blocks_start_on_a_page_small_ones_do_not_have_to() {
+    fn large_blocks_start_at_the_offset_small_ones_where_malloc_puts_them() {
         let a = PageAligned;
         for size in [4096, 16384 + 22, 70000, 200_000] {
             let layout = Layout::from_size_align(size, 1).unwrap();
@@ -79,9 +102,11 @@ mod tests {
             unsafe {
                 let p = a.alloc(layout);
                 assert!(!p.is_null());
-                assert_eq!(p as usize % PAGE, 0, "size {size}");
+                assert_eq!(p as usize % PAGE, BLOCK_OFFSET, "size {size}");
+                p.write_bytes(1, size);
                 let q = a.realloc(p, layout, size * 2);
-                assert_eq!(q as usize % PAGE, 0, "grown from {size}");
+                assert_eq!(q as usize % PAGE, BLOCK_OFFSET, "grown from {size}");
+                assert_eq!(*q.add(size - 1), 1);
                 a.dealloc(q, Layout::from_size_align(size * 2, 1).unwrap());
             }
         }
@@ -92,7 +117,7 @@ mod tests {
             let p = a.alloc(small);
             p.write_bytes(7, 100);
             let q = a.realloc(p, small, 8192);
-            assert_eq!(q as usize % PAGE, 0);
+            assert_eq!(q as usize % PAGE, BLOCK_OFFSET);
             assert_eq!(*q.add(99), 7);
             a.dealloc(q, Layout::from_size_align(8192, 1).unwrap());
         }

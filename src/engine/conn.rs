@@ -11,7 +11,6 @@
 //! The engine drives it as it drove `ServerConnection`: read, `process`,
 //! write, and `encrypt` what fdr gives, with the same `wants_*` questions.
 
-use std::io;
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 
@@ -246,18 +245,15 @@ impl Conn {
                     more = false;
                     match write.take() {
                         Some(Write::Data(data)) => {
-                            // A record at a time, each at the start of a
-                            // page of `outgoing` (rustls copies it there
-                            // from the Vec it sealed it in).
                             for fragment in data.chunks(1 << 14) {
-                                let room = self.outgoing.record_room();
+                                let room = self.outgoing.room();
                                 let n = traffic.encrypt(fragment, room).map_err(encrypt_failed)?;
                                 self.outgoing.commit(n);
                             }
                             return Ok(true);
                         }
                         Some(Write::CloseNotify) => {
-                            let room = self.outgoing.record_room();
+                            let room = self.outgoing.room();
                             let n = traffic.queue_close_notify(room).map_err(encrypt_failed)?;
                             self.outgoing.commit(n);
                             return Ok(true);
@@ -297,16 +293,16 @@ pub enum ConnError {
     Map(nix::errno::Errno),
 }
 
-/// Records for fd 1: a handshake flight as rustls encodes it, application
-/// data a record per page, all leaving in one writev(2).
+/// Records for fd 1, one after the other, as the client will read them:
+/// they leave with one write(2). Kept contiguous from a page boundary on
+/// purpose: the kernel copies them into its socket buffers at the same
+/// offsets modulo a page (records placed each on its own page made that
+/// copy the slow kind for two records in four: +0.6 s/GiB of system time).
 struct Outgoing {
     buf: Pages,
     /// Sent up to here.
     start: usize,
     end: usize,
-    /// Where each record of application data starts; the writev(2) skips
-    /// the gaps between them.
-    segments: Vec<(usize, usize)>,
 }
 
 /// Records of application data at once: what one read from fdr gives.
@@ -320,80 +316,40 @@ impl Outgoing {
             buf: Pages::new(size)?,
             start: 0,
             end: 0,
-            segments: Vec::with_capacity(RECORDS + 2),
         })
     }
 
     fn is_empty(&self) -> bool {
-        self.segments.is_empty()
+        self.start == self.end
     }
 
-    /// Room for one more record of any kind.
+    /// Room for one more record of any kind, and for what one read from
+    /// fdr makes once nothing is waiting.
     fn has_room(&self) -> bool {
         self.buf.len() - self.end >= MAX_RECORD.next_multiple_of(PAGE) + PAGE
     }
 
-    /// Room right behind what is queued (a handshake flight, contiguous).
+    /// Room right behind what is queued.
     fn room(&mut self) -> &mut [u8] {
         let end = self.end;
         &mut self.buf[end..]
     }
 
-    /// Room at the next page, for a record rustls copies from a page.
-    fn record_room(&mut self) -> &mut [u8] {
-        if !self.end.is_multiple_of(PAGE) {
-            self.end = self.end.next_multiple_of(PAGE);
-            self.segments.push((self.end, self.end));
-        }
-        self.room()
-    }
-
     fn commit(&mut self, n: usize) {
-        if n == 0 {
-            return;
-        }
-        match self.segments.last_mut() {
-            Some(last) if last.1 == self.end => last.1 += n,
-            _ => self.segments.push((self.end, self.end + n)),
-        }
         self.end += n;
     }
 
     fn write_to(&mut self, fd: BorrowedFd) -> nix::Result<usize> {
-        let slices: Vec<io::IoSlice> = self
-            .segments
-            .iter()
-            .map(|&(a, b)| io::IoSlice::new(&self.buf[a.max(self.start)..b]))
-            .collect();
-        let n = nix::sys::uio::writev(fd, &slices)?;
-        self.advance(n);
+        let n = nix::unistd::write(fd, &self.buf[self.start..self.end])?;
+        self.start += n;
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+        }
         Ok(n)
     }
 
-    fn advance(&mut self, mut n: usize) {
-        while n > 0 {
-            let Some(first) = self.segments.first_mut() else {
-                break;
-            };
-            let from = first.0.max(self.start);
-            let k = n.min(first.1 - from);
-            self.start = from + k;
-            n -= k;
-            if self.start == first.1 {
-                self.segments.remove(0);
-            }
-        }
-        if self.segments.is_empty() {
-            (self.start, self.end) = (0, 0);
-        }
-    }
-
     fn take_all(&mut self) -> Vec<u8> {
-        let mut all = Vec::new();
-        for &(a, b) in &self.segments {
-            all.extend_from_slice(&self.buf[a.max(self.start)..b]);
-        }
-        self.segments.clear();
+        let all = self.buf[self.start..self.end].to_vec();
         (self.start, self.end) = (0, 0);
         all
     }

@@ -340,12 +340,12 @@ fn poll_timeout(deadline: Option<Instant>) -> Result<nix::poll::PollTimeout, Err
     Ok(PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX))
 }
 
-/// Where, modulo a page, rustls copies a record's cleartext into the `Vec`
-/// it seals in place: after the 5-byte record header, and under TLS 1.2
-/// AES-GCM after the 8-byte explicit nonce too (RFC 5288). That `Vec` starts
-/// on a page (src/alloc.rs); cleartext read from fdr at the same offset is
-/// copied at full speed on every CPU.
-fn seal_offset(conn: &CommonState) -> usize {
+/// Where a record's cleartext starts in the `Vec` rustls seals it in place
+/// in, and in the record: after the 5-byte record header, and under TLS 1.2
+/// AES-GCM after the 8-byte explicit nonce too (RFC 5288). That `Vec`
+/// starts BLOCK_OFFSET past a page (src/alloc.rs); cleartext read from fdr
+/// at the same offset is copied at full speed on every CPU.
+fn record_prefix(conn: &CommonState) -> usize {
     use rustls::CipherSuite as S;
     let explicit_nonce = match conn.negotiated_cipher_suite().map(|s| s.suite()) {
         Some(
@@ -669,8 +669,9 @@ where
         if !self.conn.is_handshaking() {
             if let Some(on_handshake) = self.on_handshake.take() {
                 self.deadline = None;
-                self.seal_offset = seal_offset(self.conn.common());
-                self.conn.set_payload_offset(self.seal_offset);
+                let prefix = record_prefix(self.conn.common());
+                self.seal_offset = crate::alloc::BLOCK_OFFSET + prefix;
+                self.conn.set_payload_offset(prefix);
                 on_handshake(self.conn.common(), self.server_name.as_deref())?;
                 self.conn.release_idle_buffers();
                 io::release_idle_memory();
