@@ -57,8 +57,9 @@ impl Key {
     }
 }
 
-/// Private key bytes we hold: overwritten before their memory is freed.
-struct Secret(Vec<u8>);
+/// Private key bytes we hold (and ticket.rs its keys): overwritten before
+/// their memory is freed.
+pub(crate) struct Secret(pub(crate) Vec<u8>);
 
 impl Drop for Secret {
     fn drop(&mut self) {

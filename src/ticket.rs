@@ -34,6 +34,7 @@ use rustls::server::ProducesTickets;
 
 use crate::env::Env;
 use crate::error::{io_reason, Error};
+use crate::keys::Secret;
 
 /// The variable naming the key file.
 pub const VAR: &str = "TLS_TICKET_KEYFILE";
@@ -56,20 +57,6 @@ const HEADER: usize = NAME_LEN + NONCE_LEN;
 /// The raw keys of the file, overwritten when dropped.
 pub struct TicketKeys {
     raw: Secret,
-}
-
-/// Key bytes we hold: overwritten before their memory is freed.
-struct Secret(Vec<u8>);
-
-impl Drop for Secret {
-    fn drop(&mut self) {
-        for b in self.0.iter_mut() {
-            // SAFETY: a valid, exclusive reference; volatile so that the
-            // compiler cannot drop the stores as dead.
-            unsafe { std::ptr::write_volatile(b, 0) };
-        }
-        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
-    }
 }
 
 impl TicketKeys {
