@@ -54,6 +54,38 @@ pub fn serial_and_issuer(cert: &[u8]) -> Option<(&[u8], &[u8])> {
     go(cert).ok()
 }
 
+/// The contents of the certificate's SubjectPublicKeyInfo: the algorithm
+/// and the key's BIT STRING (keys.rs compares an RSA key with it).
+pub fn spki(cert: &[u8]) -> Option<&[u8]> {
+    fn go(cert: &[u8]) -> Result<&[u8], Stop> {
+        let mut r = tbs_reader(cert)?;
+        for _ in 0..5 {
+            // serialNumber, signature, issuer, validity, subject
+            tlv(&mut r)?;
+        }
+        expect(&mut r, SEQUENCE)
+    }
+    go(cert).ok()
+}
+
+/// DER elements one after the other (a SEQUENCE's contents, say), each as
+/// its tag (the first identifier octet) and contents; None if `der` is not
+/// just that.
+pub fn elements(der: &[u8]) -> Option<Vec<(u8, &[u8])>> {
+    fn go(der: &[u8]) -> Result<Vec<(u8, &[u8])>, Stop> {
+        let mut r = SliceReader::new(der)?;
+        let mut out = Vec::new();
+        while !r.is_finished() {
+            match tlv(&mut r)? {
+                (Tag::Short(t), c) => out.push((t, c)),
+                (Tag::Long, _) => return Err(Stop::Shape),
+            }
+        }
+        Ok(out)
+    }
+    go(der).ok()
+}
+
 /// A reader at the TBSCertificate's first field after the version.
 fn tbs_reader(cert: &[u8]) -> Result<SliceReader<'_>, Stop> {
     let mut r = SliceReader::new(cert)?;

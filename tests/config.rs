@@ -658,6 +658,39 @@ fn ed25519_key_not_matching_the_certificate_fails_at_startup() {
     assert_mismatch(&keys_for(Alg::Ed25519).cert, &other.key);
 }
 
+/// With TLS_TICKET_KEYFILE, an RSA key is parsed on its first signature
+/// (resumed connections sign nothing), but one that does not match its
+/// certificate is still refused at start-up, and one that does, PKCS#8 or
+/// PKCS#1, serves TLS 1.3 and 1.2.
+#[test]
+fn with_tickets_rsa_keys_are_still_checked_at_startup_and_serve() {
+    use std::os::unix::fs::PermissionsExt;
+    let tickets = tmpdir("ticket-key").join("tickets");
+    std::fs::write(&tickets, [7u8; 32]).unwrap();
+    std::fs::set_permissions(&tickets, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let with_tickets = |cert: &Path, key: &Path| {
+        env_of(&[
+            ("CERTFILE", cert),
+            ("KEYFILE", key),
+            ("TLS_TICKET_KEYFILE", &tickets),
+        ])
+    };
+    let k = keys_for(Alg::Rsa2048);
+    let other = keys(Alg::Rsa2048, &["localhost"]);
+    let (code, message) = startup_failure(&[], with_tickets(&k.cert, &other.key));
+    assert_eq!(code, Some(96), "{message}");
+    assert!(
+        message.contains("does not match the certificate"),
+        "{message}"
+    );
+    let pkcs1 = convert_key(k, "pkcs1-tickets.pem", &["-traditional"]);
+    for key in [&k.key, &pkcs1] {
+        for config in [tls13(), tls12()] {
+            serve_with(with_tickets(&k.cert, key), config);
+        }
+    }
+}
+
 // ------------------------------------------------------ named pairs
 
 #[test]

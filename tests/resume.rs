@@ -143,6 +143,22 @@ fn rustls_client_resumes_in_a_second_process_with_the_same_block() {
     assert_eq!(store.tickets.load(Ordering::SeqCst), 2);
 }
 
+/// An RSA key, parsed on its first signature when tickets are on: the full
+/// handshake signs with it, the resumed one does without.
+#[test]
+fn rsa_sessions_resume_and_full_handshakes_still_sign() {
+    let store = counting();
+    let config = storing(tls13(), &store);
+    let rsa = keys(Alg::Rsa2048, &["localhost"]);
+    let tickets = tickets();
+    let spawn = || spawn().keys(&rsa).set(VAR, tickets.to_str().unwrap());
+    let (kind, full, _) = session(spawn(), config.clone(), "localhost");
+    assert_eq!(kind, Some(HandshakeKind::Full));
+    let (kind, resumed, _) = session(spawn(), config, "localhost");
+    assert_eq!(kind, Some(HandshakeKind::Resumed));
+    assert_eq!(resumed, full);
+}
+
 #[test]
 fn off_when_the_variable_is_unset_or_empty() {
     for value in [None, Some("")] {
