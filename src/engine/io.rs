@@ -1,5 +1,6 @@
-//! The engine's view of its four descriptors: non-blocking reads and writes
-//! as `std::io` traits for rustls, and ends that shut their direction down.
+//! The engine's view of its four descriptors and its buffers: ends that
+//! shut their direction down, buffers straight from mmap(2), the records
+//! from fd 0 and the cleartext for fdw, and the alert of a refusal.
 
 use std::io;
 use std::num::NonZeroUsize;
@@ -157,9 +158,10 @@ pub const CHUNK: NonZeroUsize = match NonZeroUsize::new(64 * 1024) {
     None => unreachable!(),
 };
 
-/// What comes from fd 0. rustls reads 4 KiB at a time; one read(2) of up to
-/// 64 KiB fills a staging buffer that rustls then takes from, which saves
-/// three system calls in four on a bulk transfer from the client.
+/// What comes from fd 0 until the ClientHello is in: the ClientHello step
+/// takes whole records from it, rustls' Acceptor reads through it (4 KiB
+/// at a time, from one read(2) of up to 64 KiB). What follows the hello is
+/// then handed to the connection's own buffer (`Incoming`).
 pub struct NetInput {
     buf: Pages,
     start: usize,

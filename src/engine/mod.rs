@@ -1,6 +1,8 @@
 //! The relay (spec sections 4 and 6): one poll(2) loop over fd 0 (network
 //! in), fd 1 (network out), fdr (application in) and fdw (application out),
-//! driving one rustls `ServerConnection`.
+//! driving one rustls connection over buffers of ours (conn.rs), once the
+//! ClientHello step (hello.rs, then rustls' Acceptor) has chosen its
+//! configuration.
 //!
 //! Each direction is a small state machine that owns its descriptors, so
 //! closing a descriptor and changing state are the same act:
