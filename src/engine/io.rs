@@ -342,9 +342,12 @@ impl Cleartext {
         }
     }
 
-    /// Whether more should be decrypted: under CHUNK waiting.
+    /// Whether one more record should be decrypted: only while it fits in
+    /// CHUNK with what waits, so that one write(2) of at most CHUNK (a
+    /// pipe's capacity) takes everything, instead of one that fills the
+    /// pipe and a second, after a poll(2), for the last record.
     pub fn has_room(&self) -> bool {
-        self.end - self.start < CHUNK.get()
+        self.end - self.start + (1 << 14) <= CHUNK.get()
     }
 
     /// One decrypted record.
