@@ -5,8 +5,9 @@
 //! times (our staging buffer to its deframer, its deframer to a fresh
 //! `Vec`, that `Vec` to the cleartext for fdw); here the deframer is ours,
 //! and one copy is left beside the cleartext's: the one rustls makes of each
-//! decrypted record into a `Vec`, which src/alloc.rs puts on a page and
-//! `incoming` places at a distance that copies at full speed.
+//! decrypted record into a `Vec`, which src/alloc.rs puts at a fixed offset
+//! past a page and `incoming` places at a distance that copies at full
+//! speed.
 //!
 //! The engine drives it as it drove `ServerConnection`: read, `process`,
 //! write, and `encrypt` what fdr gives, with the same `wants_*` questions.
@@ -30,14 +31,13 @@ pub struct Conn {
     pub cleartext: Cleartext,
     outgoing: Outgoing,
     /// Where a record's cleartext starts, past its header (and explicit
-    /// nonce): `incoming` places records so that it falls on a page.
+    /// nonce): `incoming` places records so that it falls where rustls'
+    /// `Vec`s start (src/alloc.rs).
     payload_offset: usize,
     /// The client's close_notify has been processed.
     peer_closed: bool,
     /// `process` stopped for want of room, with records maybe pending.
     stalled: bool,
-    /// How much of `incoming` rustls may see, from where it began.
-    limit: Option<usize>,
 }
 
 impl Conn {
@@ -56,7 +56,6 @@ impl Conn {
             payload_offset: 5,
             peer_closed: false,
             stalled: false,
-            limit: None,
         })
     }
 
@@ -79,9 +78,17 @@ impl Conn {
         }
     }
 
-    /// Once the suite is known: where the cleartext of a record starts.
-    pub fn set_payload_offset(&mut self, offset: usize) {
-        self.payload_offset = offset;
+    /// Once the handshake is done: where the cleartext of a record starts
+    /// depends on the suite (`record_prefix`).
+    pub fn learn_suite(&mut self) {
+        self.payload_offset = record_prefix(&self.tls);
+    }
+
+    /// Where cleartext for `encrypt` should sit, modulo a page, so that
+    /// rustls' copy of it into the `Vec` it seals runs at full speed: at
+    /// the record's prefix past the `Vec`'s own offset.
+    pub fn seal_offset(&self) -> usize {
+        crate::alloc::BLOCK_OFFSET + self.payload_offset
     }
 
     /// Whether more records should be read from the client: not after its
@@ -123,7 +130,7 @@ impl Conn {
         self.incoming.fill_aligned(fd, self.payload_offset)
     }
 
-    /// Records to fd 1, as many as one writev(2) takes.
+    /// Records to fd 1, as many as one write(2) takes.
     pub fn write_to(&mut self, fd: BorrowedFd) -> nix::Result<usize> {
         self.outgoing.write_to(fd)
     }
@@ -131,16 +138,13 @@ impl Conn {
     /// Hands what is pending to rustls: decrypted records go to
     /// `cleartext`, records to send to `outgoing`, as far as each has room.
     pub fn process(&mut self) -> Result<(), rustls::Error> {
-        self.drive(None).map(|_| ())
+        self.drive(None, None).map(|_| ())
     }
 
     /// The same, for the first `n` bytes only (the ClientHello's records):
     /// an error there is a refusal of the hello, whatever follows it.
     pub fn process_first(&mut self, n: usize) -> Result<(), rustls::Error> {
-        self.limit = Some(n);
-        let result = self.drive(None);
-        self.limit = None;
-        result.map(|_| ())
+        self.drive(None, Some(n)).map(|_| ())
     }
 
     /// Encrypts application data; rustls must be past the handshake, and
@@ -155,7 +159,7 @@ impl Conn {
     }
 
     fn write(&mut self, what: Write) -> Result<(), rustls::Error> {
-        match self.drive(Some(what))? {
+        match self.drive(Some(what), None)? {
             true => Ok(()),
             false => Err(rustls::Error::General(
                 "no room to encrypt, or the handshake is not done".into(),
@@ -192,8 +196,13 @@ impl Conn {
 
     /// The unbuffered state machine, turned until it needs what we lack
     /// (records, or room) or, with `write`, until that is written. Returns
-    /// whether `write` was done.
-    fn drive(&mut self, mut write: Option<Write>) -> Result<bool, rustls::Error> {
+    /// whether `write` was done. `limit`: rustls sees only that many of the
+    /// bytes `incoming` ever held.
+    fn drive(
+        &mut self,
+        mut write: Option<Write>,
+        limit: Option<usize>,
+    ) -> Result<bool, rustls::Error> {
         self.stalled = false;
         loop {
             // Reading stops while either has no room; writing goes on
@@ -203,7 +212,7 @@ impl Conn {
                 self.stalled = true;
                 return Ok(false);
             }
-            let input = self.incoming.pending_limited(self.limit);
+            let input = self.incoming.pending_limited(limit);
             let UnbufferedStatus { mut discard, state } = self.tls.process_tls_records(input);
             let state = match state {
                 Ok(state) => state,
@@ -353,4 +362,21 @@ impl Outgoing {
         (self.start, self.end) = (0, 0);
         all
     }
+}
+
+/// Where a record's cleartext starts, in the record and in the `Vec` rustls
+/// seals it in place in: after the 5-byte record header, and under TLS 1.2
+/// AES-GCM after the 8-byte explicit nonce too (RFC 5288).
+fn record_prefix(conn: &CommonState) -> usize {
+    use rustls::CipherSuite as S;
+    let explicit_nonce = match conn.negotiated_cipher_suite().map(|s| s.suite()) {
+        Some(
+            S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+            | S::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+            | S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+            | S::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        ) => 8,
+        _ => 0,
+    };
+    5 + explicit_nonce
 }

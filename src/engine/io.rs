@@ -364,16 +364,12 @@ impl Cleartext {
     }
 }
 
-/// A descriptor as rustls writes to it: records leave with one writev(2).
+/// A descriptor as a writer, for a refusal's last words.
 pub struct FdWriter<'a>(pub BorrowedFd<'a>);
 
 impl io::Write for FdWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         Ok(nix::unistd::write(self.0, buf)?)
-    }
-
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        Ok(nix::sys::uio::writev(self.0, bufs)?)
     }
 
     fn flush(&mut self) -> io::Result<()> {

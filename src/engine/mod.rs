@@ -97,9 +97,9 @@ struct Engine<H> {
     /// Called once, when the handshake completes: the notification.
     on_handshake: Option<H>,
     /// Cleartext read from fdr: up to four full TLS records at once, which
-    /// leave together in one writev(2). Read at `seal_offset`.
+    /// leave together in one write(2). Read at the connection's
+    /// `seal_offset`.
     buf: Pages,
-    seal_offset: usize,
     /// The client's SNI, for `on_handshake`.
     server_name: Option<String>,
     /// For the closing report (`-v 2`).
@@ -161,7 +161,6 @@ where
         deadline,
         on_handshake: Some(on_handshake),
         buf: Pages::new(CHUNK.saturating_add(PAGE)).map_err(mapping_failed)?,
-        seal_offset: 0,
         server_name,
         started: Instant::now(),
         client_to_app: 0,
@@ -342,25 +341,6 @@ fn poll_timeout(deadline: Option<Instant>) -> Result<nix::poll::PollTimeout, Err
     Ok(PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX))
 }
 
-/// Where a record's cleartext starts in the `Vec` rustls seals it in place
-/// in, and in the record: after the 5-byte record header, and under TLS 1.2
-/// AES-GCM after the 8-byte explicit nonce too (RFC 5288). That `Vec`
-/// starts BLOCK_OFFSET past a page (src/alloc.rs); cleartext read from fdr
-/// at the same offset is copied at full speed on every CPU.
-fn record_prefix(conn: &CommonState) -> usize {
-    use rustls::CipherSuite as S;
-    let explicit_nonce = match conn.negotiated_cipher_suite().map(|s| s.suite()) {
-        Some(
-            S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
-            | S::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
-            | S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
-            | S::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-        ) => 8,
-        _ => 0,
-    };
-    5 + explicit_nonce
-}
-
 /// The relay's buffers could not be had: exit 111 like any failed call.
 fn mapping_failed(e: Errno) -> Error {
     Error::errno("map the relay's buffers", e)
@@ -423,12 +403,6 @@ where
         !self.conn.cleartext.pending().is_empty()
     }
 
-    /// Not while the cleartext for fdw is full, or memory would grow with a
-    /// slow reader (Conn::wants_read).
-    fn wants_read(&self) -> bool {
-        self.conn.wants_read()
-    }
-
     /// One poll(2) over the descriptors that can make progress now.
     fn wait(&mut self) -> Result<[libc::c_short; 4], Error> {
         let idle = libc::pollfd {
@@ -446,7 +420,7 @@ where
         };
         let app_out = match &self.inbound {
             Inbound::Open { net, app } => {
-                if self.wants_read() {
+                if self.conn.wants_read() {
                     set[NET_IN] = entry(net, libc::POLLIN);
                 }
                 Some(app)
@@ -567,7 +541,7 @@ where
         let Outbound::Open { app, .. } = &self.outbound else {
             return Ok(());
         };
-        let at = self.seal_offset;
+        let at = self.conn.seal_offset();
         let n = match nix::unistd::read(app.as_fd(), &mut self.buf[at..at + CHUNK.get()]) {
             Ok(n) => n,
             Err(Errno::EAGAIN) | Err(Errno::EINTR) => return Ok(()),
@@ -620,7 +594,7 @@ where
             let Inbound::Open { net, .. } = &self.inbound else {
                 return Ok(());
             };
-            if !self.wants_read() {
+            if !self.conn.wants_read() {
                 return Ok(());
             }
             match self.conn.read_from(net.as_fd()) {
@@ -671,9 +645,7 @@ where
         if !self.conn.is_handshaking() {
             if let Some(on_handshake) = self.on_handshake.take() {
                 self.deadline = None;
-                let prefix = record_prefix(self.conn.common());
-                self.seal_offset = crate::alloc::BLOCK_OFFSET + prefix;
-                self.conn.set_payload_offset(prefix);
+                self.conn.learn_suite();
                 on_handshake(self.conn.common(), self.server_name.as_deref())?;
                 self.conn.release_idle_buffers();
                 io::release_idle_memory();
