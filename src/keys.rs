@@ -20,13 +20,12 @@ use rustls::pki_types::pem::{PemObject, SectionKind};
 use rustls::pki_types::{
     CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer,
 };
-use std::sync::{Mutex, OnceLock};
 
-use rustls::sign::{CertifiedKey, Signer, SigningKey};
-use rustls::{SignatureAlgorithm, SignatureScheme};
+use rustls::sign::{CertifiedKey, SigningKey};
 
 use crate::env::Env;
 use crate::error::{io_reason, Error};
+use crate::rsa::{Refused, RsaKey};
 
 /// A chain and its key, decoded but not yet loaded.
 pub struct KeyPair {
@@ -138,30 +137,18 @@ impl KeyPair {
         KeyPair::read("CERTFILE".into(), cert, "KEYFILE".into(), key)
     }
 
-    /// As `load`, but an RSA key is parsed on its first signature instead:
-    /// aws-lc checks an RSA key as it parses it (0.4 ms of a connection's
-    /// CPU), and a resumed connection signs nothing. Here only its modulus
-    /// and exponent are compared with the certificate's; any other key, or
-    /// one that does not match, is loaded at once (and refused with the
-    /// reason). A key that matches but is broken inside fails the first
-    /// full handshake instead of the start-up.
-    pub fn load_deferred(self) -> Result<Arc<CertifiedKey>, Error> {
-        let matches = rsa_numbers(&self.key).zip(self.chain.first().and_then(cert_rsa_numbers));
-        if matches.is_none_or(|(key, cert)| key != cert) {
-            return self.load();
-        }
-        let KeyPair { chain, key, .. } = self;
-        let signer = Deferred {
-            key: Mutex::new(Some(key)),
-            parsed: OnceLock::new(),
-        };
-        Ok(Arc::new(CertifiedKey::new(chain, Arc::new(signer))))
-    }
-
-    /// Parses the key with the provider and checks it matches the leaf.
+    /// Parses the key and checks it matches the leaf. A two-prime RSA key
+    /// is built by rsa.rs (a fifth of an RSA connection's CPU saved); any
+    /// other key by the provider.
     pub fn load(self) -> Result<Arc<CertifiedKey>, Error> {
-        let signer = rustls::crypto::aws_lc_rs::sign::any_supported_type(&self.key.view())
-            .map_err(|e| self.key_source.invalid(e))?;
+        let signer: Arc<dyn SigningKey> = match rsa_pkcs1(&self.key).map(RsaKey::from_pkcs1) {
+            Some(Ok(key)) => Arc::new(key),
+            Some(Err(Refused::Invalid(reason))) => return Err(self.key_source.invalid(reason)),
+            Some(Err(Refused::NotMine)) | None => {
+                rustls::crypto::aws_lc_rs::sign::any_supported_type(&self.key.view())
+                    .map_err(|e| self.key_source.invalid(e))?
+            }
+        };
         let KeyPair {
             chain,
             cert_source,
@@ -184,44 +171,15 @@ impl KeyPair {
     }
 }
 
-/// An RSA key parsed on its first use (`KeyPair::load_deferred`); its DER
-/// is wiped once parsed.
-struct Deferred {
-    key: Mutex<Option<Key>>,
-    parsed: OnceLock<Option<Arc<dyn SigningKey>>>,
-}
-
-impl std::fmt::Debug for Deferred {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Deferred(RSA)")
-    }
-}
-
-impl SigningKey for Deferred {
-    fn choose_scheme(&self, offered: &[SignatureScheme]) -> Option<Box<dyn Signer>> {
-        self.parsed
-            .get_or_init(|| {
-                let key = self.key.lock().ok()?.take()?;
-                rustls::crypto::aws_lc_rs::sign::any_supported_type(&key.view()).ok()
-            })
-            .as_ref()?
-            .choose_scheme(offered)
-    }
-
-    fn algorithm(&self) -> SignatureAlgorithm {
-        SignatureAlgorithm::RSA
-    }
-}
-
 /// rsaEncryption, 1.2.840.113549.1.1.1.
 const RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
 
-/// An RSA key's modulus and public exponent (leading zeros dropped); None
-/// for any other key, or one that does not decode.
-fn rsa_numbers(key: &Key) -> Option<(&[u8], &[u8])> {
+/// An RSA key's PKCS#1 `RSAPrivateKey`, as such or inside PKCS#8's
+/// PrivateKeyInfo; None for any other key, or one that does not decode.
+fn rsa_pkcs1(key: &Key) -> Option<&[u8]> {
     use crate::subject::elements;
-    let pkcs1 = match key.encoding {
-        Encoding::Pkcs1 => &key.der.0[..],
+    match key.encoding {
+        Encoding::Pkcs1 => Some(&key.der.0[..]),
         Encoding::Pkcs8 => {
             let [(0x30, info)] = elements(&key.der.0)?[..] else {
                 return None;
@@ -230,43 +188,12 @@ fn rsa_numbers(key: &Key) -> Option<(&[u8], &[u8])> {
                 return None;
             };
             match elements(algorithm)?.first() {
-                Some(&(0x06, oid)) if oid == RSA_ENCRYPTION => pkcs1,
-                _ => return None,
+                Some(&(0x06, oid)) if oid == RSA_ENCRYPTION => Some(pkcs1),
+                _ => None,
             }
         }
-        Encoding::Sec1 => return None,
-    };
-    let [(0x30, fields)] = elements(pkcs1)?[..] else {
-        return None;
-    };
-    match elements(fields)?[..] {
-        [(0x02, _), (0x02, n), (0x02, e), ..] => Some((unsigned(n), unsigned(e))),
-        _ => None,
+        Encoding::Sec1 => None,
     }
-}
-
-/// The same of the certificate's public key, if it is an RSA key.
-fn cert_rsa_numbers<'a>(cert: &'a CertificateDer<'_>) -> Option<(&'a [u8], &'a [u8])> {
-    use crate::subject::{elements, spki};
-    let [(0x30, algorithm), (0x03, bits)] = elements(spki(cert.as_ref())?)?[..] else {
-        return None;
-    };
-    if !matches!(elements(algorithm)?.first(), Some(&(0x06, oid)) if oid == RSA_ENCRYPTION) {
-        return None;
-    }
-    let [(0x30, key)] = elements(bits.strip_prefix(&[0])?)?[..] else {
-        return None;
-    };
-    match elements(key)?[..] {
-        [(0x02, n), (0x02, e)] => Some((unsigned(n), unsigned(e))),
-        _ => None,
-    }
-}
-
-/// An INTEGER's magnitude: DER's sign padding dropped.
-fn unsigned(int: &[u8]) -> &[u8] {
-    let zeros = int.iter().take_while(|&&b| b == 0).count();
-    &int[zeros.min(int.len().saturating_sub(1))..]
 }
 
 fn is_pem(bytes: &[u8]) -> bool {

@@ -14,6 +14,7 @@ pub mod log;
 pub mod notify;
 pub mod peer;
 pub mod privilege;
+pub mod rsa;
 pub mod sandbox;
 pub mod sni;
 pub mod subject;

@@ -67,10 +67,7 @@ fn run(opts: &Options) -> Result<(), Error> {
     let log = Log::new(opts.verbosity);
     let env = Env::from_process();
     let provider = tls::provider();
-    // With tickets, a resumed connection signs nothing: an RSA key is then
-    // parsed (and checked, 0.4 ms) only by the connections that sign.
-    let tickets_on = env.get(ticket::VAR).is_some_and(|v| !v.is_empty());
-    let keys = KeyStore::load(&env, opts.sni_level, tickets_on)?;
+    let keys = KeyStore::load(&env, opts.sni_level)?;
     let alpn = Alpn::from_env(&env)?;
     let ticket_keys = TicketKeys::load(&env)?;
     privilege::drop_privileges(&env)?;

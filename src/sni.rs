@@ -17,22 +17,13 @@ pub struct KeyStore {
     default: Option<Arc<CertifiedKey>>,
     /// Keyed by lowercase server name, `*.rest` for wildcards.
     by_name: HashMap<String, KeyPair>,
-    /// How a named pair is loaded when a client asks for it.
-    load: fn(KeyPair) -> Result<Arc<CertifiedKey>, Error>,
 }
 
 impl KeyStore {
-    /// Reads the pairs that `sni_level` selects. `defer_rsa`: RSA keys are
-    /// parsed on their first signature (`KeyPair::load_deferred`), for
-    /// when resumed connections, which sign nothing, are to be had.
-    pub fn load(env: &Env, sni_level: u32, defer_rsa: bool) -> Result<KeyStore, Error> {
-        let load = if defer_rsa {
-            KeyPair::load_deferred
-        } else {
-            KeyPair::load
-        };
+    /// Reads the pairs that `sni_level` selects.
+    pub fn load(env: &Env, sni_level: u32) -> Result<KeyStore, Error> {
         let default = match sni_level {
-            0 | 1 => Some(load(KeyPair::read_default(env)?)?),
+            0 | 1 => Some(KeyPair::read_default(env)?.load()?),
             _ => None,
         };
         let by_name = match sni_level {
@@ -44,11 +35,7 @@ impl KeyStore {
                 "no suitable keypairs found in the environment".into(),
             ));
         }
-        Ok(KeyStore {
-            default,
-            by_name,
-            load,
-        })
+        Ok(KeyStore { default, by_name })
     }
 
     /// The pair for `server_name`, loaded; None if there is none to serve.
@@ -57,7 +44,7 @@ impl KeyStore {
             .and_then(|name| self.matching_name(name))
             .and_then(|key| self.by_name.remove(&key));
         match named {
-            Some(pair) => Some((self.load)(pair)),
+            Some(pair) => Some(pair.load()),
             None => self.default.map(Ok),
         }
     }
@@ -131,7 +118,6 @@ mod tests {
         KeyStore {
             default: None,
             by_name,
-            load: KeyPair::load,
         }
     }
 

@@ -190,6 +190,44 @@ fn rsa_pkcs1_der_key_serves() {
     assert_serves(&k.cert, &key);
 }
 
+/// RSA keys are built by src/rsa.rs, which checks them itself (cheaply)
+/// instead of through aws-lc's RSA_check_key: a key that is too small, or
+/// inconsistent inside, is still refused at start-up with its reason.
+#[test]
+fn rsa_key_of_1024_bits_fails_at_startup_as_too_small() {
+    let k = keys_for(Alg::Rsa2048);
+    let small = k.dir.join("rsa1024.pem");
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:1024",
+        "-out",
+        &p(&small),
+    ]);
+    let env = env_of(&[("CERTFILE", &k.cert), ("KEYFILE", &small)]);
+    let reason = assert_invalid(startup_failure(&[], env), "KEYFILE", &small);
+    assert_eq!(
+        reason,
+        "the RSA key is too small (2048 to 8192 bits are supported)"
+    );
+}
+
+#[test]
+fn inconsistent_rsa_key_fails_at_startup() {
+    let k = keys_for(Alg::Rsa2048);
+    let der = convert_key(k, "pkcs1-broken.der", &["-traditional", "-outform", "DER"]);
+    // The file's last byte is the last byte of its last INTEGER, the CRT
+    // coefficient q^-1 mod p: the key still decodes, and is wrong.
+    let mut bytes = std::fs::read(&der).unwrap();
+    *bytes.last_mut().unwrap() ^= 0x04;
+    std::fs::write(&der, bytes).unwrap();
+    let env = env_of(&[("CERTFILE", &k.cert), ("KEYFILE", &der)]);
+    let reason = assert_invalid(startup_failure(&[], env), "KEYFILE", &der);
+    assert_eq!(reason, "the RSA key is inconsistent");
+}
+
 #[test]
 fn ecdsa_sec1_pem_key_serves() {
     for alg in [Alg::EcdsaP256, Alg::EcdsaP384] {
@@ -658,9 +696,8 @@ fn ed25519_key_not_matching_the_certificate_fails_at_startup() {
     assert_mismatch(&keys_for(Alg::Ed25519).cert, &other.key);
 }
 
-/// With TLS_TICKET_KEYFILE, an RSA key is parsed on its first signature
-/// (resumed connections sign nothing), but one that does not match its
-/// certificate is still refused at start-up, and one that does, PKCS#8 or
+/// With TLS_TICKET_KEYFILE too, an RSA key that does not match its
+/// certificate is refused at start-up, and one that does, PKCS#8 or
 /// PKCS#1, serves TLS 1.3 and 1.2.
 #[test]
 fn with_tickets_rsa_keys_are_still_checked_at_startup_and_serve() {
