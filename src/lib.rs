@@ -11,6 +11,7 @@ pub mod env;
 pub mod error;
 pub mod keys;
 pub mod log;
+pub mod nid;
 pub mod notify;
 pub mod peer;
 pub mod privilege;

@@ -109,6 +109,9 @@ fn run(opts: &Options) -> Result<(), Error> {
     {
         sandbox::confine(&log)?;
     }
+    // Nothing reads the environment from here on; its copy need not stay
+    // for the connection's life.
+    drop(env);
     let settings = Settings {
         close_notify: opts.close_notify,
         enforce_close_notify: opts.enforce_close_notify,

@@ -258,3 +258,35 @@ fn the_code_a_connection_runs_is_laid_out_first() {
         code.len()
     );
 }
+
+/// aws-lc's table of every OID it knows (`kObjects`) is 40 KB of pointers,
+/// which the static PIE relocates at start-up into 40 KiB of each process'
+/// own memory. build.rs has the linker send the three lookups that read it
+/// to src/nid.rs, so the table is not linked at all. The two name lookups
+/// answer nothing there, which is right only while no caller of
+/// `EVP_PKEY_CTX_ctrl_str` (their one user's one way in) is linked.
+#[test]
+fn aws_lcs_object_table_is_left_out() {
+    let nm = std::process::Command::new("nm")
+        .args(["--defined-only", common::BIN])
+        .output()
+        .expect("run nm");
+    let symbols = String::from_utf8_lossy(&nm.stdout);
+    let has = |name: &str| symbols.lines().any(|l| l.ends_with(&format!(" {name}")));
+    assert!(
+        has("__wrap_aws_lc_0_47_0_OBJ_cbs2nid"),
+        "src/nid.rs's lookup is not linked"
+    );
+    for gone in [
+        "kObjects",
+        "aws_lc_0_47_0_OBJ_obj2nid",
+        "aws_lc_0_47_0_EVP_PKEY_CTX_ctrl_str",
+    ] {
+        assert!(
+            !has(gone),
+            "{gone} is in the binary: after an aws-lc-sys upgrade, rename the \
+             wrapped functions in build.rs and src/nid.rs, and check their \
+             callers again (src/nid.rs says which)"
+        );
+    }
+}

@@ -122,31 +122,7 @@ where
         set_nonblocking(fd)?;
     }
     let deadline = settings.handshake_timeout.map(|t| Instant::now() + t);
-    let mut net_input = NetInput::new().map_err(mapping_failed)?;
-    let (accepted, hello, raw) = read_client_hello(&fds, deadline, &mut net_input)?;
-    let client_hello = accepted.client_hello();
-    let server_name = client_hello.server_name().map(str::to_owned);
-    let config = match choose(&client_hello, &hello) {
-        Ok(config) => config,
-        Err(refusal) => return Err(refuse(&fds, refusal)),
-    };
-    let mut conn = match Conn::new(config, &raw, net_input.pending()) {
-        Ok(conn) => conn,
-        Err(ConnError::Tls(e)) => {
-            return Err(Error::Setup(format!(
-                "unable to set up the TLS engine: {e}"
-            )))
-        }
-        Err(ConnError::Map(e)) => return Err(mapping_failed(e)),
-    };
-    drop(net_input);
-    // rustls answers the hello now. Until something is sent, a refusal
-    // is ours to word: nothing rustls queued (a ServerHello, perhaps) goes.
-    if let Err(e) = conn.process_first(raw.len()) {
-        let queued = conn.take_queued();
-        return Err(refuse_queued(&fds, e, &queued));
-    }
-    drop(raw);
+    let (conn, server_name) = accept(&fds, deadline, choose)?;
     let mut engine = Engine {
         conn,
         inbound: Inbound::Open {
@@ -175,6 +151,46 @@ where
         engine.abandon();
     }
     result
+}
+
+/// The ClientHello read, its key pair chosen and answered: the connection,
+/// and the server name the client asked for. Its own frame, popped before
+/// the relay starts: what only the hello needed (9 KiB of stack, mostly
+/// rustls' Acceptor) is not kept resident for the connection's life.
+#[inline(never)]
+fn accept<C>(
+    fds: &Fds,
+    deadline: Option<Instant>,
+    choose: C,
+) -> Result<(Conn, Option<String>), Error>
+where
+    C: FnOnce(&ClientHello, &Hello) -> Result<Arc<ServerConfig>, Refusal>,
+{
+    let mut net_input = NetInput::new().map_err(mapping_failed)?;
+    let (accepted, hello, raw) = read_client_hello(fds, deadline, &mut net_input)?;
+    let client_hello = accepted.client_hello();
+    let server_name = client_hello.server_name().map(str::to_owned);
+    let config = match choose(&client_hello, &hello) {
+        Ok(config) => config,
+        Err(refusal) => return Err(refuse(fds, refusal)),
+    };
+    let mut conn = match Conn::new(config, &raw, net_input.pending()) {
+        Ok(conn) => conn,
+        Err(ConnError::Tls(e)) => {
+            return Err(Error::Setup(format!(
+                "unable to set up the TLS engine: {e}"
+            )))
+        }
+        Err(ConnError::Map(e)) => return Err(mapping_failed(e)),
+    };
+    drop(net_input);
+    // rustls answers the hello now. Until something is sent, a refusal
+    // is ours to word: nothing rustls queued (a ServerHello, perhaps) goes.
+    if let Err(e) = conn.process_first(raw.len()) {
+        let queued = conn.take_queued();
+        return Err(refuse_queued(fds, e, &queued));
+    }
+    Ok((conn, server_name))
 }
 
 fn set_nonblocking(fd: &OwnedFd) -> Result<(), Error> {
