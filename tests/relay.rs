@@ -394,6 +394,46 @@ fn idle_connection_costs_no_cpu() {
     assert!(after - before <= 1, "{} ticks while idle", after - before);
 }
 
+/// A connection quiet for 0.1 s gives its buffers' pages back (engine
+/// QUIET_MS): after 1 MiB each way, its anonymous memory falls back to what
+/// it was once the handshake was done.
+#[test]
+fn quiet_connection_gives_its_buffer_pages_back() {
+    let mut e = spawn().start();
+    let mut tls = connect(&e, tls13(), "localhost");
+    let anon = |e: &Engine| -> u64 {
+        let v = e.proc_status("RssAnon").unwrap();
+        v.trim_end_matches(" kB").trim().parse().unwrap()
+    };
+    tls.write_all(b"x").unwrap();
+    assert_eq!(read_app(&mut e, 1), b"x");
+    std::thread::sleep(Duration::from_millis(500));
+    let idle = anon(&e);
+    let chunk = pattern(64 * 1024, 9);
+    for _ in 0..16 {
+        tls.write_all(&chunk).unwrap();
+        assert_eq!(read_app(&mut e, chunk.len()), chunk);
+        e.app_tx().write_all(&chunk).unwrap();
+        let mut got = vec![0; chunk.len()];
+        tls.read_exact(&mut got).unwrap();
+        assert_eq!(got, chunk);
+    }
+    // Bounded: the release comes 0.1 s after the last byte.
+    let mut after = anon(&e);
+    for _ in 0..40 {
+        if after <= idle + 16 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        after = anon(&e);
+    }
+    assert!(
+        after <= idle + 16,
+        "RssAnon {after} kB after a quiet spell, {idle} kB before the traffic"
+    );
+    e.close_app_tx();
+}
+
 #[test]
 fn notification_is_closed_before_the_first_byte_reaches_the_app() {
     let mut e = spawn().start();

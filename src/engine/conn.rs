@@ -67,8 +67,8 @@ impl Conn {
         self.tls.is_handshaking()
     }
 
-    /// The buffers that the handshake used and that are empty now go back
-    /// to the kernel (an idle connection then holds none of their pages).
+    /// The buffers that are empty now go back to the kernel (an idle
+    /// connection then holds none of their pages).
     pub fn release_idle_buffers(&mut self) {
         if self.incoming.pending().is_empty() {
             self.incoming.release();
@@ -76,6 +76,7 @@ impl Conn {
         if self.outgoing.is_empty() {
             self.outgoing.buf.release();
         }
+        self.cleartext.release();
     }
 
     /// Once the handshake is done: where the cleartext of a record starts

@@ -135,8 +135,9 @@ pub fn release_idle_memory() {
     // margin for this frame's own use); MADV_DONTNEED on it only zeroes
     // pages that any later call will write before it reads them.
     unsafe {
-        libc::madvise(from as *mut libc::c_void, below - from, libc::MADV_DONTNEED);
+        // The trim first: its own calls then reach into pages given back.
         libc::malloc_trim(0);
+        libc::madvise(from as *mut libc::c_void, below - from, libc::MADV_DONTNEED);
     }
 }
 
@@ -348,6 +349,13 @@ impl Cleartext {
     /// pipe and a second, after a poll(2), for the last record.
     pub fn has_room(&self) -> bool {
         self.end - self.start + (1 << 14) <= CHUNK.get()
+    }
+
+    /// Its pages back to the kernel; only while nothing is pending.
+    pub fn release(&mut self) {
+        if self.start == self.end {
+            self.buf.release();
+        }
     }
 
     /// One decrypted record.

@@ -108,7 +108,17 @@ struct Engine<H> {
     app_to_client: u64,
     inbound_end: &'static str,
     outbound_end: &'static str,
+    /// Whether data moved since the buffers' pages were last given back
+    /// (`QUIET_MS`).
+    busy: bool,
 }
+
+/// After this long without a byte either way, a connection gives its
+/// buffers' pages back (`Engine::release_idle`): an idle connection holds
+/// only what it must. Costs a few madvise(2) calls and page faults per
+/// quiet spell, some 10 us: 0.01% of a CPU for a connection that talks
+/// every 0.1 s, nothing for bulk, which never pauses that long.
+const QUIET_MS: u8 = 100;
 
 /// Runs one connection to its end. `choose` picks the configuration from
 /// the ClientHello (SNI) or refuses it; `on_handshake` runs once the
@@ -143,6 +153,7 @@ where
         app_to_client: 0,
         inbound_end: "open",
         outbound_end: "open",
+        busy: false,
     };
     let result = engine.relay();
     engine.report();
@@ -400,6 +411,10 @@ where
                 return Ok(());
             }
             let ready = self.wait()?;
+            if ready == [0; 4] && self.busy && !self.conn.is_handshaking() {
+                self.release_idle();
+                continue;
+            }
             if ready[APP_OUT] != 0 {
                 self.flush_app(ready[APP_OUT])?;
             }
@@ -412,6 +427,9 @@ where
             if ready[NET_IN] != 0 {
                 self.fill_from_net()?;
             }
+            // After the handshake's own release (in `process`), if this
+            // turn ended it.
+            self.busy |= ready != [0; 4];
         }
     }
 
@@ -472,10 +490,10 @@ where
                 "internal error: nothing left to wait for".into(),
             ));
         }
-        let timeout = if handshaking {
-            poll_timeout(self.deadline)?
-        } else {
-            nix::poll::PollTimeout::NONE
+        let timeout = match (handshaking, self.busy) {
+            (true, _) => poll_timeout(self.deadline)?,
+            (false, true) => nix::poll::PollTimeout::from(QUIET_MS),
+            (false, false) => nix::poll::PollTimeout::NONE,
         };
         // SAFETY: `set` is a valid array of pollfd for its whole length, and
         // every descriptor in it is owned by `self` and open.
@@ -663,11 +681,20 @@ where
                 self.deadline = None;
                 self.conn.learn_suite();
                 on_handshake(self.conn.common(), self.server_name.as_deref())?;
-                self.conn.release_idle_buffers();
-                io::release_idle_memory();
+                self.release_idle();
             }
         }
         Ok(())
+    }
+
+    /// What the handshake or the last burst of data used and no longer
+    /// needs goes back to the kernel: the empty buffers' pages, the stack
+    /// below this frame, the heap's free pages.
+    fn release_idle(&mut self) {
+        self.conn.release_idle_buffers();
+        self.buf.release();
+        io::release_idle_memory();
+        self.busy = false;
     }
 
     /// State changes that follow from what has been delivered or flushed.
