@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""The functions a connection runs, for the linker's --symbol-ordering-file
-(link/hot-symbols.txt, given to rust-lld by build.rs). Read bench/README.md.
+"""The functions a connection runs, then the static data it writes, for the
+linker's --symbol-ordering-file (link/hot-symbols.txt, given to rust-lld by
+build.rs). Read bench/README.md.
 
     hot_symbols.py trace ENGINE PQ_CONN DIR   names on stdout, first run first
     hot_symbols.py check ENGINE FILE          how many names of FILE ENGINE has
@@ -11,8 +12,9 @@ Why: the kernel maps a file's pages 64 KiB at a time around each page fault
 3.2 MiB of code had 2.4 MiB of it resident. Laid out together first in .text
 they fill a few hundred KiB.
 
-`trace` runs connections through the engine under two tracers and keeps every
-function either saw: gdb (gdb_entries.py: the engine natively on this CPU,
+`trace` runs connections through the engine under three tracers and keeps
+every function the first two saw, and every .data or .bss symbol the third
+saw written (valgrind's lackey, --trace-mem): gdb (gdb_entries.py: the engine natively on this CPU,
 AVX-512 paths included) and valgrind's callgrind (valgrind's CPU has no
 AVX-512, so it takes the AVX2 paths other machines take). Connections: an
 ECDSA and an RSA key, each with a TLS 1.3 and a TLS 1.2 client (Python's
@@ -48,6 +50,63 @@ def text_symbols(binary):
         if len(fields) == 3 and fields[1] in "tTwWi":
             table.setdefault(int(fields[0], 16), fields[2])
     return sorted(table.items())
+
+
+def data_symbols(binary):
+    """(address, size, name) of every symbol in .data and .bss, by address."""
+    sections = subprocess.run(["readelf", "-SW", binary], capture_output=True,
+                              text=True, check=True).stdout
+    ranges = []
+    for line in sections.splitlines():
+        fields = line.replace("[ ", "[").split()
+        if len(fields) > 5 and fields[1] in (".data", ".bss"):
+            start, size = int(fields[3], 16), int(fields[5], 16)
+            ranges.append((start, start + size))
+    out = subprocess.run(["nm", "-S", "--defined-only", binary], capture_output=True,
+                         text=True, check=True).stdout
+    table = []
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) == 4 and fields[2] in "bBdD":
+            address, size = int(fields[0], 16), int(fields[1], 16)
+            if any(lo <= address < hi for lo, hi in ranges):
+                table.append((address, size, fields[3]))
+    return sorted(table)
+
+
+def entry_point(binary):
+    header = subprocess.run(["readelf", "-hW", binary], capture_output=True,
+                            text=True, check=True).stdout
+    for line in header.splitlines():
+        if "Entry point address:" in line:
+            return int(line.split()[-1], 16)
+    raise RuntimeError(f"{binary}: no entry point")
+
+
+def written_names(log, symbols, entry):
+    """The .data and .bss symbols that a lackey trace (--trace-mem) shows
+    written. The first instruction run is the entry point: that gives the
+    address valgrind loaded the engine at."""
+    starts = [a for a, _, _ in symbols]
+    base, written = None, set()
+    with open(log) as f:
+        for line in f:
+            if base is None and line.startswith("I "):
+                base = int(line[3:].split(",")[0], 16) - entry
+            elif line[:2] in (" S", " M") and base is not None:
+                at = int(line[3:].split(",")[0], 16) - base
+                i = bisect.bisect_right(starts, at) - 1
+                if i >= 0 and at < symbols[i][0] + max(symbols[i][1], 1):
+                    written.add(symbols[i][2])
+    return written
+
+
+def lackey_wrapper(engine, out, log):
+    # The trace goes to the log; seccomp would stop valgrind, as above.
+    return write_script(out + ".sh", f"""#!/bin/sh
+export S6_TLSD_IO_NO_SANDBOX=1
+exec valgrind --tool=lackey --trace-mem=yes --log-file={log} {engine} "$@"
+""")
 
 
 def write_script(path, text):
@@ -187,9 +246,11 @@ def callgrind_names(out, symbols, engine):
 
 def trace(engine, pq_conn, work):
     symbols = text_symbols(engine)
+    data, entry = data_symbols(engine), entry_point(engine)
     order, seen = [], set()
+    written = set()
     runs = 0
-    for tracer in ("gdb", "callgrind"):
+    for tracer in ("gdb", "callgrind", "lackey"):
         jobs = [(kind, version) for kind in ("ec", "rsa")
                 for version in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2)]
         jobs.append(("pq", None))
@@ -201,7 +262,8 @@ def trace(engine, pq_conn, work):
         for kind, version in jobs:
             runs += 1
             out = os.path.join(work, f"trace{runs}.{tracer}")
-            make = gdb_wrapper if tracer == "gdb" else callgrind_wrapper
+            make = {"gdb": gdb_wrapper, "callgrind": callgrind_wrapper,
+                    "lackey": lackey_wrapper}[tracer]
             wrapper = make(engine, out, out + ".log")
             if kind == "pq":
                 subprocess.run([pq_conn, wrapper, "1"], check=True, timeout=TIMEOUT,
@@ -213,18 +275,32 @@ def trace(engine, pq_conn, work):
             else:
                 python_connection(wrapper, os.path.join(work, f"{kind}.cert.pem"),
                                   os.path.join(work, f"{kind}.key.pem"), version)
+            label = f"{tracer} {kind} {version and version.name or 'X25519MLKEM768'}"
+            if tracer == "lackey":
+                found = written_names(out + ".log", data, entry)
+                os.unlink(out + ".log")  # tens of MB each
+                written |= found
+                print(f"hot_symbols: {label}: {len(found)} data symbols written", file=sys.stderr)
+                continue
             found = gdb_names(out) if tracer == "gdb" else callgrind_names(out, symbols, engine)
-            print(f"hot_symbols: {tracer} {kind} {version and version.name or 'X25519MLKEM768'}: "
-                  f"{len(found)} functions", file=sys.stderr)
+            print(f"hot_symbols: {label}: {len(found)} functions", file=sys.stderr)
             for name in found:
                 if name not in seen:
                     seen.add(name)
                     order.append(name)
+    # Last, the static data a connection writes, smallest first: each
+    # written page is a page of its own memory, and scattered among what
+    # no connection writes they took 6 pages of .bss instead of 2. The
+    # largest (glibc's 16 KiB table of thread keys, whose first entries
+    # alone are written) goes last, its used start beside the rest.
+    sizes = {name: size for _, size, name in data}
+    order += sorted(written - seen, key=lambda n: (sizes.get(n, 0), n))
     sys.stdout.writelines(name + "\n" for name in order)
 
 
 def check(engine, path):
     have = {name for _, name in text_symbols(engine)}
+    have |= {name for _, _, name in data_symbols(engine)}
     with open(path) as f:
         wanted = [line.strip() for line in f if line.strip() and not line.startswith("#")]
     rust = [n for n in wanted if n.startswith(("_ZN", "_R"))]

@@ -290,3 +290,50 @@ fn aws_lcs_object_table_is_left_out() {
         );
     }
 }
+
+/// The same list ends with the static data a connection writes, which the
+/// linker then puts together at the start of .data and .bss: scattered,
+/// the written bytes of .bss took 6 pages of each connection's memory;
+/// together, 2. The C names (glibc's, aws-lc's) are the same in the debug
+/// build: their addresses, less the last and largest (glibc's 16 KiB table
+/// of thread keys), must fit in a few pages.
+#[test]
+fn the_data_a_connection_writes_is_laid_out_together() {
+    let list =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/link/hot-symbols.txt"))
+            .expect("read link/hot-symbols.txt");
+    let listed: std::collections::HashSet<&str> = list.lines().collect();
+    let nm = std::process::Command::new("nm")
+        .args(["-S", "--defined-only", common::BIN])
+        .output()
+        .expect("run nm");
+    let text = String::from_utf8_lossy(&nm.stdout);
+    let mut bss: Vec<(u64, u64, &str)> = text
+        .lines()
+        .filter_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+            [at, size, "b" | "B", name] if listed.contains(name) && !name.starts_with("_R") => {
+                Some((
+                    u64::from_str_radix(at, 16).ok()?,
+                    u64::from_str_radix(size, 16).ok()?,
+                    name,
+                ))
+            }
+            _ => None,
+        })
+        .collect();
+    bss.sort();
+    assert!(
+        bss.len() > 50,
+        "only {} listed .bss names in the binary",
+        bss.len()
+    );
+    let (first, last) = (bss[0], bss[bss.len() - 2]);
+    let span = last.0 + last.1 - first.0;
+    assert!(
+        span <= 12 * 1024,
+        "the written .bss spans {span} bytes, {} to {}: the symbol ordering file \
+         is not in effect for data",
+        first.2,
+        last.2
+    );
+}
