@@ -223,8 +223,9 @@ mod imp {
         // No F_DUPFD, no F_SETOWN, no locks, no leases.
         let fcntl = [libc::F_GETFL, libc::F_SETFL, libc::F_GETFD].map(|c| c as u32);
         rules.push((libc::SYS_fcntl, one_of(arg(1), &fcntl)));
-        // Kept: once the handshake is done, the engine hands back the pages
-        // it no longer needs (engine/io.rs, `release_idle_memory`), and
+        // Kept: once the handshake is done, and after 0.1 s without traffic,
+        // the engine hands back the pages it no longer needs (engine/io.rs,
+        // `release_idle_memory`; engine/mod.rs, `release_idle`), and
         // malloc_trim the free ones of the heap. MADV_DONTNEED only: pages
         // of the process's own, which read back as zeros.
         rules.push((

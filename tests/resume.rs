@@ -143,8 +143,8 @@ fn rustls_client_resumes_in_a_second_process_with_the_same_block() {
     assert_eq!(store.tickets.load(Ordering::SeqCst), 2);
 }
 
-/// An RSA key, parsed on its first signature when tickets are on: the full
-/// handshake signs with it, the resumed one does without.
+/// With an RSA key, the full handshake signs, the resumed one does
+/// without.
 #[test]
 fn rsa_sessions_resume_and_full_handshakes_still_sign() {
     let store = counting();
