@@ -256,37 +256,64 @@ def recv_exact(recv_into, n):
 
 # ---------------------------------------------------------------- phases
 
-def per_connection(engine, key, n):
-    """Handshake + 100-byte echo each way + close, n times: CPU ms and
-    VmHWM KiB per connection, and the protocol/suite seen."""
-    ctx = engine.client_context() if engine.tls else None
-    cpus, hwms, suite = [], [], "none"
-    for _ in range(n):
-        cli, srv = tcp_pair()
-        pid, app = engine.spawn(srv, key)
-        tls = ctx.wrap_socket(cli, server_hostname="localhost") if ctx else cli
-        if ctx:
-            suite = f"{tls.version()} {tls.cipher()[0]}"
-        tls.sendall(PAYLOAD)
-        app = engine.app_for(app)
-        app.send(recv_exact(app.recv_into, len(PAYLOAD)))
-        if recv_exact(tls.recv_into, len(PAYLOAD)) != PAYLOAD:
-            raise Failure(f"{engine.label}: echo mismatch")
-        hwm = proc_field(pid, "status", "VmHWM")  # before the close
-        # the client closes first (FIN, no close_notify), the app reads to
-        # EOF and closes: the order bench/README.md explains
-        if engine.notify:
-            close_notify(tls)
-        tls.close()
-        app.drain()
-        app.close()
-        code, u, s = reap(pid, engine.label)
-        if code != 0:
-            raise Failure(f"{engine.label}: exited {code} after a connection; "
-                          f"stderr ends with:\n{stderr_tail()}")
-        cpus.append((u + s) * 1000)
-        hwms.append(hwm)
-    return {"cpu_ms": cpus, "hwm_kib": hwms, "suite": suite}
+def connection_once(engine, key, ctx):
+    """Handshake + 100-byte echo each way + close: CPU ms, VmHWM KiB, and
+    the protocol/suite seen."""
+    suite = "none"
+    cli, srv = tcp_pair()
+    pid, app = engine.spawn(srv, key)
+    tls = ctx.wrap_socket(cli, server_hostname="localhost") if ctx else cli
+    if ctx:
+        suite = f"{tls.version()} {tls.cipher()[0]}"
+    tls.sendall(PAYLOAD)
+    app = engine.app_for(app)
+    app.send(recv_exact(app.recv_into, len(PAYLOAD)))
+    if recv_exact(tls.recv_into, len(PAYLOAD)) != PAYLOAD:
+        raise Failure(f"{engine.label}: echo mismatch")
+    hwm = proc_field(pid, "status", "VmHWM")  # before the close
+    # the client closes first (FIN, no close_notify), the app reads to
+    # EOF and closes: the order bench/README.md explains
+    if engine.notify:
+        close_notify(tls)
+    tls.close()
+    app.drain()
+    app.close()
+    code, u, s = reap(pid, engine.label)
+    if code != 0:
+        raise Failure(f"{engine.label}: exited {code} after a connection; "
+                      f"stderr ends with:\n{stderr_tail()}")
+    return (u + s) * 1000, hwm, suite
+
+
+def rounds(n):
+    """n runs of each case, in rounds of BLOCK runs per case: interleaved,
+    so that a burst of load elsewhere (these are shared machines) hits
+    every engine rather than one, yet each engine's runs follow each other,
+    as a server's do (its code warm in the caches, not evicted by stunnel's
+    20 ms a connection just before)."""
+    done = 0
+    while done < n:
+        block = min(BLOCK, n - done)
+        yield block
+        done += block
+
+
+BLOCK = 10
+
+
+def per_connection(cases, n):
+    """`cases`: {name: (engine, key)}; n connections each (`rounds`): per
+    case, the CPU ms and VmHWM KiB of each, and the protocol/suite seen."""
+    ctxs = {name: e.client_context() if e.tls else None for name, (e, _) in cases.items()}
+    out = {name: {"cpu_ms": [], "hwm_kib": [], "suite": "none"} for name in cases}
+    for block in rounds(n):
+        for name, (engine, key) in cases.items():
+            for _ in range(block):
+                cpu, hwm, suite = connection_once(engine, key, ctxs[name])
+                out[name]["cpu_ms"].append(cpu)
+                out[name]["hwm_kib"].append(hwm)
+                out[name]["suite"] = suite
+    return out
 
 
 def stderr_tail():
@@ -295,25 +322,32 @@ def stderr_tail():
         return f.read()[-1500:].decode(errors="replace").strip()
 
 
-def startup(engine, key, n):
+def startup_once(engine, key):
     """CPU from exec to waiting for the ClientHello, teardown included:
     spawned on a socketpair, SIGKILLed once it sleeps in a read or poll."""
-    cpus = []
-    for _ in range(n):
-        a, b = socket.socketpair()
-        pid, app = engine.spawn(b, key if engine.kind != "floor" else None)
-        deadline = time.monotonic() + TIMEOUT
-        while not waiting_for_input(pid):
-            if time.monotonic() > deadline:
-                raise Failure(f"{engine.label}: never waited for input")
-            time.sleep(0.0005)
-        os.kill(pid, signal.SIGKILL)
-        _, u, s = reap(pid, engine.label)
-        cpus.append((u + s) * 1000)
-        if app:
-            app.close()
-        a.close()
-    return {"cpu_ms": cpus}
+    a, b = socket.socketpair()
+    pid, app = engine.spawn(b, key if engine.kind != "floor" else None)
+    deadline = time.monotonic() + TIMEOUT
+    while not waiting_for_input(pid):
+        if time.monotonic() > deadline:
+            raise Failure(f"{engine.label}: never waited for input")
+        time.sleep(0.0005)
+    os.kill(pid, signal.SIGKILL)
+    _, u, s = reap(pid, engine.label)
+    if app:
+        app.close()
+    a.close()
+    return (u + s) * 1000
+
+
+def startup(cases, n):
+    """As per_connection (`rounds`): per case, the start-up CPU ms."""
+    out = {name: {"cpu_ms": []} for name in cases}
+    for block in rounds(n):
+        for name, (engine, key) in cases.items():
+            for _ in range(block):
+                out[name]["cpu_ms"].append(startup_once(engine, key))
+    return out
 
 
 def idle_memory(engine, key, n):
@@ -542,26 +576,23 @@ def main():
         print(f"  {text}", file=sys.stderr, flush=True)
 
     # ---- per connection
-    conn = {}
-    for kname, key in keys.items():
-        for e in tls_engines:
-            conn[kname, e.label] = r = per_connection(e, key, a.conns)
-            record(kind="conn", key=kname, engine=e.label, **r)
-            progress(f"conn {kname} {e.label}: {med(r['cpu_ms']):.2f} ms")
-    conn["none", "plain"] = r = per_connection(plain, None, a.conns)
-    record(kind="conn", key="none", engine="plain", **r)
-    progress(f"conn plain: {med(r['cpu_ms']):.2f} ms")
+    cases = {(kname, e.label): (e, key) for kname, key in keys.items() for e in tls_engines}
+    cases["none", "plain"] = (plain, None)
+    conn = per_connection(cases, a.conns)
+    for (kname, label), r in conn.items():
+        record(kind="conn", key=kname, engine=label, **r)
+        progress(f"conn {kname} {label}: {med(r['cpu_ms']):.2f} ms")
 
     # ---- start-up (ECDSA key; the RSA key's start-up for ours too)
-    start = {}
-    for e in startup_cols:
-        start[e.label] = r = startup(e, ecdsa, a.startup)
-        record(kind="startup", key="ecdsa-p256", engine=e.label, **r)
-        progress(f"start-up {e.label}: {med(r['cpu_ms']):.2f} ms")
-    start_rsa = {}
-    for e in ours:
-        start_rsa[e.label] = r = startup(e, keys["rsa-2048"], a.startup)
-        record(kind="startup", key="rsa-2048", engine=e.label, **r)
+    cases = {("ecdsa-p256", e.label): (e, ecdsa) for e in startup_cols}
+    cases.update({("rsa-2048", e.label): (e, keys["rsa-2048"]) for e in ours})
+    both = startup(cases, a.startup)
+    start = {label: r for (kname, label), r in both.items() if kname == "ecdsa-p256"}
+    start_rsa = {label: r for (kname, label), r in both.items() if kname == "rsa-2048"}
+    for (kname, label), r in both.items():
+        record(kind="startup", key=kname, engine=label, **r)
+        if kname == "ecdsa-p256":
+            progress(f"start-up {label}: {med(r['cpu_ms']):.2f} ms")
 
     # ---- idle memory
     idle = {}
