@@ -18,7 +18,6 @@ Figures are the engine process's own CPU (user+sys from wait4) and memory.
 """
 
 import argparse
-import atexit
 import json
 import os
 import signal
@@ -30,28 +29,12 @@ import sys
 import threading
 import time
 
+import children  # bench/children.py: every child killed on any exit
+
 TIMEOUT = 30.0  # every blocking step is bounded by this
 CHUNK = 256 << 10
 PAYLOAD = bytes(range(100))
 CHILD_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
-LIVE = set()  # pids not reaped yet: killed on any exit
-
-
-def kill_live():
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for pid in list(LIVE):
-        try:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        except OSError:
-            pass
-        LIVE.discard(pid)
-
-
-atexit.register(kill_live)
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
 
 
 class Failure(Exception):
@@ -66,19 +49,11 @@ DRIVER_CPU, ENGINE_CPU = (CPUS[0], CPUS[1]) if len(CPUS) > 1 else (None, None)
 
 def reap(pid, what, timeout=TIMEOUT):
     """Bounded wait for pid: (exit code, user s, sys s)."""
-    fd = os.pidfd_open(pid)
     try:
-        import select
-        ready, _, _ = select.select([fd], [], [], timeout)
-    finally:
-        os.close(fd)
-    if not ready:
-        os.kill(pid, signal.SIGKILL)
-    _, status, ru = os.wait4(pid, 0)
-    LIVE.discard(pid)
-    if not ready:
+        code, ru = children.reap(pid, timeout)
+    except children.StillRunning:
         raise Failure(f"{what}: still running after {timeout:g}s, killed")
-    return os.waitstatus_to_exitcode(status), ru.ru_utime, ru.ru_stime
+    return code, ru.ru_utime, ru.ru_stime
 
 
 def proc_field(pid, name, what):
@@ -194,7 +169,7 @@ class Engine:
         p = subprocess.Popen(argv, stdin=sock, stdout=sock, stderr=ERRLOG,
                              pass_fds=passed, env=env, preexec_fn=pre)
         p.returncode = 0  # reaped here with wait4
-        LIVE.add(p.pid)
+        children.LIVE.add(p.pid)
         for fd in passed:
             os.close(fd)
         sock.close()
@@ -399,7 +374,7 @@ def bulk_once(engine, key, client, direction, size, pinned):
         cproc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=ERRLOG,
                                  env={"PATH": CHILD_PATH}, preexec_fn=pre)
         cproc.returncode = 0  # reaped here with wait4
-        LIVE.add(cproc.pid)
+        children.LIVE.add(cproc.pid)
         srv, _ = LISTENER.accept()
         pid, app = engine.spawn(srv, key, ecpu)
         suite = cproc.stdout.readline().decode().strip() or "?"
@@ -457,17 +432,17 @@ def bulk_once(engine, key, client, direction, size, pinned):
         app.close()
         if sock:
             sock.close()
-        if cproc and cproc.pid in LIVE:
+        if cproc and cproc.pid in children.LIVE:
             code, _, _ = reap(cproc.pid, "bulk_client", 120)
             if code != 0:
                 raise Failure(f"{engine.label}: bulk_client exited {code}; stderr ends with:\n"
                               f"{stderr_tail()}")
         _, u, s = reap(pid, engine.label)
     finally:
-        if cproc and cproc.pid in LIVE:
+        if cproc and cproc.pid in children.LIVE:
             os.kill(cproc.pid, signal.SIGKILL)
             reap(cproc.pid, "bulk_client")
-        if pid in LIVE:
+        if pid in children.LIVE:
             os.kill(pid, signal.SIGKILL)
             reap(pid, engine.label)
     if errors:

@@ -22,12 +22,10 @@ BENCH_PLAIN (the plain relay; empty: skip it). bench/run also appends the
 cipher's own cost (`openssl speed`) to OUT.jsonl as "cipher" rows.
 """
 
-import atexit
 import json
 import os
 import re
 import select
-import signal
 import socket
 import ssl
 import statistics
@@ -36,31 +34,11 @@ import sys
 import threading
 import time
 
+import children  # bench/children.py: every child killed on any exit
+
 TIMEOUT = 20.0  # seconds: every blocking step is bounded by this
 GUARD_MS = 20.0  # median engine CPU per connection above this = regression
 PAYLOAD = bytes(range(100))
-
-LIVE = set()  # pids of engines not reaped yet: killed on any exit
-
-
-def kill_live():
-    # a second signal (timeout(1) passing on bench/run's TERM after a ^C)
-    # must not cut the clean-up short
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for pid in list(LIVE):
-        try:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        except OSError:
-            pass
-        LIVE.discard(pid)
-
-
-atexit.register(kill_live)
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
-
 
 def env(name, default):
     return os.environ.get(name, default)
@@ -79,18 +57,10 @@ class Failure(Exception):
 
 def reap(pid, what):
     """Wait (bounded) for pid; return (exit code, CPU ms user+sys)."""
-    fd = os.pidfd_open(pid)
     try:
-        ready, _, _ = select.select([fd], [], [], TIMEOUT)
-    finally:
-        os.close(fd)
-    if not ready:
-        os.kill(pid, signal.SIGKILL)
-    _, status, ru = os.wait4(pid, 0)
-    LIVE.discard(pid)
-    if not ready:
+        code, ru = children.reap(pid, TIMEOUT)
+    except children.StillRunning:
         raise Failure(f"{what}: still running after {TIMEOUT}s, killed")
-    code = os.waitstatus_to_exitcode(status)
     return code, (ru.ru_utime + ru.ru_stime) * 1000.0
 
 
@@ -135,7 +105,7 @@ class OursApp:
                              pass_fds=(nw, fdr_r, fdw_w), env=e)
         p.returncode = 0  # we reap it ourselves with wait4
         self.pid = p.pid
-        LIVE.add(self.pid)
+        children.LIVE.add(self.pid)
         for fd in (nw, fdr_r, fdw_w):
             os.close(fd)
         self.notif_fd = nr
@@ -194,7 +164,7 @@ class PlainApp:
                              pass_fds=(fdr_r, fdw_w), env=CHILD_PATH)
         p.returncode = 0  # we reap it ourselves with wait4
         self.pid = p.pid
-        LIVE.add(self.pid)
+        children.LIVE.add(self.pid)
         for fd in (fdr_r, fdw_w):
             os.close(fd)
 
@@ -222,7 +192,7 @@ class StunnelApp:
                              stdout=conn, stderr=self.err, env=CHILD_PATH)
         p.returncode = 0
         self.pid = p.pid
-        LIVE.add(self.pid)
+        children.LIVE.add(self.pid)
         self.sock = None
 
     def ready(self):
@@ -348,7 +318,7 @@ def run_conn(out):
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
         p.returncode = 0
-        LIVE.add(p.pid)
+        children.LIVE.add(p.pid)
         code, cpu = reap(p.pid, "exec floor")
         if code != 100:
             raise Failure(f"exec floor: expected exit 100, got {code}")

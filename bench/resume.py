@@ -27,7 +27,6 @@ connection that did not resume, an engine that failed).
 import os
 import select
 import shutil
-import signal
 import socket
 import ssl
 import statistics
@@ -37,10 +36,11 @@ import sys
 import tempfile
 import time
 
+import children  # bench/children.py: every child killed on any exit
+
 TIMEOUT = 20.0
 PAYLOAD = bytes(range(100))
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LIVE = set()
 
 
 class Failure(Exception):
@@ -62,19 +62,11 @@ def release_binary():
 
 
 def reap(pid):
-    fd = os.pidfd_open(pid)
     try:
-        ready = select.select([fd], [], [], TIMEOUT)[0]
-    finally:
-        os.close(fd)
-    if not ready:
-        os.kill(pid, signal.SIGKILL)
-    _, status, ru = os.wait4(pid, 0)
-    LIVE.discard(pid)
-    if not ready:
+        code, ru = children.reap(pid, TIMEOUT)
+    except children.StillRunning:
         raise Failure("engine still running, killed")
-    return (os.waitstatus_to_exitcode(status), (ru.ru_utime + ru.ru_stime) * 1000.0,
-            ru.ru_minflt)
+    return code, (ru.ru_utime + ru.ru_stime) * 1000.0, ru.ru_minflt
 
 
 def wait_readable(fd):
@@ -113,7 +105,7 @@ def connection(engine, listener, env, ctx, session):
                          stdin=conn, stdout=conn, stderr=subprocess.DEVNULL,
                          pass_fds=(nw, fdr_r, fdw_w), env=env)
     p.returncode = 0  # reaped here with wait4
-    LIVE.add(p.pid)
+    children.LIVE.add(p.pid)
     for fd in (nw, fdr_r, fdw_w):
         os.close(fd)
     conn.close()
@@ -162,7 +154,7 @@ def keyfile_cost(engine, key, tickets, n):
                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)
             p.returncode = 0
-            LIVE.add(p.pid)
+            children.LIVE.add(p.pid)
             code, ms, _ = reap(p.pid)
             if code != 111:
                 raise Failure("key file cost: exit %d, not 111" % code)
@@ -264,10 +256,3 @@ if __name__ == "__main__":
     except Failure as e:
         print("bench/resume.py: %s" % e, file=sys.stderr)
         sys.exit(1)
-    finally:
-        for pid in list(LIVE):
-            try:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-            except OSError:
-                pass
