@@ -567,22 +567,14 @@ fn every_marked_readme_block_is_run() {
     }
 }
 
-/// The stand-in does what s6-tlsd 2.8 does, seen from a fake engine: the argv
-/// of s6tls_prep_tlsdio, the connection on fds 0 and 1, exactly three more
-/// fds (two pipe ends and the notification pipe), the block applied to the
-/// application's environment, the engine's variables removed unless -Z, and
-/// the engine's exit code when the handshake fails.
-#[test]
-fn shim_plays_s6_tlsd() {
-    let tmp = TempDir::new("shim");
-    let dir = &tmp.0;
-    let fake = dir.join("fake-engine");
-    write_file(
-        &fake,
-        r#"#!/usr/bin/python3
+/// The start of both stand-in tests' fake engine: it records its argv, its
+/// open fds and what each of 0, 1, fdr, fdw and the notification fd (`-d`,
+/// when given) is, into $FAKE_OUT.engine.
+const FAKE_ENGINE: &str = r#"#!/usr/bin/python3
 import os, stat, sys
 args = sys.argv[1:]
-notif, fdr, fdw = int(args[args.index("-d") + 1]), int(args[-2]), int(args[-1])
+fdr, fdw = int(args[-2]), int(args[-1])
+notif = int(args[args.index("-d") + 1]) if "-d" in args else None
 def kind(fd):
     st = os.fstat(fd)
     if stat.S_ISSOCK(st.st_mode):
@@ -600,9 +592,25 @@ fds = [fd for fd in range(3, 256) if is_open(fd)]
 with open(out + ".engine", "w") as f:
     print("argv", *args, file=f)
     print("open", *fds, file=f)
-    for fd in (0, 1, fdr, fdw, notif):
+    for fd in (0, 1, fdr, fdw) + ((notif,) if notif is not None else ()):
         print("kind", fd, kind(fd), file=f)
-if os.environ.get("FAKE_FAIL"):
+"#;
+
+/// The stand-in does what s6-tlsd 2.8 does, seen from a fake engine: the argv
+/// of s6tls_prep_tlsdio, the connection on fds 0 and 1, exactly three more
+/// fds (two pipe ends and the notification pipe), the block applied to the
+/// application's environment, the engine's variables removed unless -Z, and
+/// the engine's exit code when the handshake fails.
+#[test]
+fn shim_plays_s6_tlsd() {
+    let tmp = TempDir::new("shim");
+    let dir = &tmp.0;
+    let fake = dir.join("fake-engine");
+    write_file(
+        &fake,
+        &format!(
+            "{FAKE_ENGINE}{}",
+            r#"if os.environ.get("FAKE_FAIL"):
     sys.exit(98)
 os.write(notif, b"SSL_PROTOCOL=TLSv1.3\0SSL_PEER_CERT_HASH\0\0")
 os.close(notif)
@@ -611,7 +619,8 @@ os.close(fdw)
 reply = os.read(fdr, 100)
 with open(out + ".reply", "wb") as f:
     f.write(reply)
-"#,
+"#
+        ),
         0o755,
     );
     let app = dir.join("app");
@@ -773,40 +782,19 @@ fn shim_plays_s6_ucspitlsd() {
     let fake = dir.join("fake-engine");
     write_file(
         &fake,
-        r#"#!/usr/bin/python3
-import os, socket, stat, sys
-args = sys.argv[1:]
-fdr, fdw = int(args[-2]), int(args[-1])
-notif = int(args[args.index("-d") + 1]) if "-d" in args else None
-def kind(fd):
-    st = os.fstat(fd)
-    if stat.S_ISSOCK(st.st_mode):
-        return "socket"
-    flags = int(open(f"/proc/self/fdinfo/{fd}").read().split("flags:")[1].split()[0], 8)
-    return ("pipe-" if stat.S_ISFIFO(st.st_mode) else "other-") + ("w" if flags & os.O_WRONLY else "r")
-def is_open(fd):
-    try:
-        os.fstat(fd)
-        return True
-    except OSError:
-        return False
-out = os.environ["FAKE_OUT"]
-fds = [fd for fd in range(3, 256) if is_open(fd)]
-with open(out + ".engine", "w") as f:
-    print("argv", *args, file=f)
-    print("open", *fds, file=f)
-    for fd in (0, 1, fdr, fdw) + ((notif,) if notif is not None else ()):
-        print("kind", fd, kind(fd), file=f)
-    if notif is not None:
+        &format!(
+            "{FAKE_ENGINE}{}",
+            r#"if notif is not None:
+    with open(out + ".engine", "a") as f:
         print("ctl-read", repr(os.read(notif, 1)), file=f)
-if notif is not None:
     os.write(notif, b"SSL_PROTOCOL=TLSv1.3\0SSL_PEER_CERT_HASH\0\0")
     os.close(notif)
 os.write(fdw, b"hello app\n")
 os.close(fdw)
 with open(out + ".reply", "wb") as f:
     f.write(os.read(fdr, 100))
-"#,
+"#
+        ),
         0o755,
     );
     let app = dir.join("app");
