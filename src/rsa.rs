@@ -77,8 +77,13 @@ impl RsaKey {
         let [(0x02, [0]), rest @ ..] = &ints[..] else {
             return Err(Refused::NotMine);
         };
+        // Re-encoded minimally, as a certificate's is: rustls compares the
+        // two byte for byte.
         let public = match rest {
-            [(0x02, n), (0x02, e), ..] => tlv(0x30, &[&tlv(0x02, &[n]), &tlv(0x02, &[e])]),
+            [(0x02, n), (0x02, e), ..] => match (positive(n), positive(e)) {
+                (Some(n), Some(e)) => tlv(0x30, &[&integer(n), &integer(e)]),
+                _ => return Err(Refused::NotMine),
+            },
             _ => return Err(Refused::NotMine),
         };
         let mut numbers = Vec::with_capacity(8);
@@ -115,6 +120,14 @@ fn tlv(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
     }
     parts.iter().for_each(|p| out.extend_from_slice(p));
     out
+}
+
+/// A positive INTEGER's DER from its magnitude (no leading zero bytes).
+fn integer(magnitude: &[u8]) -> Vec<u8> {
+    match magnitude.first() {
+        Some(b) if b & 0x80 != 0 => tlv(0x02, &[&[0], magnitude]),
+        _ => tlv(0x02, &[magnitude]),
+    }
 }
 
 const NO_MEMORY: Refused = Refused::Invalid("out of memory");
@@ -536,6 +549,18 @@ mod tests {
         let spki = key.public_key().unwrap();
         let expected = public_key_to_spki(&alg_id::RSA_ENCRYPTION, &generated().1);
         assert_eq!(spki.as_ref(), expected.as_ref());
+    }
+
+    #[test]
+    fn a_modulus_with_needless_leading_zeros_gives_the_same_spki() {
+        let padded = edited(|i, int| {
+            if i == 1 {
+                int.insert(0, 0);
+            }
+        });
+        let key = RsaKey::from_pkcs1(&padded).unwrap();
+        let expected = public_key_to_spki(&alg_id::RSA_ENCRYPTION, &generated().1);
+        assert_eq!(key.public_key().unwrap().as_ref(), expected.as_ref());
     }
 
     #[test]
