@@ -73,6 +73,18 @@ fn exchange(e: Engine, config: Arc<ClientConfig>) -> Vec<(String, Option<String>
 }
 
 /// The client tries; the engine must refuse. Returns the engine's exit.
+/// A `-y` engine that got `cert`, a byte each way, and the notification
+/// block as it came, bytes and all.
+fn raw_block_under_y(cert: &ClientCert) -> (Engine, Tls, Vec<u8>) {
+    let mut e = cafile().args(&["-y"]).start();
+    let mut tls = connect(&e, with_cert(cert), "localhost");
+    tls.write_all(b"x").unwrap();
+    assert_eq!(read_app(&mut e, 1), b"x");
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(e.notif.as_mut().unwrap(), &mut raw).unwrap();
+    (e, tls, raw)
+}
+
 fn refused(mut e: Engine, config: Arc<ClientConfig>) -> Exit {
     let mut sock = e.client().try_clone().unwrap();
     let mut conn = rustls::ClientConnection::new(config, "localhost".try_into().unwrap()).unwrap();
@@ -135,12 +147,7 @@ fn subject_escapes_special_characters_and_trims_spaces() {
         p.distinguished_name
             .push(DnType::CommonName, " a,b=c+d<e>f#g\\h\ni ");
     });
-    let mut e = cafile().args(&["-y"]).start();
-    let mut tls = connect(&e, with_cert(&cert), "localhost");
-    tls.write_all(b"x").unwrap();
-    assert_eq!(read_app(&mut e, 1), b"x");
-    let mut raw = Vec::new();
-    std::io::Read::read_to_end(e.notif.as_mut().unwrap(), &mut raw).unwrap();
+    let (_e, _tls, raw) = raw_block_under_y(&cert);
     let needle: &[u8] =
         b"\0SSL_PEER_CERT_SUBJECT=O=in  side, CN=a\\,b\\=c\\+d\\<e\\>f\\#g\\\\h\\\ni\0";
     assert!(
@@ -408,12 +415,7 @@ fn several_kib_subject() -> ClientCert {
 #[test]
 fn a_subject_of_several_kib_keeps_the_block_under_4096_bytes() {
     let cert = several_kib_subject();
-    let mut e = cafile().args(&["-y"]).start();
-    let mut tls = connect(&e, with_cert(&cert), "localhost");
-    tls.write_all(b"x").unwrap();
-    assert_eq!(read_app(&mut e, 1), b"x");
-    let mut raw = Vec::new();
-    std::io::Read::read_to_end(e.notif.as_mut().unwrap(), &mut raw).unwrap();
+    let (e, tls, raw) = raw_block_under_y(&cert);
     assert!(raw.len() < 4096, "{} bytes", raw.len());
     let block = as_map(&parse_notification(&raw));
     assert_eq!(block["SSL_PEER_CERT_SUBJECT"].as_deref(), Some("<invalid>"));

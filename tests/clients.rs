@@ -304,27 +304,6 @@ fn openssl_s_client_tls12_with_only_ciphers_the_server_lacks_gets_a_handshake_fa
 
 // ---------------------------------------------------------------- gnutls
 
-/// `gnutls-cli` arguments to reach the engine on 127.0.0.1:`port` with SNI
-/// `localhost`, trusting only the test CA and checking the name.
-fn gnutls_cli_args(port: u16, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "--x509cafile",
-        &ca().pem_path.display().to_string(),
-        "--port",
-        &port.to_string(),
-        "--sni-hostname",
-        "localhost",
-        "--verify-hostname",
-        "localhost",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args.push("127.0.0.1".to_string());
-    args
-}
-
 /// What `gnutls-cli` says it negotiated, from its `- Description:
 /// (TLS1.3-X.509)-(ECDHE-SECP256R1)-(ECDSA-SECP256R1-SHA256)-(AES-256-GCM)`
 /// line: the protocol as OpenSSL names it, and the GnuTLS cipher name.

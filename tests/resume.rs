@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use common::client::{accept, listen, s_client_args, Client};
+use common::client::{accept, gnutls_cli_args, listen, s_client_args, Client};
 use common::*;
 use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
 use rustls::client::{ClientSessionMemoryCache, ClientSessionStore, Resumption};
@@ -105,12 +105,7 @@ fn session(
     echo(&mut e, &mut tls);
     let kind = tls.conn.handshake_kind();
     let block = e.notification();
-    client_close_notify(&mut tls);
-    e.close_app_tx();
-    let _ = read_to_end_tls(&mut tls);
-    drop(tls);
-    e.client.take();
-    let exit = e.wait_exit();
+    let exit = close_both(e, tls);
     assert_eq!(exit.code, Some(0), "{}", exit.stderr);
     (kind, block, exit.stderr)
 }
@@ -396,22 +391,7 @@ fn old_key_tickets_resume_after_one_rotation_only() {
 fn gnutls_cli_resumes_across_processes() {
     let tickets = tickets();
     let (listener, port) = listen();
-    let args: Vec<String> = [
-        "--x509cafile",
-        ca().pem_path.to_str().unwrap(),
-        "--port",
-        &port.to_string(),
-        "--sni-hostname",
-        "localhost",
-        "--verify-hostname",
-        "localhost",
-        "--resume",
-        "--waitresumption",
-        "127.0.0.1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args = gnutls_cli_args(port, &["--resume", "--waitresumption"]);
     let mut client = Client::start("gnutls-cli", &args);
     let spawn = || spawn().set(VAR, tickets.to_str().unwrap()).args(&["-S"]);
     let mut first = accept(spawn(), &listener, &mut client);

@@ -240,6 +240,27 @@ pub fn accept(spawn: Spawn, listener: &TcpListener, client: &mut Client) -> Engi
     spawn.start_accepting(listener)
 }
 
+/// `gnutls-cli` arguments to reach the engine on 127.0.0.1:`port` with SNI
+/// `localhost`, trusting only the test CA and checking the name.
+pub fn gnutls_cli_args(port: u16, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--x509cafile",
+        &ca().pem_path.display().to_string(),
+        "--port",
+        &port.to_string(),
+        "--sni-hostname",
+        "localhost",
+        "--verify-hostname",
+        "localhost",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.push("127.0.0.1".to_string());
+    args
+}
+
 /// `openssl s_client` arguments to reach the engine on `port`, trusting only
 /// the test CA and failing on any verification error, then `extra`.
 pub fn s_client_args(port: u16, extra: &[&str]) -> Vec<String> {

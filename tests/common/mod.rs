@@ -662,14 +662,20 @@ pub fn echo(e: &mut Engine, tls: &mut Tls) {
 }
 
 /// Ends a healthy connection from both sides and expects exit 0, silently.
-pub fn finish(mut e: Engine, mut tls: Tls) {
+pub fn finish(e: Engine, tls: Tls) {
+    let exit = close_both(e, tls);
+    assert_eq!((exit.code, exit.stderr.as_str()), (Some(0), ""));
+}
+
+/// Ends a connection from both sides (the client's close_notify, the
+/// application's EOF) and waits for the engine.
+pub fn close_both(mut e: Engine, mut tls: Tls) -> Exit {
     client_close_notify(&mut tls);
     e.close_app_tx();
     let _ = read_to_end_tls(&mut tls);
     drop(tls);
     e.client.take();
-    let exit = e.wait_exit();
-    assert_eq!((exit.code, exit.stderr.as_str()), (Some(0), ""));
+    e.wait_exit()
 }
 
 /// The client goes away without a close_notify (its socket closed), then
