@@ -483,6 +483,16 @@ def skip(text):
     print(f"SKIP  {text}")
 
 
+def below_floor(value, bound, plain):
+    """A note for a missed bound that the plain relay (no TLS at all, the
+    same pipes, the same case) misses too: pinned, no relay of this shape
+    can meet it. Unpinned, where the scheduler places each process, the
+    plain relay is no floor: an engine may come out below it."""
+    if value <= bound or plain is None or plain <= bound:
+        return ""
+    return f"; the plain relay alone costs {plain:.2f}"
+
+
 def main():
     global ARGS, ERRLOG, LISTENER, APP_LISTENER
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -675,6 +685,7 @@ def main():
     ok = True
     plain_conn = med(conn["none", "plain"]["cpu_ms"])
     floor_start = med(start["floor"]["cpu_ms"])
+    plain_start = med(start["plain"]["cpu_ms"])
     for e in ours:
         L = e.label
         ec = med(conn["ecdsa-p256", L]["cpu_ms"])
@@ -694,6 +705,11 @@ def main():
         ok &= verdict(st <= floor_start + 0.25,
                       f"{L}: start-up {st:.2f} ms <= static floor {floor_start:.2f} + "
                       f"0.25 = {floor_start + 0.25:.2f} ms (+{st - floor_start:.2f})")
+        # The issue names the plain relay as its static program; the floor
+        # above, a C program that does nothing, is the stricter reading.
+        verdict(st <= plain_start + 0.25,
+                f"{L}: start-up {st:.2f} ms <= plain relay's {plain_start:.2f} + 0.25 = "
+                f"{plain_start + 0.25:.2f} ms (+{st - plain_start:.2f}; for information)")
         pss, anon = idle[L]["pss_kib"], idle[L]["rss_anon_kib"]
         ok &= verdict(pss <= 155, f"{L}: idle Pss {pss:.0f} KiB <= 155 KiB")
         ok &= verdict(anon <= 135, f"{L}: idle RssAnon {anon:.0f} KiB <= 135 KiB")
@@ -709,12 +725,13 @@ def main():
                 if a.stunnel:
                     sc = total(pinned, client, "client->app", "stunnel")
                     sa = total(pinned, client, "app->client", "stunnel")
+                    pa = total(pinned, client, "app->client", "plain")
                     ok &= verdict(ca <= 0.75 * sc, f"{L}: client->app {how} {ca:.2f} <= "
                                   f"0.75 x stunnel's {sc:.2f} = {0.75 * sc:.2f} s/GiB "
-                                  f"({ca / sc:.2f}x)")
+                                  f"({ca / sc:.2f}x){below_floor(ca, 0.75 * sc, pl)}")
                     ok &= verdict(ac <= 0.6 * sa, f"{L}: app->client {how} {ac:.2f} <= "
                                   f"0.6 x stunnel's {sa:.2f} = {0.6 * sa:.2f} s/GiB "
-                                  f"({ac / sa:.2f}x)")
+                                  f"({ac / sa:.2f}x){below_floor(ac, 0.6 * sa, pa)}")
                 else:
                     skip(f"{L}: bulk against stunnel (no stunnel)")
                 bound = 1.25 * (pl + a.cipher_s_gib)
