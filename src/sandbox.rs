@@ -77,9 +77,10 @@ mod imp {
 
     /// The calls allowed whatever their arguments.
     const ALWAYS: &[libc::c_long] = &[
-        // Measured: the relay (engine/, notify.rs, log.rs; records leave
-        // with writev), ends shut down and closed, malloc (brk; the relay's
-        // 64 KiB buffers are mapped, so freeing them is munmap).
+        // Measured: the relay (engine/, notify.rs, log.rs), ends shut down
+        // and closed, malloc (brk; the relay's 64 KiB buffers are mapped,
+        // so freeing them is munmap). writev is glibc's: the message it
+        // prints before it aborts on a corrupted heap (__libc_message).
         libc::SYS_read,
         libc::SYS_write,
         libc::SYS_writev,
