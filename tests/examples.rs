@@ -596,6 +596,13 @@ with open(out + ".engine", "w") as f:
         print("kind", fd, kind(fd), file=f)
 "#;
 
+/// DIR/fake-engine: FAKE_ENGINE's recording part, then `tail`.
+fn write_fake_engine(dir: &Path, tail: &str) -> PathBuf {
+    let fake = dir.join("fake-engine");
+    write_file(&fake, &format!("{FAKE_ENGINE}{tail}"), 0o755);
+    fake
+}
+
 /// The stand-in does what s6-tlsd 2.8 does, seen from a fake engine: the argv
 /// of s6tls_prep_tlsdio, the connection on fds 0 and 1, exactly three more
 /// fds (two pipe ends and the notification pipe), the block applied to the
@@ -605,12 +612,9 @@ with open(out + ".engine", "w") as f:
 fn shim_plays_s6_tlsd() {
     let tmp = TempDir::new("shim");
     let dir = &tmp.0;
-    let fake = dir.join("fake-engine");
-    write_file(
-        &fake,
-        &format!(
-            "{FAKE_ENGINE}{}",
-            r#"if os.environ.get("FAKE_FAIL"):
+    let fake = write_fake_engine(
+        dir,
+        r#"if os.environ.get("FAKE_FAIL"):
     sys.exit(98)
 os.write(notif, b"SSL_PROTOCOL=TLSv1.3\0SSL_PEER_CERT_HASH\0\0")
 os.close(notif)
@@ -619,9 +623,7 @@ os.close(fdw)
 reply = os.read(fdr, 100)
 with open(out + ".reply", "wb") as f:
     f.write(reply)
-"#
-        ),
-        0o755,
+"#,
     );
     let app = dir.join("app");
     // The environment as the app got it (`env` under dash would not show
@@ -779,12 +781,9 @@ with open(out + ".reply", "wb") as f:
 fn shim_plays_s6_ucspitlsd() {
     let tmp = TempDir::new("ucspi-shim");
     let dir = &tmp.0;
-    let fake = dir.join("fake-engine");
-    write_file(
-        &fake,
-        &format!(
-            "{FAKE_ENGINE}{}",
-            r#"if notif is not None:
+    let fake = write_fake_engine(
+        dir,
+        r#"if notif is not None:
     with open(out + ".engine", "a") as f:
         print("ctl-read", repr(os.read(notif, 1)), file=f)
     os.write(notif, b"SSL_PROTOCOL=TLSv1.3\0SSL_PEER_CERT_HASH\0\0")
@@ -793,9 +792,7 @@ os.write(fdw, b"hello app\n")
 os.close(fdw)
 with open(out + ".reply", "wb") as f:
     f.write(os.read(fdr, 100))
-"#
-        ),
-        0o755,
+"#,
     );
     let app = dir.join("app");
     write_file(
