@@ -244,6 +244,33 @@ def callgrind_names(out, symbols, engine):
     return names
 
 
+# The instruction sets glibc names its string functions' variants after.
+CPU_TAGS = {"sse2", "sse4", "ssse3", "avx", "avx2", "avx512", "evex", "evex512", "erms"}
+
+
+def family(name):
+    """What a glibc CPU variant implements: __memcpy for
+    __memcpy_avx_unaligned_erms and __memcpy_evex_unaligned_erms; None for
+    any other name."""
+    if not name.startswith("__"):
+        return None
+    head, _, rest = name[2:].partition("_")
+    return "__" + head if head and rest.split("_")[0] in CPU_TAGS else None
+
+
+def beside_sibling(order, name):
+    """A function only callgrind saw: on a CPU with AVX-512, the AVX2
+    variant the other kind of machine runs. It goes right after the first
+    variant of its family already listed, where that machine's connections
+    need it, not after every function gdb saw; anything else goes last."""
+    kin = family(name)
+    at = next((i for i, n in enumerate(order) if kin and family(n) == kin), None)
+    if at is None:
+        order.append(name)
+    else:
+        order.insert(at + 1, name)
+
+
 def trace(engine, pq_conn, work):
     symbols = text_symbols(engine)
     data, entry = data_symbols(engine), entry_point(engine)
@@ -287,7 +314,10 @@ def trace(engine, pq_conn, work):
             for name in found:
                 if name not in seen:
                     seen.add(name)
-                    order.append(name)
+                    if tracer == "callgrind":
+                        beside_sibling(order, name)
+                    else:
+                        order.append(name)
     # Last, the static data a connection writes, smallest first: each
     # written page is a page of its own memory, and scattered among what
     # no connection writes they took 6 pages of .bss instead of 2. The
