@@ -474,21 +474,6 @@ def cell(v, spec, width):
     return (format(v, spec) if v is not None else "-").rjust(width)
 
 
-def from_disk(path):
-    """Drops path's pages from the page cache, so that every engine runs as
-    it would after a boot, its code read back from disk. A binary just
-    written (by cargo, cp or dpkg) sits in the cache in larger folios, and
-    a page fault maps a whole folio: the same binary's peak RSS was 1452
-    KiB just copied and 1324 KiB read back (ext4, Linux 6.18). Needs no
-    privilege; shared libraries are left as they are."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)  # dirty pages cannot be dropped
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-
-
 def verdict(ok, text):
     print(f"{'PASS' if ok else 'FAIL'}  {text}")
     return ok
@@ -548,7 +533,7 @@ def main():
     # before the handshake, and the issue asks for the TLS engines only
     startup_cols = [e for e in cols if e.kind != "stunnel"]
     for e in cols:
-        from_disk(e.path)
+        children.from_disk(e.path)
 
     ERRLOG = open(os.path.join(a.dir, "engines.stderr"), "ab")
     LISTENER = socket.create_server(("127.0.0.1", 0), backlog=128)

@@ -608,6 +608,9 @@ def main():
     mode, path = sys.argv[1], sys.argv[2]
     if mode == "report":
         sys.exit(0 if report(path) else 1)
+    for binary in (BIN, PLAIN, STUNNEL):
+        if binary:
+            children.from_disk(binary)
     LISTENER = socket.create_server(("127.0.0.1", 0))
     LISTENER.settimeout(TIMEOUT)
     if STUNNEL:

@@ -18,6 +18,8 @@ import subprocess
 import sys
 import time
 
+import children  # bench/children.py: the engine read back from disk first
+
 
 def spawn(engine, cert, key, sock):
     r, w = os.pipe()
@@ -41,6 +43,7 @@ def field(pid, name, what):
 def main():
     engine, cert, key = sys.argv[1:4]
     n = int(sys.argv[4]) if len(sys.argv) > 4 else 100
+    children.from_disk(engine)
 
     cpu = []
     for _ in range(n):
