@@ -260,34 +260,31 @@ def connection_once(engine, key, ctx):
     return (u + s) * 1000, hwm, suite
 
 
-def rounds(n):
-    """n runs of each case, in rounds of BLOCK runs per case: interleaved,
-    so that a burst of load elsewhere (these are shared machines) hits
-    every engine rather than one, yet each engine's runs follow each other,
-    as a server's do (its code warm in the caches, not evicted by stunnel's
-    20 ms a connection just before)."""
-    done = 0
-    while done < n:
-        block = min(BLOCK, n - done)
-        yield block
-        done += block
+def interleaved(cases, n):
+    """(name, engine, key): n runs of each of `cases` ({name: (engine,
+    key)}), in rounds of BLOCK runs per case, so that a burst of load
+    elsewhere (these are shared machines) hits every engine rather than
+    one, yet each engine's runs follow each other, as a server's do (its
+    code warm in the caches, not evicted by stunnel's 20 ms a connection
+    just before)."""
+    for done in range(0, n, BLOCK):
+        for name, (engine, key) in cases.items():
+            for _ in range(min(BLOCK, n - done)):
+                yield name, engine, key
 
 
 BLOCK = 10
 
 
 def per_connection(cases, n):
-    """`cases`: {name: (engine, key)}; n connections each (`rounds`): per
-    case, the CPU ms and VmHWM KiB of each, and the protocol/suite seen."""
+    """n connections of each case (`interleaved`): per case, the CPU ms and
+    VmHWM KiB of each, and the protocol/suite seen."""
     ctxs = {name: e.client_context() if e.tls else None for name, (e, _) in cases.items()}
     out = {name: {"cpu_ms": [], "hwm_kib": [], "suite": "none"} for name in cases}
-    for block in rounds(n):
-        for name, (engine, key) in cases.items():
-            for _ in range(block):
-                cpu, hwm, suite = connection_once(engine, key, ctxs[name])
-                out[name]["cpu_ms"].append(cpu)
-                out[name]["hwm_kib"].append(hwm)
-                out[name]["suite"] = suite
+    for name, engine, key in interleaved(cases, n):
+        cpu, hwm, out[name]["suite"] = connection_once(engine, key, ctxs[name])
+        out[name]["cpu_ms"].append(cpu)
+        out[name]["hwm_kib"].append(hwm)
     return out
 
 
@@ -316,12 +313,10 @@ def startup_once(engine, key):
 
 
 def startup(cases, n):
-    """As per_connection (`rounds`): per case, the start-up CPU ms."""
+    """As per_connection (`interleaved`): per case, the start-up CPU ms."""
     out = {name: {"cpu_ms": []} for name in cases}
-    for block in rounds(n):
-        for name, (engine, key) in cases.items():
-            for _ in range(block):
-                out[name]["cpu_ms"].append(startup_once(engine, key))
+    for name, engine, key in interleaved(cases, n):
+        out[name]["cpu_ms"].append(startup_once(engine, key))
     return out
 
 
