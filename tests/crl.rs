@@ -447,8 +447,7 @@ fn s_client_to(spawn: Spawn, extra: &[impl AsRef<str>]) -> Outcome {
     std::io::Read::read_to_end(notif, &mut raw).unwrap();
     if raw.is_empty() {
         // stdin stays open: s_client leaves on the alert (under TLS 1.3 it
-        // comes after s_client has finished its handshake).
-        client.send(b"ping\n");
+        // comes after s_client has finished its handshake), not on its EOF.
         client.wait_exit();
         let exit = e.wait_exit();
         let mut got = Vec::new();
