@@ -453,3 +453,38 @@ fn key_file_errors_are_start_up_failures_naming_the_file() {
     assert_eq!(code, Some(96));
     assert!(msg.contains("48 bytes, not a multiple of 32"), "{msg}");
 }
+
+// ------------------------------------------------------ key exchange modes
+
+/// A TLS 1.3 resumption runs a fresh (EC)DHE exchange (`psk_dhe_ke`), so
+/// the ticket key alone yields no session key; a client that offers
+/// `psk_ke` alone (a resumption without one) gets a full handshake.
+/// tlslite-ng (tests/support/psk_modes.py) offers the mode it is told.
+#[test]
+fn resumption_runs_a_fresh_key_exchange_and_psk_ke_alone_gets_a_full_handshake() {
+    const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/psk_modes.py");
+    let tickets = tickets();
+    for (mode, second) in [("psk_dhe_ke", "resumed"), ("psk_ke", "full")] {
+        let (listener, port) = listen();
+        let args = [SCRIPT.to_string(), port.to_string(), mode.to_string()];
+        let mut client = Client::start("/usr/bin/python3", &args);
+        for _ in 0..2 {
+            let spawn = spawn().set(VAR, tickets.to_str().unwrap()).args(&["-S"]);
+            let mut e = accept(spawn, &listener, &mut client);
+            assert!(!e.notification().is_empty(), "{mode}");
+            e.close_app_tx();
+            let exit = e.wait_exit();
+            assert_eq!(exit.code, Some(0), "{mode}: {}", exit.stderr);
+        }
+        let status = client.wait_exit();
+        assert!(status.success(), "{mode}: {}", client.transcript());
+        let out = client.stdout();
+        let lines: Vec<_> = out.lines().map(|l| l.split_once(' ').unwrap()).collect();
+        assert_eq!(lines.len(), 2, "{mode}: {}", client.transcript());
+        assert_eq!(lines[0].0, "full", "{mode}: {out}");
+        assert_eq!(lines[1].0, second, "{mode}: {out}");
+        for (_, group) in lines {
+            assert_ne!(group, "none", "{mode}: no key exchange: {out}");
+        }
+    }
+}
