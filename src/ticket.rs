@@ -110,6 +110,7 @@ impl TicketKeys {
                 .collect(),
             raw: Secret(self.raw.0.clone()),
             aad: context.bytes(),
+            chain_required: context.client_cert_mode == 2,
             recheck,
             opened: Mutex::new(None),
             hint: AtomicU32::new(LIFETIME),
@@ -281,6 +282,9 @@ struct Ticketer {
     derived: Vec<OnceLock<Option<Key>>>,
     /// The context, after the key name in the associated data.
     aad: Vec<u8>,
+    /// Under `-y`: a session without a client chain cannot be ours (the
+    /// context says so already); a second guard on the state's reading.
+    chain_required: bool,
     /// Checks a session's client certificate chain again (see the top).
     recheck: Option<Recheck>,
     /// The last ticket this connection opened: the ticket issued on the
@@ -332,8 +336,8 @@ impl Ticketer {
 /// (`ServerSessionValue`: an optional SNI, the version, the cipher suite,
 /// the secret, the extended-master-secret flag, the optional client chain,
 /// then what is of no concern here). The unit tests below read real
-/// sessions of the rustls in Cargo.lock, so a change of encoding fails
-/// them, and in use refuses every ticket (a full handshake), never worse.
+/// sessions of the rustls that Cargo.lock pins, so a change of encoding
+/// fails them when rustls is updated.
 struct State<'a> {
     /// The SNI, version and cipher suite: what rustls requires to be the
     /// same for a ticket to resume (besides the EMS flag, always off in
@@ -479,6 +483,9 @@ impl Ticketer {
             return None;
         }
         let parsed = parse_state(state)?;
+        if parsed.chain.is_empty() && self.chain_required {
+            return None;
+        }
         if !parsed.chain.is_empty()
             && !self
                 .recheck
@@ -816,6 +823,19 @@ mod tests {
         let t = k.ticketer(&ctx(Some("a.b"), 1), None);
         assert!(t.decrypt(&ticket).is_none());
         assert!(t.decrypt(&without).is_some());
+        // Under -y, a state read as having no chain never opens.
+        let y = ctx(Some("a.b"), 2);
+        let accepts = Recheck {
+            verifier: Arc::new(Says(None, Default::default())),
+            log: Log::new(0),
+        };
+        let t = k.ticketer(&y, Some(accepts));
+        assert!(t
+            .decrypt(&seal_at(&ticketer(&k, &y), now(), &state13()))
+            .is_none());
+        assert!(t
+            .decrypt(&seal_at(&ticketer(&k, &y), now(), &with_chain))
+            .is_some());
         // A chain whose encoding is cut short or empty does not open.
         let mut bad = state(Some("a.b"), 0x0304, AES256, &chain);
         let at = bad.len() - b"\x00rest of the state".len() - 2;
