@@ -1,7 +1,8 @@
 //! Revoked client certificates: CRLs in `CADIR` (`XXXXXXXX.rN`, as
 //! `openssl rehash` names them) and in `CRLFILE`, made at test time by
 //! `openssl ca -revoke` and `openssl ca -gencrl`; the clients are
-//! `openssl s_client -cert`, curl `--cert` and the rustls client.
+//! `openssl s_client -cert`, curl `--cert` and the rustls client. A
+//! revocation also stops a session saved before it (`s_client -sess_in`).
 
 mod common;
 
@@ -11,7 +12,7 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use common::client::{accept, listen, s_client_args, Client};
+use common::client::{accept, listen, s_client_args, s_client_hello_and_close, Client};
 use common::*;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -455,20 +456,8 @@ fn s_client_to(spawn: Spawn, extra: &[impl AsRef<str>]) -> Outcome {
         assert!(got.is_empty(), "the application got {got:?}");
         return Outcome::Refused(client.stderr(), exit);
     }
-    e.app_tx().write_all(b"hello\n").unwrap();
-    e.close_app_tx();
-    client.close_stdin();
-    let status = client.wait_exit();
-    let exit = e.wait_exit();
-    assert!(status.success(), "{}", client.transcript());
-    assert_eq!(exit.code, Some(0), "{}", exit.stderr);
-    let out = client.stdout();
-    assert!(out.contains("hello\n"), "{}", client.transcript());
-    let how = out
-        .lines()
-        .find_map(|l| l.strip_suffix(", TLSv1.3, Cipher is TLS_AES_256_GCM_SHA384"))
-        .unwrap_or_else(|| panic!("no TLS 1.3 line\n{}", client.transcript()));
-    Outcome::In(how.to_string(), parse_notification(&raw))
+    let how = s_client_hello_and_close(&mut client, &mut e);
+    Outcome::In(how, parse_notification(&raw))
 }
 
 /// Issue 19: carol saves her session, resumes it (saving the ticket of the

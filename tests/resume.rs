@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use common::client::{accept, gnutls_cli_args, listen, s_client_args, Client};
+use common::client::{
+    accept, gnutls_cli_args, listen, s_client_args, s_client_hello_and_close, Client,
+};
 use common::*;
 use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
 use rustls::client::{ClientSessionMemoryCache, ClientSessionStore, Resumption};
@@ -322,20 +324,7 @@ fn s_client(tickets: &Path, name: &str, session: &[&str]) -> (String, Block) {
     let spawn = spawn().set(VAR, tickets.to_str().unwrap()).args(&["-S"]);
     let mut e = accept(spawn, &listener, &mut client);
     let block = e.notification();
-    e.app_tx().write_all(b"hello\n").unwrap();
-    e.close_app_tx();
-    client.close_stdin();
-    let status = client.wait_exit();
-    let exit = e.wait_exit();
-    assert!(status.success(), "{}", client.transcript());
-    assert_eq!(exit.code, Some(0), "{}", exit.stderr);
-    let out = client.stdout();
-    assert!(out.contains("hello\n"), "{}", client.transcript());
-    let how = out
-        .lines()
-        .find_map(|l| l.strip_suffix(", TLSv1.3, Cipher is TLS_AES_256_GCM_SHA384"))
-        .unwrap_or_else(|| panic!("no TLS 1.3 line\n{}", client.transcript()));
-    (how.to_string(), block)
+    (s_client_hello_and_close(&mut client, &mut e), block)
 }
 
 #[test]
