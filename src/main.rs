@@ -76,6 +76,7 @@ fn run(opts: &Options) -> Result<(), Error> {
         keys,
         client_cert_mode: 0,
         anchors: [0; 32],
+        recheck: None,
     });
     let (verifier, revoked) = match opts.client_cert {
         ClientCert::None => (None, Revoked::default()),
@@ -97,6 +98,15 @@ fn run(opts: &Options) -> Result<(), Error> {
                 crls.clone(),
                 mode == ClientCert::Mandatory,
             )?;
+            if let Some(t) = &mut tickets {
+                // A resumption checks the session's chain with the same
+                // verifier, anchors and CRLs (ticket.rs); what it finds is
+                // not this connection's refusal, so not `revoked`'s.
+                t.recheck = Some(ticket::Recheck {
+                    verifier: verifier.clone(),
+                    log,
+                });
+            }
             let (verifier, revoked) = crl::naming_revoked(verifier, &crls);
             (Some(verifier), revoked)
         }
@@ -145,11 +155,13 @@ fn run(opts: &Options) -> Result<(), Error> {
     .map_err(|e| revoked.explain(e))
 }
 
-/// The ticket keys, and the client certificate policy a ticket is bound to.
+/// The ticket keys, the client certificate policy a ticket is bound to,
+/// and how a ticket's client certificate is checked again.
 struct Tickets {
     keys: TicketKeys,
     client_cert_mode: u8,
     anchors: [u8; 32],
+    recheck: Option<ticket::Recheck>,
 }
 
 /// The configuration for this ClientHello: the key pair its SNI selects and
@@ -183,11 +195,12 @@ fn configure(
         }
     };
     let ticketer = tickets.map(|t| {
-        t.keys.ticketer(&ticket::Context {
+        let context = ticket::Context {
             server_name,
             client_cert_mode: t.client_cert_mode,
             anchors: t.anchors,
-        })
+        };
+        t.keys.ticketer(&context, t.recheck.clone())
     });
     tls::server_config(provider, key, verifier, protocols.clone(), ticketer)
         .map_err(|e| refuse(AlertDescription::InternalError, e))

@@ -1,7 +1,8 @@
 //! Revoked client certificates: CRLs in `CADIR` (`XXXXXXXX.rN`, as
 //! `openssl rehash` names them) and in `CRLFILE`, made at test time by
 //! `openssl ca -revoke` and `openssl ca -gencrl`; the clients are
-//! `openssl s_client -cert`, curl `--cert` and the rustls client.
+//! `openssl s_client -cert`, curl `--cert` and the rustls client. A
+//! revocation also stops a session saved before it (`s_client -sess_in`).
 
 mod common;
 
@@ -11,7 +12,7 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use common::client::{accept, listen, s_client_args, Client};
+use common::client::{accept, listen, s_client_args, s_client_hello_and_close, Client};
 use common::*;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -378,4 +379,180 @@ fn crls_are_read_after_dropping_privileges() {
             crl.display()
         ))
     );
+}
+
+// ------------------------------------------ revocation across resumption
+
+/// A CA of one test's own, run with `openssl ca`, and its client carol in
+/// good standing: `crl.pem` lists nothing yet; `cadir` has the CA and no
+/// CRL at all (the CA publishes its first one once carol is revoked).
+fn carols_ca(tag: &str) -> PathBuf {
+    let dir = tmpdir(tag);
+    sh(
+        &dir,
+        r#"
+printf '[ca]\ndefault_ca = c\n[c]\ndatabase = index.txt\ncrlnumber = crlnumber\n' > ca.cnf
+printf 'default_md = sha256\ndefault_crl_days = 1\n' >> ca.cnf
+: > index.txt
+echo 01 > crlnumber
+key="-nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -days 3"
+openssl req -x509 $key -subj "/CN=Client CA" -keyout ca.key -out ca.pem 2>/dev/null
+openssl req -x509 -CA ca.pem -CAkey ca.key $key -subj "/O=Example/CN=carol" \
+  -addext basicConstraints=CA:FALSE -addext extendedKeyUsage=clientAuth \
+  -keyout carol.key -out carol.pem 2>/dev/null
+openssl x509 -in carol.pem -noout -serial > carol.serial
+openssl ca -config ca.cnf -cert ca.pem -keyfile ca.key -gencrl -out crl.pem 2>/dev/null
+mkdir cadir
+cp ca.pem cadir/
+openssl rehash cadir
+head -c 32 /dev/urandom > tickets
+chmod 600 tickets
+"#,
+    );
+    dir
+}
+
+/// The CA revokes carol and publishes the CRL, in both places.
+fn revoke_carol(dir: &Path) {
+    sh(
+        dir,
+        r#"
+ca="openssl ca -config ca.cnf -cert ca.pem -keyfile ca.key"
+$ca -revoke carol.pem 2>/dev/null
+$ca -gencrl -out crl.pem 2>/dev/null
+cp crl.pem cadir/
+openssl rehash cadir
+"#,
+    );
+}
+
+/// How one `openssl s_client` connection to a new engine went.
+enum Outcome {
+    /// In: s_client's "New" or "Reused", and the notification block.
+    In(String, Vec<(String, Option<String>)>),
+    /// Refused: s_client's stderr, and the engine's exit; the application
+    /// got no block and no byte.
+    Refused(String, Exit),
+}
+
+/// `openssl s_client` with `extra` (carol's certificate, -sess_in/out)
+/// against an engine started by `spawn`.
+fn s_client_to(spawn: Spawn, extra: &[impl AsRef<str>]) -> Outcome {
+    let (listener, port) = listen();
+    let mut args = vec!["-servername", "localhost", "-ign_eof"];
+    args.extend(extra.iter().map(AsRef::as_ref));
+    let mut client = Client::start("openssl", &s_client_args(port, &args));
+    let mut e = accept(spawn, &listener, &mut client);
+    let mut raw = Vec::new();
+    let notif = e.notif.as_mut().expect("engine started with -d");
+    std::io::Read::read_to_end(notif, &mut raw).unwrap();
+    if raw.is_empty() {
+        // stdin stays open: s_client leaves on the alert (under TLS 1.3 it
+        // comes after s_client has finished its handshake), not on its EOF.
+        client.wait_exit();
+        let exit = e.wait_exit();
+        let mut got = Vec::new();
+        std::io::Read::read_to_end(e.app_rx(), &mut got).unwrap();
+        assert!(got.is_empty(), "the application got {got:?}");
+        return Outcome::Refused(client.stderr(), exit);
+    }
+    let how = s_client_hello_and_close(&mut client, &mut e);
+    Outcome::In(how, parse_notification(&raw))
+}
+
+/// Issue 19: carol saves her session, resumes it (saving the ticket of the
+/// resumed connection), is revoked, then comes back with that ticket: she
+/// is refused exactly as a full handshake refuses her (alert
+/// `certificate_revoked`, her serial in the message), the application
+/// gets nothing; under `CRLFILE` (a CRL that listed nothing) and under
+/// `CADIR` (no CRL at all until the revocation), `-y` and `-Y`. Under `-Y`
+/// the same session without her certificate is a new, anonymous one.
+#[test]
+fn a_session_saved_before_its_certificate_was_revoked_does_not_resume() {
+    for source in ["CRLFILE", "CADIR"] {
+        for flag in ["-y", "-Y"] {
+            let case = format!("{source} {flag}");
+            let dir = carols_ca("carol");
+            let path = |name: &str| dir.join(name).display().to_string();
+            let spawn = || {
+                let s = spawn()
+                    .set("TLS_TICKET_KEYFILE", &path("tickets"))
+                    .args(&[flag, "-S", "-v", "2"]);
+                match source {
+                    "CRLFILE" => s
+                        .set("CAFILE", &path("ca.pem"))
+                        .set("CRLFILE", &path("crl.pem")),
+                    _ => s.set("CADIR", &path("cadir")),
+                }
+            };
+            let (cert, key) = (path("carol.pem"), path("carol.key"));
+            let (first, second) = (path("first.sess"), path("second.sess"));
+            let carol = ["-cert", &cert, "-key", &key];
+            let with = |session: &[&str]| -> Vec<String> {
+                carol.iter().chain(session).map(|s| s.to_string()).collect()
+            };
+            let value = |block: &[(String, Option<String>)], name: &str| {
+                as_map(block).get(name).cloned().flatten()
+            };
+            let subject =
+                |block: &[(String, Option<String>)]| value(block, "SSL_PEER_CERT_SUBJECT");
+            let carol_subject = Some("O=Example, CN=carol".to_string());
+            match s_client_to(spawn(), &with(&["-sess_out", &first])) {
+                Outcome::In(how, block) => {
+                    assert_eq!(how, "New", "{case}");
+                    assert_eq!(subject(&block), carol_subject, "{case}");
+                }
+                Outcome::Refused(_, exit) => panic!("{case}: {exit:?}"),
+            }
+            match s_client_to(spawn(), &with(&["-sess_in", &first, "-sess_out", &second])) {
+                Outcome::In(how, block) => {
+                    assert_eq!(how, "Reused", "{case}");
+                    assert_eq!(subject(&block), carol_subject, "{case}");
+                }
+                Outcome::Refused(_, exit) => panic!("{case}: {exit:?}"),
+            }
+            revoke_carol(&dir);
+            let serial = std::fs::read_to_string(dir.join("carol.serial")).unwrap();
+            let serial = serial.trim().trim_start_matches("serial=");
+            match s_client_to(spawn(), &with(&["-sess_in", &second])) {
+                Outcome::Refused(client, exit) => {
+                    assert!(client.contains("certificate revoked"), "{case}: {client}");
+                    assert_eq!(exit.code, Some(98), "{case}: {}", exit.stderr);
+                    let why = format!(
+                        "invalid peer certificate: Revoked: \
+                         the certificate with serial {serial} is revoked\n"
+                    );
+                    assert!(exit.stderr.ends_with(&why), "{case}: {}", exit.stderr);
+                    assert!(
+                        exit.stderr.contains(
+                            "ticket refused, full handshake: \
+                             its client certificate no longer verifies"
+                        ),
+                        "{case}: {}",
+                        exit.stderr
+                    );
+                }
+                Outcome::In(how, _) => panic!("{case}: revoked carol got in ({how})"),
+            }
+            let anonymous = s_client_to(spawn(), &["-sess_in", &second]);
+            match (flag, anonymous) {
+                ("-Y", Outcome::In(how, block)) => {
+                    assert_eq!(how, "New", "{case}");
+                    assert_eq!(subject(&block), None, "{case}");
+                    assert_eq!(value(&block, "SSL_PEER_CERT_HASH"), None, "{case}");
+                }
+                ("-y", Outcome::Refused(_, exit)) => {
+                    assert_eq!(exit.code, Some(98), "{case}: {}", exit.stderr);
+                    assert!(
+                        exit.stderr.contains("peer sent no certificates"),
+                        "{case}: {}",
+                        exit.stderr
+                    );
+                }
+                (_, Outcome::In(how, block)) => panic!("{case}: {how} {block:?}"),
+                (_, Outcome::Refused(_, exit)) => panic!("{case}: {exit:?}"),
+            }
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
 }

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use common::client::{accept, gnutls_cli_args, listen, s_client_args, Client};
+use common::client::{
+    accept, gnutls_cli_args, listen, s_client_args, s_client_hello_and_close, Client,
+};
 use common::*;
 use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
 use rustls::client::{ClientSessionMemoryCache, ClientSessionStore, Resumption};
@@ -322,20 +324,7 @@ fn s_client(tickets: &Path, name: &str, session: &[&str]) -> (String, Block) {
     let spawn = spawn().set(VAR, tickets.to_str().unwrap()).args(&["-S"]);
     let mut e = accept(spawn, &listener, &mut client);
     let block = e.notification();
-    e.app_tx().write_all(b"hello\n").unwrap();
-    e.close_app_tx();
-    client.close_stdin();
-    let status = client.wait_exit();
-    let exit = e.wait_exit();
-    assert!(status.success(), "{}", client.transcript());
-    assert_eq!(exit.code, Some(0), "{}", exit.stderr);
-    let out = client.stdout();
-    assert!(out.contains("hello\n"), "{}", client.transcript());
-    let how = out
-        .lines()
-        .find_map(|l| l.strip_suffix(", TLSv1.3, Cipher is TLS_AES_256_GCM_SHA384"))
-        .unwrap_or_else(|| panic!("no TLS 1.3 line\n{}", client.transcript()));
-    (how.to_string(), block)
+    (s_client_hello_and_close(&mut client, &mut e), block)
 }
 
 #[test]
@@ -452,4 +441,39 @@ fn key_file_errors_are_start_up_failures_naming_the_file() {
     let (code, msg) = with(&short);
     assert_eq!(code, Some(96));
     assert!(msg.contains("48 bytes, not a multiple of 32"), "{msg}");
+}
+
+// ------------------------------------------------------ key exchange modes
+
+/// A TLS 1.3 resumption runs a fresh (EC)DHE exchange (`psk_dhe_ke`), so
+/// the ticket key alone yields no session key; a client that offers
+/// `psk_ke` alone (a resumption without one) gets a full handshake.
+/// tlslite-ng (tests/support/psk_modes.py) offers the mode it is told.
+#[test]
+fn resumption_runs_a_fresh_key_exchange_and_psk_ke_alone_gets_a_full_handshake() {
+    const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/psk_modes.py");
+    let tickets = tickets();
+    for (mode, second) in [("psk_dhe_ke", "resumed"), ("psk_ke", "full")] {
+        let (listener, port) = listen();
+        let args = [SCRIPT.to_string(), port.to_string(), mode.to_string()];
+        let mut client = Client::start("/usr/bin/python3", &args);
+        for _ in 0..2 {
+            let spawn = spawn().set(VAR, tickets.to_str().unwrap()).args(&["-S"]);
+            let mut e = accept(spawn, &listener, &mut client);
+            assert!(!e.notification().is_empty(), "{mode}");
+            e.close_app_tx();
+            let exit = e.wait_exit();
+            assert_eq!(exit.code, Some(0), "{mode}: {}", exit.stderr);
+        }
+        let status = client.wait_exit();
+        assert!(status.success(), "{mode}: {}", client.transcript());
+        let out = client.stdout();
+        let lines: Vec<_> = out.lines().map(|l| l.split_once(' ').unwrap()).collect();
+        assert_eq!(lines.len(), 2, "{mode}: {}", client.transcript());
+        assert_eq!(lines[0].0, "full", "{mode}: {out}");
+        assert_eq!(lines[1].0, second, "{mode}: {out}");
+        for (_, group) in lines {
+            assert_ne!(group, "none", "{mode}: no key exchange: {out}");
+        }
+    }
 }

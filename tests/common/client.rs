@@ -278,3 +278,23 @@ pub fn s_client_args(port: u16, extra: &[&str]) -> Vec<String> {
     args.extend(extra.iter().map(|s| s.to_string()));
     args
 }
+
+/// The end of an `openssl s_client -ign_eof` session with the engine `e`,
+/// handshake done: the application writes "hello" and closes, s_client's
+/// stdin closes; both must end well, s_client having printed the hello.
+/// Returns what s_client called the TLS 1.3 session: "New" or "Reused".
+pub fn s_client_hello_and_close(client: &mut Client, e: &mut Engine) -> String {
+    e.app_tx().write_all(b"hello\n").unwrap();
+    e.close_app_tx();
+    client.close_stdin();
+    let status = client.wait_exit();
+    let exit = e.wait_exit();
+    assert!(status.success(), "{}", client.transcript());
+    assert_eq!(exit.code, Some(0), "{}", exit.stderr);
+    let out = client.stdout();
+    assert!(out.contains("hello\n"), "{}", client.transcript());
+    out.lines()
+        .find_map(|l| l.strip_suffix(", TLSv1.3, Cipher is TLS_AES_256_GCM_SHA384"))
+        .unwrap_or_else(|| panic!("no TLS 1.3 line\n{}", client.transcript()))
+        .to_string()
+}
