@@ -279,6 +279,31 @@ fn fallback_scsv_below_tls13_gets_inappropriate_fallback() {
     refused_in_the_clear(&attack("fallback-scsv"), "inappropriate_fallback");
 }
 
+/// tlsfuzzer's test-fallback-scsv.py probes (its "FALLBACK - hello"
+/// ones, the SCSV at each place): hellos without supported_versions, of
+/// legacy_version TLS 1.1, TLS 1.2 and 0x0304 ("SSL 3.4", still TLS 1.2
+/// at most), whose suites we do not serve. The SCSV is looked at first.
+#[test]
+fn fallback_scsv_is_checked_before_anything_else() {
+    for version in ["tls11", "tls12", "ssl34"] {
+        for place in 0..4 {
+            let case = format!("fallback-unserved-{version}-{place}");
+            let seen = attack(&case);
+            let line = refused_in_the_clear(&seen, "inappropriate_fallback");
+            assert!(line.contains("TLS_FALLBACK_SCSV"), "{case}: {line}");
+        }
+    }
+}
+
+#[test]
+fn a_hello_of_suites_we_refuse_without_the_scsv_gets_handshake_failure() {
+    for case in ["unserved-tls12", "unserved-ssl34"] {
+        let seen = attack(case);
+        let line = refused_in_the_clear(&seen, "handshake_failure");
+        assert!(!line.contains("FALLBACK"), "{case}: {line}");
+    }
+}
+
 #[test]
 fn fallback_scsv_from_a_tls13_client_is_no_fallback() {
     completed(&attack_good("fallback-scsv-tls13"));

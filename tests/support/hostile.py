@@ -499,6 +499,35 @@ def case_fallback_scsv(c):
     refused_hello(c, one_record(hello), hello)
 
 
+def tlsfuzzer_hello(version, fallback_at=None):
+    """The ClientHello of tlsfuzzer's test-fallback-scsv.py: no extensions,
+    the renegotiation SCSV, a suite we do not serve (RSA key exchange, CBC)
+    and a TLS 1.3 suite, which a hello without supported_versions cannot
+    use; TLS_FALLBACK_SCSV at `fallback_at` when given."""
+    suites = [
+        CipherSuite.TLS_EMPTY_RENEGOTIATION_INFO_SCSV,
+        CipherSuite.TLS_RSA_WITH_AES_128_CBC_SHA,
+        CipherSuite.TLS_AES_128_GCM_SHA256,
+    ]
+    if fallback_at is not None:
+        suites.insert(fallback_at, FALLBACK_SCSV)
+    ch = ClientHello().create(version, bytearray(os.urandom(32)), bytearray(0), suites)
+    return bytes(ch.write())
+
+
+def case_fallback_unserved(c, version, place):
+    # tlsfuzzer's "FALLBACK - hello ..." probes: refused for the SCSV before
+    # anything else (the suites, the version) is looked at.
+    hello = tlsfuzzer_hello(version, place)
+    refused_hello(c, one_record(hello), hello)
+
+
+def case_unserved_without_fallback(c, version):
+    # The same hellos without the SCSV: nothing we serve.
+    hello = tlsfuzzer_hello(version)
+    refused_hello(c, one_record(hello), hello)
+
+
 def case_fallback_scsv_at_our_best(c):
     # The SCSV from a client whose highest version is ours: no fallback, the
     # handshake goes on (RFC 7507 section 3).
@@ -626,6 +655,20 @@ CASES = {
     "interleaved-appdata": lambda c: case_interleaved(c, ContentType.application_data, b"x"),
     "fallback-scsv": case_fallback_scsv,
     "fallback-scsv-tls13": case_fallback_scsv_at_our_best,
+    "unserved-tls12": lambda c: case_unserved_without_fallback(c, TLS12),
+    "unserved-ssl34": lambda c: case_unserved_without_fallback(c, TLS13),
+    "fallback-unserved-tls11-0": lambda c: case_fallback_unserved(c, TLS11, 0),
+    "fallback-unserved-tls11-1": lambda c: case_fallback_unserved(c, TLS11, 1),
+    "fallback-unserved-tls11-2": lambda c: case_fallback_unserved(c, TLS11, 2),
+    "fallback-unserved-tls11-3": lambda c: case_fallback_unserved(c, TLS11, 3),
+    "fallback-unserved-tls12-0": lambda c: case_fallback_unserved(c, TLS12, 0),
+    "fallback-unserved-tls12-1": lambda c: case_fallback_unserved(c, TLS12, 1),
+    "fallback-unserved-tls12-2": lambda c: case_fallback_unserved(c, TLS12, 2),
+    "fallback-unserved-tls12-3": lambda c: case_fallback_unserved(c, TLS12, 3),
+    "fallback-unserved-ssl34-0": lambda c: case_fallback_unserved(c, TLS13, 0),
+    "fallback-unserved-ssl34-1": lambda c: case_fallback_unserved(c, TLS13, 1),
+    "fallback-unserved-ssl34-2": lambda c: case_fallback_unserved(c, TLS13, 2),
+    "fallback-unserved-ssl34-3": lambda c: case_fallback_unserved(c, TLS13, 3),
     # Section 3: after the ServerHello, rustls decides.
     "oversized-ciphertext": case_oversized_ciphertext,
     "short-finished": case_short_finished,
