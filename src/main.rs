@@ -70,7 +70,7 @@ fn run(opts: &Options) -> Result<(), Error> {
     let keys = KeyStore::load(&env, opts.sni_level)?;
     let alpn = Alpn::from_env(&env)?;
     let ticket_keys = TicketKeys::load(&env)?;
-    privilege::drop_privileges(&env)?;
+    privilege::drop_privileges(&env, &log)?;
     // What a ticket is bound to besides its server name (ticket.rs).
     let mut tickets = ticket_keys.map(|keys| Tickets {
         keys,
