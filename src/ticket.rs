@@ -493,6 +493,7 @@ mod tests {
                     None,
                     Vec::new(),
                     Some(spy.clone()),
+                    None,
                 )
                 .unwrap();
                 let mut s = rustls::ServerConnection::new(config).unwrap();

@@ -304,6 +304,65 @@ fn a_hello_of_suites_we_refuse_without_the_scsv_gets_handshake_failure() {
     }
 }
 
+/// An engine that speaks h2 only, and only to clients that offer it.
+fn strict_h2() -> Spawn {
+    spawn().set("TLS_ALPN", "h2").set("TLS_ALPN_STRICT", "1")
+}
+
+#[test]
+fn alpn_after_a_retry_that_keeps_it_is_served() {
+    let seen = attack_with(strict_h2(), "alpn-after-retry-kept", true);
+    assert_eq!(
+        seen.client,
+        format!("helloretryrequest\n{AFTER_HANDSHAKE}closed\n"),
+        "stderr: {:?}",
+        seen.exit.stderr
+    );
+    assert_eq!((seen.exit.code, seen.exit.stderr.as_str()), (Some(0), ""));
+}
+
+/// TLS_ALPN_STRICT holds on the hello the handshake completes with: a
+/// second ClientHello (after a HelloRetryRequest) without ALPN is refused
+/// as a first one would be, in the clear, before any ServerHello.
+#[test]
+fn alpn_strict_holds_on_the_hello_after_retry() {
+    let seen = attack_with(strict_h2(), "alpn-after-retry-dropped", false);
+    assert_eq!(
+        seen.client, "helloretryrequest\nalert: fatal no_application_protocol\nclosed\n",
+        "stderr: {:?}",
+        seen.exit.stderr
+    );
+    let line = refused(&seen);
+    assert!(
+        line.contains(
+            "the client offers no application protocol (ALPN), and TLS_ALPN_STRICT is set"
+        ),
+        "{line}"
+    );
+}
+
+/// A second hello whose ALPN has nothing in common with ours: refused with
+/// the same words as a first one, strict or not.
+#[test]
+fn alpn_changed_after_retry_is_refused() {
+    for spawn in [strict_h2(), spawn().set("TLS_ALPN", "h2")] {
+        let seen = attack_with(spawn, "alpn-after-retry-changed", false);
+        assert_eq!(
+            seen.client, "helloretryrequest\nalert: fatal no_application_protocol\nclosed\n",
+            "stderr: {:?}",
+            seen.exit.stderr
+        );
+        let line = refused(&seen);
+        assert!(
+            line.contains(
+                "no application protocol in common: the client offers \"imap\", \
+                 the server speaks h2"
+            ),
+            "{line}"
+        );
+    }
+}
+
 #[test]
 fn fallback_scsv_from_a_tls13_client_is_no_fallback() {
     completed(&attack_good("fallback-scsv-tls13"));
