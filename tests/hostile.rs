@@ -321,23 +321,29 @@ fn alpn_after_a_retry_that_keeps_it_is_served() {
     assert_eq!((seen.exit.code, seen.exit.stderr.as_str()), (Some(0), ""));
 }
 
-/// TLS_ALPN_STRICT holds on the hello the handshake completes with: a
-/// second ClientHello (after a HelloRetryRequest) without ALPN is refused
-/// as a first one would be, in the clear, before any ServerHello.
-#[test]
-fn alpn_strict_holds_on_the_hello_after_retry() {
-    let seen = attack_with(strict_h2(), "alpn-after-retry-dropped", false);
+/// The second ClientHello of `case` refused with no_application_protocol
+/// in the clear, after the HelloRetryRequest and before any ServerHello,
+/// with `reason` in the one line on stderr.
+fn refused_after_retry(spawn: Spawn, case: &str, reason: &str) {
+    let seen = attack_with(spawn, case, false);
     assert_eq!(
         seen.client, "helloretryrequest\nalert: fatal no_application_protocol\nclosed\n",
         "stderr: {:?}",
         seen.exit.stderr
     );
     let line = refused(&seen);
-    assert!(
-        line.contains(
-            "the client offers no application protocol (ALPN), and TLS_ALPN_STRICT is set"
-        ),
-        "{line}"
+    assert!(line.contains(reason), "{line}");
+}
+
+/// TLS_ALPN_STRICT holds on the hello the handshake completes with: a
+/// second ClientHello (after a HelloRetryRequest) without ALPN is refused
+/// as a first one would be.
+#[test]
+fn alpn_strict_holds_on_the_hello_after_retry() {
+    refused_after_retry(
+        strict_h2(),
+        "alpn-after-retry-dropped",
+        "the client offers no application protocol (ALPN), and TLS_ALPN_STRICT is set",
     );
 }
 
@@ -346,19 +352,10 @@ fn alpn_strict_holds_on_the_hello_after_retry() {
 #[test]
 fn alpn_changed_after_retry_is_refused() {
     for spawn in [strict_h2(), spawn().set("TLS_ALPN", "h2")] {
-        let seen = attack_with(spawn, "alpn-after-retry-changed", false);
-        assert_eq!(
-            seen.client, "helloretryrequest\nalert: fatal no_application_protocol\nclosed\n",
-            "stderr: {:?}",
-            seen.exit.stderr
-        );
-        let line = refused(&seen);
-        assert!(
-            line.contains(
-                "no application protocol in common: the client offers \"imap\", \
-                 the server speaks h2"
-            ),
-            "{line}"
+        refused_after_retry(
+            spawn,
+            "alpn-after-retry-changed",
+            "no application protocol in common: the client offers \"imap\", the server speaks h2",
         );
     }
 }

@@ -139,15 +139,15 @@ fn uid_only_changes_the_uid_and_clears_the_groups() {
     assert_eq!(ids.groups, Vec::<String>::new(), "no group of root's left");
 }
 
-/// The one line on stderr, which must be a warning; `-v 0` silences it.
-fn one_warning(ids: &[(&str, &str)]) -> String {
+/// One line on stderr, the warning `expected`; `-v 0` silences it.
+fn warns(ids: &[(&str, &str)], expected: &str) {
     let (_, stderr) = ids_and_stderr(&[], ids);
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{stderr:?}");
     assert!(lines[0].starts_with("s6-tlsd-io: warning: "), "{stderr:?}");
+    assert!(lines[0].contains(expected), "{stderr:?}");
     let (_, quiet) = ids_and_stderr(&["-v", "0"], ids);
     assert_eq!(quiet, "", "-v 0");
-    lines[0].to_string()
 }
 
 #[test]
@@ -157,12 +157,9 @@ fn uid_without_gid_warns() {
     }
     let gid = own_status("Gid");
     let gid = gid.split_whitespace().next().unwrap();
-    let line = one_warning(&[("TLS_UID", NOBODY)]);
-    assert!(
-        line.contains(&format!(
-            "TLS_UID is set but TLS_GID is not: running as uid {NOBODY} with gid {gid}"
-        )),
-        "{line}"
+    warns(
+        &[("TLS_UID", NOBODY)],
+        &format!("TLS_UID is set but TLS_GID is not: running as uid {NOBODY} with gid {gid}"),
     );
 }
 
@@ -171,12 +168,9 @@ fn gid_without_uid_warns() {
     if !is_root() {
         return;
     }
-    let line = one_warning(&[("TLS_GID", NOBODY)]);
-    assert!(
-        line.contains(&format!(
-            "TLS_GID is set but TLS_UID is not: running as gid {NOBODY} with uid 0"
-        )),
-        "{line}"
+    warns(
+        &[("TLS_GID", NOBODY)],
+        &format!("TLS_GID is set but TLS_UID is not: running as gid {NOBODY} with uid 0"),
     );
 }
 
