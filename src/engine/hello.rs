@@ -205,10 +205,12 @@ impl Fields {
             .supported_versions
             .as_ref()
             .is_some_and(|list| list.contains(&TLS13));
-        // The SCSV first, as OpenSSL checks it before choosing anything: a
-        // client that fell back from TLS 1.3 is told so, whatever else its
-        // fallback hello lacks (RFC 7507 section 3: the server's highest
-        // version is above the client's, so the alert is a MUST).
+        // The SCSV first: a client that fell back from TLS 1.3 is told so,
+        // whatever else its fallback hello lacks. OpenSSL too checks it
+        // before it chooses a suite; it checks the version before, and so
+        // answers a TLS 1.1 fallback with protocol_version, which RFC 7507
+        // section 3 allows as well. The fallback alert says more: the
+        // client's first attempt was interfered with.
         if self.fallback_scsv && !offers_tls13 {
             return refuse(
                 AlertDescription::InappropriateFallback,

@@ -69,7 +69,8 @@ pub struct Refusal {
 /// HelloRetryRequest, reaches no code of the engine's but the certificate
 /// resolver. rustls can only fail the handshake then, with an alert of its
 /// own; the engine sends the refusal's instead, in the clear (no ServerHello
-/// has gone yet), and ends with its error.
+/// has gone yet), and ends with its error. A mutex because rustls wants
+/// its resolver `Send + Sync`; one thread ever takes it.
 #[derive(Clone, Default)]
 pub struct Veto(Arc<Mutex<Option<Refusal>>>);
 
