@@ -30,6 +30,14 @@ impl Log {
         }
     }
 
+    /// A warning shown at the default verbosity, as skalibs' warnings
+    /// are (upstream's own): only `-v 0` silences it.
+    pub fn warn_by_default(&self, args: fmt::Arguments) {
+        if self.verbosity >= 1 {
+            emit("warning", args);
+        }
+    }
+
     pub fn debug(&self, args: fmt::Arguments) {
         if self.verbosity >= 3 {
             emit("debug", args);

@@ -25,10 +25,10 @@ use rustls::server::danger::ClientCertVerifier;
 use rustls::server::ClientHello;
 use rustls::{AlertDescription, ServerConfig};
 
-use s6_tlsd_io::alpn::Alpn;
+use s6_tlsd_io::alpn::{Alpn, Protocols};
 use s6_tlsd_io::cli::{self, ClientCert, Options};
 use s6_tlsd_io::crl::{self, Revoked};
-use s6_tlsd_io::engine::{self, Fds, Refusal, Settings};
+use s6_tlsd_io::engine::{self, Fds, Refusal, Settings, Veto};
 use s6_tlsd_io::env::Env;
 use s6_tlsd_io::error::Error;
 use s6_tlsd_io::log::Log;
@@ -68,9 +68,9 @@ fn run(opts: &Options) -> Result<(), Error> {
     let env = Env::from_process();
     let provider = tls::provider();
     let keys = KeyStore::load(&env, opts.sni_level)?;
-    let alpn = Alpn::from_env(&env)?;
+    let alpn = Arc::new(Alpn::from_env(&env)?);
     let ticket_keys = TicketKeys::load(&env)?;
-    privilege::drop_privileges(&env)?;
+    privilege::drop_privileges(&env, &log)?;
     // What a ticket is bound to besides its server name (ticket.rs).
     let mut tickets = ticket_keys.map(|keys| Tickets {
         keys,
@@ -134,11 +134,11 @@ fn run(opts: &Options) -> Result<(), Error> {
     engine::run(
         fds,
         settings,
-        |client_hello, hello| {
+        |client_hello, hello, veto| {
             // Tickets are for TLS 1.3 only: a TLS 1.2 ticket carries the
             // session's master secret, which a stolen key file would reveal.
             let tickets = tickets.as_ref().filter(|_| hello.offers_tls13);
-            configure(keys, &alpn, client_hello, provider, verifier, tickets)
+            configure(keys, &alpn, client_hello, veto, provider, verifier, tickets)
         },
         |conn, server_name| {
             let notification = Notification::of(conn, server_name);
@@ -166,22 +166,32 @@ struct Tickets {
 
 /// The configuration for this ClientHello: the key pair its SNI selects and
 /// the ALPN protocols of that pair, or the alert that refuses it; a
-/// ticketer when `tickets` is given.
+/// ticketer when `tickets` is given. The ALPN check holds for the hello
+/// after a HelloRetryRequest too: rustls asks the configuration's `vet`,
+/// which refuses through `veto`.
 fn configure(
     keys: KeyStore,
-    alpn: &Alpn,
+    alpn: &Arc<Alpn>,
     hello: &ClientHello,
+    veto: &Veto,
     provider: Arc<CryptoProvider>,
     verifier: Option<Arc<dyn ClientCertVerifier>>,
     tickets: Option<&Tickets>,
 ) -> Result<Arc<ServerConfig>, Refusal> {
     let refuse = |alert, error| Refusal { alert, error };
     let server_name = hello.server_name();
-    let protocols = alpn.protocols(server_name.and_then(|n| keys.matching_name(n)).as_deref());
-    if let Err(why) = alpn.check(protocols, hello.alpn()) {
-        let e = engine::engine_closed(true, why);
-        return Err(refuse(AlertDescription::NoApplicationProtocol, e));
-    }
+    let protocols = alpn
+        .protocols(server_name.and_then(|n| keys.matching_name(n)).as_deref())
+        .clone();
+    check_alpn(alpn, &protocols, hello)?;
+    let vet: tls::Vet = {
+        let (alpn, protocols, veto) = (alpn.clone(), protocols.clone(), veto.clone());
+        Box::new(move |hello| {
+            check_alpn(&alpn, &protocols, hello)
+                .map_err(|refusal| veto.refuse(refusal))
+                .is_ok()
+        })
+    };
     let key = match keys.choose(server_name) {
         Some(Ok(key)) => key,
         Some(Err(e)) => return Err(refuse(AlertDescription::InternalError, e)),
@@ -202,8 +212,16 @@ fn configure(
         };
         t.keys.ticketer(&context, t.recheck.clone())
     });
-    tls::server_config(provider, key, verifier, protocols.clone(), ticketer)
+    tls::server_config(provider, key, verifier, protocols, ticketer, Some(vet))
         .map_err(|e| refuse(AlertDescription::InternalError, e))
+}
+
+/// Whether the hello's ALPN offer may be served with `protocols`.
+fn check_alpn(alpn: &Alpn, protocols: &Protocols, hello: &ClientHello) -> Result<(), Refusal> {
+    alpn.check(protocols, hello.alpn()).map_err(|why| Refusal {
+        alert: AlertDescription::NoApplicationProtocol,
+        error: engine::engine_closed(true, why),
+    })
 }
 
 /// fds 0 and 1, fdr, fdw and the notification fd, all checked before any is

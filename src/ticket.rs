@@ -961,6 +961,7 @@ mod tests {
                     None,
                     Vec::new(),
                     Some(spy.clone()),
+                    None,
                 )
                 .unwrap();
                 kinds.push(handshake(config, client.clone()));

@@ -55,12 +55,14 @@ pub fn client_verifier(
 /// `alpn`: the protocols to negotiate, the server's first choice first
 /// (rustls picks the first of ours that the client offers); empty: none.
 /// `ticketer` only for a client that offers TLS 1.3 (see ticket.rs).
+/// `vet`, when given, is asked of every ClientHello rustls handles.
 pub fn server_config(
     provider: Arc<CryptoProvider>,
     key: Arc<CertifiedKey>,
     verifier: Option<Arc<dyn ClientCertVerifier>>,
     alpn: Vec<Vec<u8>>,
     ticketer: Option<Arc<dyn ProducesTickets>>,
+    vet: Option<Vet>,
 ) -> Result<Arc<ServerConfig>, Error> {
     let builder = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -69,7 +71,7 @@ pub fn server_config(
         Some(verifier) => builder.with_client_cert_verifier(verifier),
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder.with_cert_resolver(Arc::new(OneKey(key)));
+    let mut config = builder.with_cert_resolver(Arc::new(OneKey { key, vet }));
     config.ignore_client_order = true;
     config.send_tls13_tickets = 0;
     config.session_storage = Arc::new(NoServerSessionStorage {});
@@ -85,12 +87,32 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// Whether a ClientHello may be answered; false refuses it (rustls then
+/// fails the handshake, and the caller, who kept why, tells it). rustls
+/// asks it of the first ClientHello and of the second, after a
+/// HelloRetryRequest, which the engine's own checks never see: the only
+/// hook rustls runs on every hello is the certificate resolver.
+pub type Vet = Box<dyn Fn(&ClientHello<'_>) -> bool + Send + Sync>;
+
 /// The pair was chosen from the ClientHello before the connection existed.
-#[derive(Debug)]
-struct OneKey(Arc<CertifiedKey>);
+struct OneKey {
+    key: Arc<CertifiedKey>,
+    vet: Option<Vet>,
+}
 
 impl ResolvesServerCert for OneKey {
-    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.clone())
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        match &self.vet {
+            Some(vet) if !vet(&hello) => None,
+            _ => Some(self.key.clone()),
+        }
+    }
+}
+
+impl std::fmt::Debug for OneKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OneKey")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
     }
 }

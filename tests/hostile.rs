@@ -279,6 +279,87 @@ fn fallback_scsv_below_tls13_gets_inappropriate_fallback() {
     refused_in_the_clear(&attack("fallback-scsv"), "inappropriate_fallback");
 }
 
+/// tlsfuzzer's test-fallback-scsv.py probes (its "FALLBACK - hello"
+/// ones, the SCSV at each place): hellos without supported_versions, of
+/// legacy_version TLS 1.1, TLS 1.2 and 0x0304 ("SSL 3.4", still TLS 1.2
+/// at most), whose suites we do not serve. The SCSV is looked at first.
+#[test]
+fn fallback_scsv_is_checked_before_anything_else() {
+    for version in ["tls11", "tls12", "ssl34"] {
+        for place in 0..4 {
+            let case = format!("fallback-unserved-{version}-{place}");
+            let seen = attack(&case);
+            let line = refused_in_the_clear(&seen, "inappropriate_fallback");
+            assert!(line.contains("TLS_FALLBACK_SCSV"), "{case}: {line}");
+        }
+    }
+}
+
+#[test]
+fn a_hello_of_suites_we_refuse_without_the_scsv_gets_handshake_failure() {
+    for case in ["unserved-tls12", "unserved-ssl34"] {
+        let seen = attack(case);
+        let line = refused_in_the_clear(&seen, "handshake_failure");
+        assert!(!line.contains("FALLBACK"), "{case}: {line}");
+    }
+}
+
+/// An engine that speaks h2 only, and only to clients that offer it.
+fn strict_h2() -> Spawn {
+    spawn().set("TLS_ALPN", "h2").set("TLS_ALPN_STRICT", "1")
+}
+
+#[test]
+fn alpn_after_a_retry_that_keeps_it_is_served() {
+    let seen = attack_with(strict_h2(), "alpn-after-retry-kept", true);
+    assert_eq!(
+        seen.client,
+        format!("helloretryrequest\n{AFTER_HANDSHAKE}closed\n"),
+        "stderr: {:?}",
+        seen.exit.stderr
+    );
+    assert_eq!((seen.exit.code, seen.exit.stderr.as_str()), (Some(0), ""));
+}
+
+/// The second ClientHello of `case` refused with no_application_protocol
+/// in the clear, after the HelloRetryRequest and before any ServerHello,
+/// with `reason` in the one line on stderr.
+fn refused_after_retry(spawn: Spawn, case: &str, reason: &str) {
+    let seen = attack_with(spawn, case, false);
+    assert_eq!(
+        seen.client, "helloretryrequest\nalert: fatal no_application_protocol\nclosed\n",
+        "stderr: {:?}",
+        seen.exit.stderr
+    );
+    let line = refused(&seen);
+    assert!(line.contains(reason), "{line}");
+}
+
+/// TLS_ALPN_STRICT holds on the hello the handshake completes with: a
+/// second ClientHello (after a HelloRetryRequest) without ALPN is refused
+/// as a first one would be.
+#[test]
+fn alpn_strict_holds_on_the_hello_after_retry() {
+    refused_after_retry(
+        strict_h2(),
+        "alpn-after-retry-dropped",
+        "the client offers no application protocol (ALPN), and TLS_ALPN_STRICT is set",
+    );
+}
+
+/// A second hello whose ALPN has nothing in common with ours: refused with
+/// the same words as a first one, strict or not.
+#[test]
+fn alpn_changed_after_retry_is_refused() {
+    for spawn in [strict_h2(), spawn().set("TLS_ALPN", "h2")] {
+        refused_after_retry(
+            spawn,
+            "alpn-after-retry-changed",
+            "no application protocol in common: the client offers \"imap\", the server speaks h2",
+        );
+    }
+}
+
 #[test]
 fn fallback_scsv_from_a_tls13_client_is_no_fallback() {
     completed(&attack_good("fallback-scsv-tls13"));

@@ -61,12 +61,19 @@ struct Ids {
 
 /// Starts an engine with root-only key files and `ids` in its environment,
 /// completes a handshake and an echo, reads its ids from /proc while the
-/// connection is up, then ends the connection (exit 0).
+/// connection is up, then ends the connection (exit 0, nothing on stderr).
 fn ids_while_relaying(ids: &[(&str, &str)]) -> Ids {
+    let (ids, stderr) = ids_and_stderr(&[], ids);
+    assert_eq!(stderr, "");
+    ids
+}
+
+/// The same with `args` before `--`; what the engine printed on stderr.
+fn ids_and_stderr(args: &[&str], ids: &[(&str, &str)]) -> (Ids, String) {
     let k = root_only_keys();
     let mut env = key_env(&k);
     env.extend(ids.iter().map(|(n, v)| (n.to_string(), v.to_string())));
-    let mut e = spawn().no_notify().env(env).start();
+    let mut e = spawn().no_notify().args(args).env(env).start();
     let mut tls = connect(&e, tls13(), "localhost");
     tls.write_all(b"ping").unwrap();
     assert_eq!(read_app(&mut e, 4), b"ping");
@@ -87,8 +94,8 @@ fn ids_while_relaying(ids: &[(&str, &str)]) -> Ids {
     drop(tls);
     e.client.take();
     let exit = e.wait_exit();
-    assert_eq!((exit.code, exit.stderr.as_str()), (Some(0), ""));
-    got
+    assert_eq!(exit.code, Some(0), "{}", exit.stderr);
+    (got, exit.stderr)
 }
 
 fn with_ids(ids: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -115,7 +122,7 @@ fn gid_only_changes_the_gid_and_groups_and_keeps_root() {
     if !is_root() {
         return;
     }
-    let ids = ids_while_relaying(&[("TLS_GID", NOBODY)]);
+    let (ids, _) = ids_and_stderr(&[], &[("TLS_GID", NOBODY)]);
     assert_eq!(ids.uid, four("0"));
     assert_eq!(ids.gid, four(NOBODY));
     assert_eq!(ids.groups, vec![NOBODY.to_string()]);
@@ -126,10 +133,60 @@ fn uid_only_changes_the_uid_and_clears_the_groups() {
     if !is_root() {
         return;
     }
-    let ids = ids_while_relaying(&[("TLS_UID", NOBODY)]);
+    let (ids, _) = ids_and_stderr(&[], &[("TLS_UID", NOBODY)]);
     assert_eq!(ids.uid, four(NOBODY));
     assert_eq!(ids.gid, fields(&own_status("Gid")), "gid unchanged");
     assert_eq!(ids.groups, Vec::<String>::new(), "no group of root's left");
+}
+
+/// One line on stderr, the warning `expected`; `-v 0` silences it.
+fn warns(ids: &[(&str, &str)], expected: &str) {
+    let (_, stderr) = ids_and_stderr(&[], ids);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr:?}");
+    assert!(lines[0].starts_with("s6-tlsd-io: warning: "), "{stderr:?}");
+    assert!(lines[0].contains(expected), "{stderr:?}");
+    let (_, quiet) = ids_and_stderr(&["-v", "0"], ids);
+    assert_eq!(quiet, "", "-v 0");
+}
+
+#[test]
+fn uid_without_gid_warns() {
+    if !is_root() {
+        return;
+    }
+    let gid = own_status("Gid");
+    let gid = gid.split_whitespace().next().unwrap();
+    warns(
+        &[("TLS_UID", NOBODY)],
+        &format!("TLS_UID is set but TLS_GID is not: running as uid {NOBODY} with gid {gid}"),
+    );
+}
+
+#[test]
+fn gid_without_uid_warns() {
+    if !is_root() {
+        return;
+    }
+    warns(
+        &[("TLS_GID", NOBODY)],
+        &format!("TLS_GID is set but TLS_UID is not: running as gid {NOBODY} with uid 0"),
+    );
+}
+
+#[test]
+fn both_ids_or_a_zero_one_alone_give_no_warning() {
+    if !is_root() {
+        return;
+    }
+    for ids in [
+        &[("TLS_UID", NOBODY), ("TLS_GID", "0")][..],
+        &[("TLS_UID", "0"), ("TLS_GID", NOBODY)][..],
+        &[("TLS_UID", "0")][..],
+        &[("TLS_GID", "0")][..],
+    ] {
+        assert_eq!(ids_and_stderr(&[], ids).1, "", "{ids:?}");
+    }
 }
 
 #[test]

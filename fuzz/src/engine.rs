@@ -254,7 +254,7 @@ pub fn run(ctl: Control, prefix: &[u8], data: &[u8]) -> Outcome {
     let result = engine::run(
         fds,
         settings,
-        |hello: &ClientHello, _: &engine::Hello| {
+        |hello: &ClientHello, _: &engine::Hello, _: &engine::Veto| {
             let name = hello.server_name();
             if ctl.localhost_only() && !name.is_some_and(|n| n.eq_ignore_ascii_case(SERVER_NAME)) {
                 let error = Error::Tls(format!(

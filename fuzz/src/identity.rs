@@ -111,7 +111,7 @@ fn build() -> Identity {
                     .unwrap_or_else(|e| panic!("client verifier: {e}")),
             ),
         };
-        tls::server_config(provider.clone(), certified.clone(), verifier, Vec::new(), None)
+        tls::server_config(provider.clone(), certified.clone(), verifier, Vec::new(), None, None)
             .unwrap_or_else(|e| panic!("server config: {e}"))
     };
 

@@ -188,6 +188,20 @@ impl Conn {
         }
     }
 
+    /// After an error decided before the server's hello, when what rustls
+    /// queued for it is an alert in the clear: `words` go to the client in
+    /// its place, behind what was queued before the error. (`outgoing`
+    /// holds little then, a HelloRetryRequest at most: room for all.)
+    pub fn queue_instead(&mut self, words: &[u8]) {
+        let kept = self.outgoing.end;
+        self.queue_last_words();
+        self.outgoing.end = kept;
+        if let Some(slot) = self.outgoing.room().get_mut(..words.len()) {
+            slot.copy_from_slice(words);
+            self.outgoing.commit(words.len());
+        }
+    }
+
     /// Every byte rustls queued, taken out: a refused first flight goes
     /// nowhere, so that the engine can send its own alert instead.
     pub fn take_queued(&mut self) -> Vec<u8> {

@@ -199,6 +199,25 @@ impl Fields {
 
     fn verdict(&self) -> Step {
         let refuse = |alert, why: &str| Step::Refuse(alert, why.into());
+        // Without supported_versions a client gets TLS 1.2 at most, whatever
+        // its legacy_version says (RFC 8446 section 4.2.1).
+        let offers_tls13 = self
+            .supported_versions
+            .as_ref()
+            .is_some_and(|list| list.contains(&TLS13));
+        // The SCSV first: a client that fell back from TLS 1.3 is told so,
+        // whatever else its fallback hello lacks. OpenSSL too checks it
+        // before it chooses a suite; it checks the version before, and so
+        // answers a TLS 1.1 fallback with protocol_version, which RFC 7507
+        // section 3 allows as well. The fallback alert says more: the
+        // client's first attempt was interfered with.
+        if self.fallback_scsv && !offers_tls13 {
+            return refuse(
+                AlertDescription::InappropriateFallback,
+                "the client signals a fallback (TLS_FALLBACK_SCSV) below TLS 1.3, \
+                 but TLS 1.3 is available",
+            );
+        }
         let highest = match &self.supported_versions {
             Some(list) => list.iter().copied().max(),
             None => Some(self.legacy_version),
@@ -219,14 +238,6 @@ impl Fields {
                 "the client offers only TLS 1.1 or older",
             );
         }
-        if self.fallback_scsv && highest < TLS13 {
-            return refuse(
-                AlertDescription::InappropriateFallback,
-                "the client signals a fallback (TLS_FALLBACK_SCSV) to TLS 1.2, \
-                 but TLS 1.3 is available",
-            );
-        }
-        let offers_tls13 = highest == TLS13 && self.supported_versions.is_some();
         if offers_tls13 && !self.key_share {
             return refuse(
                 AlertDescription::MissingExtension,
@@ -382,6 +393,26 @@ mod tests {
                 Some(expected)
             );
         }
+        // The SCSV before anything else: suites we do not serve, a
+        // legacy_version of 0x0304 (TLS 1.2 at most without
+        // supported_versions), TLS 1.1, SSL 3.0 beside supported_versions.
+        for body in [
+            body(TLS13, &[0x002f, FALLBACK_SCSV, 0x1301], &[]),
+            body(0x0302, &[FALLBACK_SCSV, 0x002f], &[]),
+            body(0x0300, &[FALLBACK_SCSV], &[versions(&[TLS12])]),
+        ] {
+            assert_eq!(
+                alert(assemble(&message(&body), 100, false, 4096)),
+                Some(AlertDescription::InappropriateFallback)
+            );
+        }
+        let tls13_legacy = body(TLS13, &[0x002f, 0x1301], &[]);
+        assert_eq!(
+            assemble(&message(&tls13_legacy), 100, false, 4096),
+            Step::ToRustls(Some(Hello {
+                offers_tls13: false
+            }))
+        );
         // GREASE is no version; a TLS 1.2-only client without SCSV is fine.
         let grease = body(TLS12, &[0x1301], &[versions(&[0x0a0a, TLS13]), key_share()]);
         assert_eq!(

@@ -21,7 +21,7 @@ mod io;
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -64,6 +64,28 @@ pub struct Refusal {
     pub error: Error,
 }
 
+/// Where the configuration's own callbacks leave a refusal they decide
+/// while rustls handles a ClientHello: the second one, after a
+/// HelloRetryRequest, reaches no code of the engine's but the certificate
+/// resolver. rustls can only fail the handshake then, with an alert of its
+/// own; the engine sends the refusal's instead, in the clear (no ServerHello
+/// has gone yet), and ends with its error. A mutex because rustls wants
+/// its resolver `Send + Sync`; one thread ever takes it.
+#[derive(Clone, Default)]
+pub struct Veto(Arc<Mutex<Option<Refusal>>>);
+
+impl Veto {
+    /// The first refusal stands.
+    pub fn refuse(&self, refusal: Refusal) {
+        let mut slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.get_or_insert(refusal);
+    }
+
+    fn take(&self) -> Option<Refusal> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
 enum Inbound {
     Open {
         net: End,
@@ -96,6 +118,8 @@ struct Engine<H> {
     deadline: Option<Instant>,
     /// Called once, when the handshake completes: the notification.
     on_handshake: Option<H>,
+    /// A refusal of the configuration's, for a later ClientHello.
+    veto: Veto,
     /// Cleartext read from fdr: up to four full TLS records at once, which
     /// leave together in one write(2). Read at the connection's
     /// `seal_offset`.
@@ -121,18 +145,20 @@ struct Engine<H> {
 const QUIET_MS: u8 = 100;
 
 /// Runs one connection to its end. `choose` picks the configuration from
-/// the ClientHello (SNI) or refuses it; `on_handshake` runs once the
-/// handshake is complete, before any cleartext is relayed.
+/// the ClientHello (SNI) or refuses it; the configuration's callbacks may
+/// refuse a later ClientHello through the `Veto`. `on_handshake` runs once
+/// the handshake is complete, before any cleartext is relayed.
 pub fn run<C, H>(fds: Fds, settings: Settings, choose: C, on_handshake: H) -> Result<(), Error>
 where
-    C: FnOnce(&ClientHello, &Hello) -> Result<Arc<ServerConfig>, Refusal>,
+    C: FnOnce(&ClientHello, &Hello, &Veto) -> Result<Arc<ServerConfig>, Refusal>,
     H: FnOnce(&CommonState, Option<&str>) -> Result<(), Error>,
 {
     for fd in [&fds.net_in, &fds.net_out, &fds.app_in, &fds.app_out] {
         set_nonblocking(fd)?;
     }
     let deadline = settings.handshake_timeout.map(|t| Instant::now() + t);
-    let (conn, server_name) = accept(&fds, deadline, choose)?;
+    let veto = Veto::default();
+    let (conn, server_name) = accept(&fds, deadline, choose, &veto)?;
     let mut engine = Engine {
         conn,
         inbound: Inbound::Open {
@@ -146,6 +172,7 @@ where
         settings,
         deadline,
         on_handshake: Some(on_handshake),
+        veto,
         buf: Pages::new(CHUNK.saturating_add(PAGE)).map_err(mapping_failed)?,
         server_name,
         started: Instant::now(),
@@ -173,15 +200,16 @@ fn accept<C>(
     fds: &Fds,
     deadline: Option<Instant>,
     choose: C,
+    veto: &Veto,
 ) -> Result<(Conn, Option<String>), Error>
 where
-    C: FnOnce(&ClientHello, &Hello) -> Result<Arc<ServerConfig>, Refusal>,
+    C: FnOnce(&ClientHello, &Hello, &Veto) -> Result<Arc<ServerConfig>, Refusal>,
 {
     let mut net_input = NetInput::new().map_err(mapping_failed)?;
     let (accepted, hello, raw) = read_client_hello(fds, deadline, &mut net_input)?;
     let client_hello = accepted.client_hello();
     let server_name = client_hello.server_name().map(str::to_owned);
-    let config = match choose(&client_hello, &hello) {
+    let config = match choose(&client_hello, &hello, veto) {
         Ok(config) => config,
         Err(refusal) => return Err(refuse(fds, refusal)),
     };
@@ -199,7 +227,10 @@ where
     // is ours to word: nothing rustls queued (a ServerHello, perhaps) goes.
     if let Err(e) = conn.process_first(raw.len()) {
         let queued = conn.take_queued();
-        return Err(refuse_queued(fds, e, &queued));
+        return Err(match veto.take() {
+            Some(refusal) => refuse(fds, refusal),
+            None => refuse_queued(fds, e, &queued),
+        });
     }
     Ok((conn, server_name))
 }
@@ -674,6 +705,10 @@ where
     /// Hands new records to rustls; reports the handshake's end once.
     fn process(&mut self) -> Result<(), Error> {
         if let Err(e) = self.conn.process() {
+            if let Some(refusal) = self.veto.take() {
+                self.conn.queue_instead(&plaintext_alert(refusal.alert));
+                return Err(refusal.error);
+            }
             return Err(engine_closed(self.on_handshake.is_some(), e));
         }
         if !self.conn.is_handshaking() {

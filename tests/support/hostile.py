@@ -34,6 +34,7 @@ import socket
 import sys
 
 from tlslite.constants import (
+    TLS_1_3_HRR,
     AlertDescription,
     AlertLevel,
     CipherSuite,
@@ -44,6 +45,7 @@ from tlslite.constants import (
     SignatureScheme,
 )
 from tlslite.extensions import (
+    ALPNExtension,
     ClientKeyShareExtension,
     ECPointFormatsExtension,
     KeyShareEntry,
@@ -145,12 +147,14 @@ def hello13(
     suites=(CipherSuite.TLS_AES_128_GCM_SHA256,),
     sigalgs=SIGALGS,
     extra=(),
+    groups=(GroupName.x25519,),
 ):
-    """A TLS 1.3 ClientHello offering x25519 only, so that no
-    HelloRetryRequest comes; its serialised handshake message."""
+    """A TLS 1.3 ClientHello offering x25519 only (unless `groups` says
+    otherwise), so that no HelloRetryRequest comes; its serialised
+    handshake message."""
     exts = [
         SNIExtension().create(bytearray(b"localhost")),
-        SupportedGroupsExtension().create([GroupName.x25519]),
+        SupportedGroupsExtension().create(list(groups)),
         SignatureAlgorithmsExtension().create(list(sigalgs)),
     ]
     if versions is not None:
@@ -225,6 +229,7 @@ class Client:
         self.client_ap = None
         self.hs_buf = b""
         self.flight_in = False
+        self.hrr = None
 
     def send(self, *records):
         try:
@@ -302,9 +307,15 @@ class Client:
     def on_handshake(self, msg, encrypted):
         kind = msg[0]
         if kind == HandshakeType.server_hello and not encrypted:
+            sh = ServerHello().parse(Parser(bytearray(msg[1:])))
+            if sh.random == TLS_1_3_HRR:
+                # A HelloRetryRequest: the case sends its second hello.
+                self.say("helloretryrequest")
+                self.hrr = msg
+                self.flight_in = True
+                return
             self.say("serverhello")
             self.transcript += msg
-            sh = ServerHello().parse(Parser(bytearray(msg[1:])))
             share = sh.getExtension(ExtensionType.key_share)
             if self.private is not None and share is not None and share.server_share:
                 shared = x25519(self.private, share.server_share.key_exchange)
@@ -499,6 +510,68 @@ def case_fallback_scsv(c):
     refused_hello(c, one_record(hello), hello)
 
 
+def tlsfuzzer_hello(version, fallback_at=None):
+    """The ClientHello of tlsfuzzer's test-fallback-scsv.py: no extensions,
+    the renegotiation SCSV, a suite we do not serve (RSA key exchange, CBC)
+    and a TLS 1.3 suite, which a hello without supported_versions cannot
+    use; TLS_FALLBACK_SCSV at `fallback_at` when given."""
+    suites = [
+        CipherSuite.TLS_EMPTY_RENEGOTIATION_INFO_SCSV,
+        CipherSuite.TLS_RSA_WITH_AES_128_CBC_SHA,
+        CipherSuite.TLS_AES_128_GCM_SHA256,
+    ]
+    if fallback_at is not None:
+        suites.insert(fallback_at, FALLBACK_SCSV)
+    ch = ClientHello().create(version, bytearray(os.urandom(32)), bytearray(0), suites)
+    return bytes(ch.write())
+
+
+def case_fallback_unserved(c, version, place):
+    # tlsfuzzer's "FALLBACK - hello ..." probes: refused for the SCSV before
+    # anything else (the suites, the version) is looked at.
+    hello = tlsfuzzer_hello(version, place)
+    refused_hello(c, one_record(hello), hello)
+
+
+def case_unserved_without_fallback(c, version):
+    # The same hellos without the SCSV: nothing we serve.
+    hello = tlsfuzzer_hello(version)
+    refused_hello(c, one_record(hello), hello)
+
+
+def alpn(names):
+    return ALPNExtension().create([bytearray(n) for n in names])
+
+
+def case_alpn_after_retry(c, second):
+    # The first hello offers ALPN h2, the groups x25519 then secp256r1, and
+    # a share for secp256r1 only (never used, so any bytes do): the server
+    # takes the client's first group it knows, x25519, and asks for it in
+    # a HelloRetryRequest. The second hello brings that share, and the ALPN
+    # names `second` (None: no ALPN extension at all).
+    groups = (GroupName.x25519, GroupName.secp256r1)
+    p256 = KeyShareEntry().create(GroupName.secp256r1, bytearray(b"\x04" + os.urandom(64)))
+    first = hello13(share=p256, groups=groups, extra=[alpn([b"h2"])])
+    c.start(one_record(first), first, None)
+    if c.pump(flight=True) or c.hrr is None:
+        return
+    private, share = x25519_share()
+    extra = [] if second is None else [alpn(second)]
+    hello = hello13(share=share, groups=groups, extra=extra)
+    # RFC 8446 section 4.4.1: the first hello enters the transcript as its
+    # hash, in a message_hash message.
+    digest = hashlib.sha256(first).digest()
+    c.transcript = bytes([HandshakeType.message_hash, 0, 0, len(digest)]) + digest + c.hrr + hello
+    c.private = private
+    c.send(record(ContentType.change_cipher_spec, b"\x01"), record(ContentType.handshake, hello))
+    if c.pump(flight=True):
+        return
+    c.send(c.client_hs.seal(ContentType.handshake, c.finished()))
+    c.client_ap = Keys(c.c_ap)
+    c.say("handshake done")
+    close(c)
+
+
 def case_fallback_scsv_at_our_best(c):
     # The SCSV from a client whose highest version is ours: no fallback, the
     # handshake goes on (RFC 7507 section 3).
@@ -626,6 +699,23 @@ CASES = {
     "interleaved-appdata": lambda c: case_interleaved(c, ContentType.application_data, b"x"),
     "fallback-scsv": case_fallback_scsv,
     "fallback-scsv-tls13": case_fallback_scsv_at_our_best,
+    "alpn-after-retry-kept": lambda c: case_alpn_after_retry(c, [b"h2"]),
+    "alpn-after-retry-dropped": lambda c: case_alpn_after_retry(c, None),
+    "alpn-after-retry-changed": lambda c: case_alpn_after_retry(c, [b"imap"]),
+    "unserved-tls12": lambda c: case_unserved_without_fallback(c, TLS12),
+    "unserved-ssl34": lambda c: case_unserved_without_fallback(c, TLS13),
+    "fallback-unserved-tls11-0": lambda c: case_fallback_unserved(c, TLS11, 0),
+    "fallback-unserved-tls11-1": lambda c: case_fallback_unserved(c, TLS11, 1),
+    "fallback-unserved-tls11-2": lambda c: case_fallback_unserved(c, TLS11, 2),
+    "fallback-unserved-tls11-3": lambda c: case_fallback_unserved(c, TLS11, 3),
+    "fallback-unserved-tls12-0": lambda c: case_fallback_unserved(c, TLS12, 0),
+    "fallback-unserved-tls12-1": lambda c: case_fallback_unserved(c, TLS12, 1),
+    "fallback-unserved-tls12-2": lambda c: case_fallback_unserved(c, TLS12, 2),
+    "fallback-unserved-tls12-3": lambda c: case_fallback_unserved(c, TLS12, 3),
+    "fallback-unserved-ssl34-0": lambda c: case_fallback_unserved(c, TLS13, 0),
+    "fallback-unserved-ssl34-1": lambda c: case_fallback_unserved(c, TLS13, 1),
+    "fallback-unserved-ssl34-2": lambda c: case_fallback_unserved(c, TLS13, 2),
+    "fallback-unserved-ssl34-3": lambda c: case_fallback_unserved(c, TLS13, 3),
     # Section 3: after the ServerHello, rustls decides.
     "oversized-ciphertext": case_oversized_ciphertext,
     "short-finished": case_short_finished,
