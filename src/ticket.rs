@@ -1030,6 +1030,7 @@ mod tests {
                 Some(verifier.clone()),
                 Vec::new(),
                 Some(spy.clone()),
+                None,
             )
             .unwrap();
             let kind = handshake(config, client.clone());
