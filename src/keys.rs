@@ -138,7 +138,7 @@ impl KeyPair {
     }
 
     /// Parses the key and checks it matches the leaf. A two-prime RSA key
-    /// is built by rsa.rs (a tenth to a fifth of an RSA connection's CPU
+    /// is built by rsa.rs (7% to a fifth of an RSA connection's CPU
     /// saved), which checks the rest of it as it signs: should a signature
     /// fail, the key file's error is left in `faulty`. Any other key is
     /// built by the provider.

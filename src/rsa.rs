@@ -4,32 +4,32 @@
 //! Every connection is a process, so whatever a key costs to load is paid
 //! by every connection. The provider's loader (`RSA_parse_private_key`)
 //! runs aws-lc's `RSA_check_key`, which proves the key consistent with
-//! constant-time division: 2.5 M instructions, 0.2-0.4 ms, a tenth to a
+//! constant-time division: 2.5 M instructions, 0.13-0.4 ms, 7% to a
 //! fifth of an RSA connection's CPU (bench/README.md, "RSA key check").
 //!
-//! Here the key is not proved consistent at all, but for one relation:
-//! n = p·q. Each signature proves the rest: aws-lc checks every one with
-//! the public exponent before it returns it (`rsa_default_private_transform`),
-//! so no faulty signature, which would give the key away (Boneh, DeMillo
-//! and Lipton), can ever leave. A key whose d, CRT exponents or CRT
-//! coefficient are wrong fails its first signature, at its first
-//! handshake; the signer then leaves the key file's error in [`Faulty`],
-//! and the engine exits with it (96), naming KEYFILE. A wrong d alone is
-//! never noticed, because never used: aws-lc signs with p, q and the CRT
-//! numbers, as OpenSSL does.
+//! Here one relation alone is checked as the key loads, n = p·q, beside
+//! the size and the exponent. Each signature proves the rest: aws-lc
+//! checks every one with the public exponent before it returns it
+//! (`rsa_default_private_transform`), so no faulty signature, which would
+//! give the key away (Boneh, DeMillo and Lipton), can ever leave. A key
+//! whose CRT exponents or coefficient are wrong fails its first signature,
+//! at its first handshake; the signer then leaves the key file's error in
+//! [`Faulty`], and the engine exits with it (96), naming KEYFILE. A wrong
+//! d alone is never noticed, because never used: aws-lc signs with p, q
+//! and the CRT numbers, as OpenSSL does.
 //!
-//! n = p·q is checked first because aws-lc's CRT code asserts that its
+//! n = p·q is checked at all because aws-lc's CRT code asserts that its
 //! result is below n before it checks the signature (`mod_exp`): with
-//! p·q > n it aborts the process (SIGABRT), whatever the build. The check
+//! p·q > n it aborts the process (SIGABRT), release builds too. The check
 //! runs in constant time, as everything else here that touches the key:
 //! no branch or memory access depends on a secret number, only on its
-//! length in bytes, which its DER encoding shows anyway. aws-lc's
-//! variable-time functions (BN_mul trims its product to its length,
-//! BN_mod_mul divides with the variable-time BN_div) are not called
-//! (tests/build_env.rs); a local user who connects as often as they like
-//! and watches shared caches or SMT ports gets identical traces to average
-//! for each connection, so start-up is held to the same rule as signing.
-//! aws-lc still blinds every private operation.
+//! length in bytes, which its DER encoding shows anyway. None of aws-lc's
+//! variable-time functions is called (BN_mul trims its product to its
+//! length, BN_mod_mul divides with BN_div; tests/build_env.rs): the key is
+//! loaded again by every connection, and a local user who connects as
+//! often as they like, watching shared caches or SMT ports, would get as
+//! many identical traces to average. aws-lc still blinds every private
+//! operation.
 //!
 //! What this module takes: a PKCS#1 `RSAPrivateKey` of two primes whose
 //! modulus is 2048 to 8192 bits, the provider's own range. Anything else
@@ -128,7 +128,7 @@ impl RsaKey {
         let Ok(magnitudes) = <[&[u8]; 8]>::try_from(magnitudes) else {
             return Err(Refused::NotMine);
         };
-        check_lengths(&magnitudes)?;
+        let lengths_fit = lengths_fit(&magnitudes);
         let [n, e, ..] = magnitudes;
         // Re-encoded minimally, as a certificate's is: rustls compares the
         // two byte for byte.
@@ -140,7 +140,7 @@ impl RsaKey {
         let Ok([n, e, d, p, q, dp, dq, qinv]) = <[Bn; 8]>::try_from(numbers) else {
             return Err(NO_MEMORY);
         };
-        check(&n, &e, &p, &q).map_err(Refused::Invalid)?;
+        check(&n, &e, &p, &q, lengths_fit).map_err(Refused::Invalid)?;
         let rsa = Rsa::build([n, e, d, p, q, dp, dq, qinv]).ok_or(NO_MEMORY)?;
         Ok(RsaKey {
             key: Arc::new(Key { rsa, faulty, error }),
@@ -187,15 +187,13 @@ fn positive(int: &[u8]) -> Option<&[u8]> {
 /// so p·q = n needs len p + len q <= len n + 1: which also bounds the cost
 /// of multiplying them. q⁻¹ mod p no longer than p keeps aws-lc's CRT
 /// arithmetic within its bounds (its result below n, as it asserts).
-fn check_lengths([n, _e, _d, p, q, _dp, _dq, qinv]: &[&[u8]; 8]) -> Result<(), Refused> {
-    match p.len() + q.len() <= n.len() + 1 && qinv.len() <= p.len() {
-        true => Ok(()),
-        false => Err(Refused::Invalid(BROKEN)),
-    }
+fn lengths_fit([n, _e, _d, p, q, _dp, _dq, qinv]: &[&[u8]; 8]) -> bool {
+    p.len() + q.len() <= n.len() + 1 && qinv.len() <= p.len()
 }
 
-/// The provider's size limits, aws-lc's bound on e, and n = p·q.
-fn check(n: &Bn, e: &Bn, p: &Bn, q: &Bn) -> Result<(), &'static str> {
+/// The provider's size limits, aws-lc's bound on e, then n = p·q, once
+/// the lengths allow it.
+fn check(n: &Bn, e: &Bn, p: &Bn, q: &Bn, lengths_fit: bool) -> Result<(), &'static str> {
     match n.bits() {
         0..=2047 => return Err("the RSA key is too small (2048 to 8192 bits are supported)"),
         8193.. => return Err("the RSA key is too large (2048 to 8192 bits are supported)"),
@@ -206,7 +204,7 @@ fn check(n: &Bn, e: &Bn, p: &Bn, q: &Bn) -> Result<(), &'static str> {
         return Err("the RSA key's public exponent is unsupported (odd, 3 to 2^33)");
     }
     // An even n has no Montgomery form, nor is it a product of odd primes.
-    if !n.is_odd() {
+    if !lengths_fit || !n.is_odd() {
         return Err(BROKEN);
     }
     match Bn::is_product(n, p, q) {
