@@ -157,7 +157,7 @@ impl NamesRevoked {
     /// issuer lists, in `openssl x509 -serial`'s hex.
     fn revoked_serial(&self, chain: &[&CertificateDer<'_>]) -> Option<String> {
         chain.iter().find_map(|der| {
-            let (serial, issuer) = crate::subject::serial_and_issuer(der.as_ref())?;
+            let (serial, issuer) = crate::asn1::serial_and_issuer(der.as_ref())?;
             self.crls.iter().find_map(|crl| {
                 (crl.issuer() == issuer)
                     .then(|| crl.find_serial(serial).ok().flatten())

@@ -8,7 +8,7 @@ pub const PROG: &str = "s6-tlsd-io";
 pub const USAGE: &str = "s6-tlsd-io [ -v verbosity ] [ -d notif ] [ -S | -s ] [ -J | -j ] \
 [ -Y | -y ] [ -K timeout ] [ -k snilevel ] fdr fdw";
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Error {
     /// Missing or non-numeric operands: the usage line, exit 100.
     Usage,

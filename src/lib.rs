@@ -4,6 +4,7 @@
 pub mod alloc;
 pub mod alpn;
 pub mod anchors;
+pub mod asn1;
 pub mod cli;
 pub mod crl;
 pub mod engine;

@@ -68,6 +68,7 @@ fn run(opts: &Options) -> Result<(), Error> {
     let env = Env::from_process();
     let provider = tls::provider();
     let keys = KeyStore::load(&env, opts.sni_level)?;
+    let faulty = keys.faulty();
     let alpn = Arc::new(Alpn::from_env(&env)?);
     let ticket_keys = TicketKeys::load(&env)?;
     privilege::drop_privileges(&env, &log)?;
@@ -152,7 +153,7 @@ fn run(opts: &Options) -> Result<(), Error> {
             }
         },
     )
-    .map_err(|e| revoked.explain(e))
+    .map_err(|e| faulty.explain(revoked.explain(e)))
 }
 
 /// The ticket keys, the client certificate policy a ticket is bound to,

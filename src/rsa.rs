@@ -4,16 +4,32 @@
 //! Every connection is a process, so whatever a key costs to load is paid
 //! by every connection. The provider's loader (`RSA_parse_private_key`)
 //! runs aws-lc's `RSA_check_key`, which proves the key consistent with
-//! constant-time division: 2.6 M instructions, 0.4 ms here, a fifth of an
-//! RSA connection's CPU. Here the same relations are checked with aws-lc's
-//! variable-time arithmetic instead (some 40 k instructions). Timing can
-//! tell nothing an attacker could use: the inputs are fixed for a key, so
-//! every start-up takes the same time, whoever connects.
+//! constant-time division: 2.5 M instructions, 0.13-0.4 ms, 7% to a
+//! fifth of an RSA connection's CPU (bench/README.md, "RSA key check").
 //!
-//! Nothing else is given up. aws-lc still blinds every private operation,
-//! and checks every signature with the public exponent before it returns
-//! it (`rsa_default_private_transform`), so no faulty signature, which
-//! would give the key away (Boneh, DeMillo and Lipton), can ever leave.
+//! Here one relation alone is checked as the key loads, n = p·q, beside
+//! the size and the exponent. Each signature proves the rest: aws-lc
+//! checks every one with the public exponent before it returns it
+//! (`rsa_default_private_transform`), so no faulty signature, which would
+//! give the key away (Boneh, DeMillo and Lipton), can ever leave. A key
+//! whose CRT exponents or coefficient are wrong fails its first signature,
+//! at its first handshake; the signer then leaves the key file's error in
+//! [`Faulty`], and the engine exits with it (96), naming KEYFILE. A wrong
+//! d alone is never noticed, because never used: aws-lc signs with p, q
+//! and the CRT numbers, as OpenSSL does.
+//!
+//! n = p·q is checked at all because aws-lc's CRT code asserts that its
+//! result is below n before it checks the signature (`mod_exp`): with
+//! p·q > n it aborts the process (SIGABRT), release builds too. The check
+//! runs in constant time, as everything else here that touches the key:
+//! no branch or memory access depends on a secret number, only on its
+//! length in bytes, which its DER encoding shows anyway. None of aws-lc's
+//! variable-time functions is called (BN_mul trims its product to its
+//! length, BN_mod_mul divides with BN_div; tests/build_env.rs): the key is
+//! loaded again by every connection, and a local user who connects as
+//! often as they like, watching shared caches or SMT ports, would get as
+//! many identical traces to average. aws-lc still blinds every private
+//! operation.
 //!
 //! What this module takes: a PKCS#1 `RSAPrivateKey` of two primes whose
 //! modulus is 2048 to 8192 bits, the provider's own range. Anything else
@@ -21,13 +37,16 @@
 //! its own verdict.
 
 use std::ptr::{null, null_mut, NonNull};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use aws_lc_rs::digest;
 use aws_lc_sys as sys;
 use rustls::pki_types::{alg_id, SubjectPublicKeyInfoDer};
 use rustls::sign::{public_key_to_spki, Signer, SigningKey};
 use rustls::{SignatureAlgorithm, SignatureScheme};
+
+use crate::asn1::{elements, INTEGER, SEQUENCE};
+use crate::error::Error;
 
 /// The provider's order of preference (rustls' aws_lc_rs `ALL_RSA_SCHEMES`),
 /// so that a client is offered exactly what it was offered before.
@@ -49,11 +68,34 @@ pub enum Refused {
     Invalid(&'static str),
 }
 
+/// Why a key that signed nothing is wrong, for the key file's error.
+pub const FAULTY: &str = "the RSA key is inconsistent (a signature made with it did not verify)";
+
+/// Where a key whose signature failed leaves its key file's error: read
+/// once the handshake has failed (main.rs), as crl.rs's `Revoked` is.
+#[derive(Clone, Debug, Default)]
+pub struct Faulty(Arc<OnceLock<Error>>);
+
+impl Faulty {
+    /// The handshake's error, or the key file's when a signature failed.
+    pub fn explain(&self, e: Error) -> Error {
+        self.0.get().cloned().unwrap_or(e)
+    }
+}
+
 /// An RSA private key, ready to sign, and its SubjectPublicKeyInfo (for
 /// rustls' check that it matches the certificate).
 pub struct RsaKey {
-    rsa: Arc<Rsa>,
+    key: Arc<Key>,
     spki: SubjectPublicKeyInfoDer<'static>,
+}
+
+/// What every signer of a key shares: the key, and what to say if it
+/// cannot sign.
+struct Key {
+    rsa: Rsa,
+    faulty: Faulty,
+    error: Error,
 }
 
 impl std::fmt::Debug for RsaKey {
@@ -64,73 +106,69 @@ impl std::fmt::Debug for RsaKey {
 
 impl RsaKey {
     /// Builds the key from an `RSAPrivateKey` (RFC 8017, A.1.2), after the
-    /// checks `RSA_check_key` makes.
-    pub fn from_pkcs1(der: &[u8]) -> Result<RsaKey, Refused> {
-        use crate::subject::elements;
+    /// checks above. Should it fail to sign, `error` goes to `faulty`.
+    pub fn from_pkcs1(der: &[u8], faulty: Faulty, error: Error) -> Result<RsaKey, Refused> {
         let outer = elements(der);
-        let Some([(0x30, fields)]) = outer.as_deref() else {
+        let Some([(SEQUENCE, fields)]) = outer.as_deref() else {
             return Err(Refused::NotMine);
         };
         let Some(ints) = elements(fields) else {
             return Err(Refused::NotMine);
         };
-        let [(0x02, [0]), rest @ ..] = &ints[..] else {
+        let [(INTEGER, [0]), rest @ ..] = &ints[..] else {
             return Err(Refused::NotMine);
         };
-        // Re-encoded minimally, as a certificate's is: rustls compares the
-        // two byte for byte.
-        let public = match rest {
-            [(0x02, n), (0x02, e), ..] => match (positive(n), positive(e)) {
-                (Some(n), Some(e)) => tlv(0x30, &[&integer(n), &integer(e)]),
-                _ => return Err(Refused::NotMine),
-            },
-            _ => return Err(Refused::NotMine),
-        };
-        let mut numbers = Vec::with_capacity(8);
+        let mut magnitudes = Vec::with_capacity(8);
         for &(tag, int) in rest {
             match (tag, positive(int)) {
-                (0x02, Some(magnitude)) => numbers.push(Bn::from_be(magnitude).ok_or(NO_MEMORY)?),
+                (INTEGER, Some(magnitude)) => magnitudes.push(magnitude),
                 _ => return Err(Refused::NotMine),
             }
         }
-        let Ok([n, e, d, p, q, dp, dq, qinv]) = <[Bn; 8]>::try_from(numbers) else {
+        let Ok(magnitudes) = <[&[u8]; 8]>::try_from(magnitudes) else {
             return Err(Refused::NotMine);
         };
-        check(&n, &e, &d, &p, &q, &dp, &dq, &qinv).map_err(Refused::Invalid)?;
+        let lengths_fit = lengths_fit(&magnitudes);
+        let [n, e, ..] = magnitudes;
+        // Re-encoded minimally, as a certificate's is: rustls compares the
+        // two byte for byte.
+        let public = rsa_public_key(n, e).ok_or(NO_MEMORY)?;
+        let mut numbers = Vec::with_capacity(8);
+        for magnitude in magnitudes {
+            numbers.push(Bn::from_be(magnitude).ok_or(NO_MEMORY)?);
+        }
+        let Ok([n, e, d, p, q, dp, dq, qinv]) = <[Bn; 8]>::try_from(numbers) else {
+            return Err(NO_MEMORY);
+        };
+        check(&n, &e, &p, &q, lengths_fit).map_err(Refused::Invalid)?;
         let rsa = Rsa::build([n, e, d, p, q, dp, dq, qinv]).ok_or(NO_MEMORY)?;
         Ok(RsaKey {
-            rsa: Arc::new(rsa),
+            key: Arc::new(Key { rsa, faulty, error }),
             spki: public_key_to_spki(&alg_id::RSA_ENCRYPTION, public),
         })
     }
 }
 
-/// A DER TLV of `tag` around the concatenated `parts`.
-fn tlv(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
-    let len: usize = parts.iter().map(|p| p.len()).sum();
-    let mut out = vec![tag];
-    match len {
-        0..=0x7f => out.push(len as u8),
-        _ => {
-            let bytes = len.to_be_bytes();
-            let skip = bytes.iter().take_while(|&&b| b == 0).count();
-            out.push(0x80 | (bytes.len() - skip) as u8);
-            out.extend_from_slice(&bytes[skip..]);
-        }
-    }
-    parts.iter().for_each(|p| out.extend_from_slice(p));
-    out
-}
-
-/// A positive INTEGER's DER from its magnitude (no leading zero bytes).
-fn integer(magnitude: &[u8]) -> Vec<u8> {
-    match magnitude.first() {
-        Some(b) if b & 0x80 != 0 => tlv(0x02, &[&[0], magnitude]),
-        _ => tlv(0x02, &[magnitude]),
-    }
+/// `RSAPublicKey` (RFC 8017, A.1.1) from the magnitudes of n and e.
+fn rsa_public_key(n: &[u8], e: &[u8]) -> Option<Vec<u8>> {
+    use der::asn1::UintRef;
+    use der::{Encode, SliceWriter, Tag};
+    let (n, e) = (UintRef::new(n).ok()?, UintRef::new(e).ok()?);
+    let inner = (n.encoded_len().ok()? + e.encoded_len().ok()?).ok()?;
+    let mut out = vec![0; usize::try_from(inner.for_tlv(Tag::Sequence).ok()?).ok()?];
+    let mut w = SliceWriter::new(&mut out);
+    w.sequence(inner, |w| {
+        n.encode(w)?;
+        e.encode(w)
+    })
+    .ok()?;
+    let len = w.finish().ok()?.len();
+    out.truncate(len);
+    Some(out)
 }
 
 const NO_MEMORY: Refused = Refused::Invalid("out of memory");
+const BROKEN: &str = "the RSA key is inconsistent";
 
 /// An INTEGER's magnitude if it is positive (DER's sign padding dropped).
 fn positive(int: &[u8]) -> Option<&[u8]> {
@@ -144,19 +182,18 @@ fn positive(int: &[u8]) -> Option<&[u8]> {
     }
 }
 
-/// The relations `RSA_check_key` proves, and the provider's size limits.
-#[allow(clippy::too_many_arguments)]
-fn check(
-    n: &Bn,
-    e: &Bn,
-    d: &Bn,
-    p: &Bn,
-    q: &Bn,
-    dp: &Bn,
-    dq: &Bn,
-    qinv: &Bn,
-) -> Result<(), &'static str> {
-    const BROKEN: &str = "the RSA key is inconsistent";
+/// What the numbers' lengths alone (public: the DER shows them) say. p·q
+/// is below 2^(8·(len p + len q)) and at least 2^(8·(len p + len q - 2)),
+/// so p·q = n needs len p + len q <= len n + 1: which also bounds the cost
+/// of multiplying them. q⁻¹ mod p no longer than p keeps aws-lc's CRT
+/// arithmetic within its bounds (its result below n, as it asserts).
+fn lengths_fit([n, _e, _d, p, q, _dp, _dq, qinv]: &[&[u8]; 8]) -> bool {
+    p.len() + q.len() <= n.len() + 1 && qinv.len() <= p.len()
+}
+
+/// The provider's size limits, aws-lc's bound on e, then n = p·q, once
+/// the lengths allow it.
+fn check(n: &Bn, e: &Bn, p: &Bn, q: &Bn, lengths_fit: bool) -> Result<(), &'static str> {
     match n.bits() {
         0..=2047 => return Err("the RSA key is too small (2048 to 8192 bits are supported)"),
         8193.. => return Err("the RSA key is too large (2048 to 8192 bits are supported)"),
@@ -166,29 +203,14 @@ fn check(
     if !e.is_odd() || e.bits() < 2 || e.bits() > 33 {
         return Err("the RSA key's public exponent is unsupported (odd, 3 to 2^33)");
     }
-    let ctx = Ctx::new().ok_or("out of memory")?;
-    let p1 = p.minus_one().ok_or("out of memory")?;
-    let q1 = q.minus_one().ok_or("out of memory")?;
-    let nq = Bn::product(p, q, &ctx).ok_or("out of memory")?;
-    if nq.cmp(n) != 0 || !n.is_odd() {
+    // An even n has no Montgomery form, nor is it a product of odd primes.
+    if !lengths_fit || !n.is_odd() {
         return Err(BROKEN);
     }
-    // Each private number reduced, as aws-lc stores them.
-    if d.cmp(n) >= 0 || dp.cmp(&p1) >= 0 || dq.cmp(&q1) >= 0 || qinv.cmp(p) >= 0 {
-        return Err(BROKEN);
-    }
-    let inverse = |a: &Bn, b: &Bn, m: &Bn| Bn::is_inverse(a, b, m, &ctx);
-    let consistent = [
-        inverse(e, d, &p1),
-        inverse(e, d, &q1),
-        inverse(e, dp, &p1),
-        inverse(e, dq, &q1),
-        inverse(qinv, q, p),
-    ];
-    match consistent.iter().all(|&ok| ok == Some(true)) {
-        true => Ok(()),
-        false if consistent.contains(&None) => Err("out of memory"),
-        false => Err(BROKEN),
+    match Bn::is_product(n, p, q) {
+        Some(true) => Ok(()),
+        Some(false) => Err(BROKEN),
+        None => Err("out of memory"),
     }
 }
 
@@ -196,7 +218,7 @@ impl SigningKey for RsaKey {
     fn choose_scheme(&self, offered: &[SignatureScheme]) -> Option<Box<dyn Signer>> {
         let scheme = *SCHEMES.iter().find(|s| offered.contains(s))?;
         Some(Box::new(RsaSigner {
-            key: self.rsa.clone(),
+            key: self.key.clone(),
             scheme,
         }))
     }
@@ -211,7 +233,7 @@ impl SigningKey for RsaKey {
 }
 
 struct RsaSigner {
-    key: Arc<Rsa>,
+    key: Arc<Key>,
     scheme: SignatureScheme,
 }
 
@@ -232,14 +254,14 @@ impl Signer for RsaSigner {
             RSA_PKCS1_SHA384 => (Hash::Sha384, false),
             _ => (Hash::Sha256, false),
         };
+        let digest = digest::digest(hash.algorithm(), message);
         self.key
-            .sign(
-                hash,
-                pss,
-                digest::digest(hash.algorithm(), message).as_ref(),
-            )
+            .rsa
+            .sign(hash, pss, digest.as_ref())
             .ok_or_else(|| {
-                // aws-lc refused to sign, or its check of the signature failed.
+                // aws-lc's check of the signature failed (or, short of memory,
+                // it could not sign, which a process this small never is).
+                let _ = self.key.faulty.0.set(self.key.error.clone());
                 rustls::Error::General("RSA signing failed".into())
             })
     }
@@ -393,31 +415,30 @@ impl Bn {
         unsafe { sys::BN_is_odd(self.ptr()) == 1 }
     }
 
-    fn cmp(&self, other: &Bn) -> i32 {
+    /// Whether n = p·q, in constant time. aws-lc exports no constant-time
+    /// multiplication as such, but a Montgomery one: modulo
+    /// M = 2^(64·w) - 1, w the words of p and q together, Montgomery's
+    /// R = 2^(64·w) is 1, so it computes p·q·R⁻¹ = p·q (mod M); and
+    /// p·q < M, so the result is p·q itself. p and q are below M, as the
+    /// function requires; M is public.
+    fn is_product(n: &Bn, p: &Bn, q: &Bn) -> Option<bool> {
+        let words = |b: &Bn| b.bytes().div_ceil(8);
+        let modulus = Bn::from_be(&vec![0xff; 8 * (words(p) + words(q))])?;
+        let ctx = Ctx::new()?;
+        let mont = Mont::new(&modulus, &ctx)?;
+        let r = Bn::new()?;
+        // SAFETY: valid BIGNUMs, context and Montgomery context; r is
+        // distinct from p and q.
+        let ok = unsafe {
+            sys::BN_mod_mul_montgomery(r.ptr(), p.ptr(), q.ptr(), mont.0.as_ptr(), ctx.0.as_ptr())
+        };
         // SAFETY: two valid BIGNUMs.
-        unsafe { sys::BN_cmp(self.ptr(), other.ptr()) }
+        (ok == 1).then(|| unsafe { sys::BN_equal_consttime(r.ptr(), n.ptr()) } == 1)
     }
 
-    fn minus_one(&self) -> Option<Bn> {
-        // SAFETY: BN_dup returns an owned copy or null; BN_sub_word
-        // works on it in place.
-        let copy = Bn(NonNull::new(unsafe { sys::BN_dup(self.ptr()) })?);
-        (unsafe { sys::BN_sub_word(copy.ptr(), 1) } == 1).then_some(copy)
-    }
-
-    fn product(a: &Bn, b: &Bn, ctx: &Ctx) -> Option<Bn> {
-        let r = Bn::new()?;
-        // SAFETY: valid BIGNUMs and context; r is distinct from a and b.
-        (unsafe { sys::BN_mul(r.ptr(), a.ptr(), b.ptr(), ctx.0.as_ptr()) } == 1).then_some(r)
-    }
-
-    /// Whether a·b ≡ 1 (mod m); None if aws-lc could not compute it.
-    fn is_inverse(a: &Bn, b: &Bn, m: &Bn, ctx: &Ctx) -> Option<bool> {
-        let r = Bn::new()?;
-        // SAFETY: as in product; m is non-zero (m > 1 for a checked key).
-        let ok = unsafe { sys::BN_mod_mul(r.ptr(), a.ptr(), b.ptr(), m.ptr(), ctx.0.as_ptr()) };
+    fn bytes(&self) -> usize {
         // SAFETY: a valid BIGNUM.
-        (ok == 1).then(|| unsafe { sys::BN_is_one(r.ptr()) } == 1)
+        unsafe { sys::BN_num_bytes(self.ptr()) as usize }
     }
 }
 
@@ -445,6 +466,25 @@ impl Drop for Ctx {
     }
 }
 
+/// aws-lc's Montgomery context for a public modulus.
+struct Mont(NonNull<sys::BN_MONT_CTX>);
+
+impl Mont {
+    fn new(modulus: &Bn, ctx: &Ctx) -> Option<Mont> {
+        // SAFETY: a valid, odd BIGNUM and context; returns an owned
+        // BN_MONT_CTX or null.
+        NonNull::new(unsafe { sys::BN_MONT_CTX_new_for_modulus(modulus.ptr(), ctx.0.as_ptr()) })
+            .map(Mont)
+    }
+}
+
+impl Drop for Mont {
+    fn drop(&mut self) {
+        // SAFETY: ours, freed once.
+        unsafe { sys::BN_MONT_CTX_free(self.0.as_ptr()) }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -459,9 +499,9 @@ mod tests {
             let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
                 .expect("generate");
             let pkcs8 = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&pair).expect("der");
-            let info = crate::subject::elements(pkcs8.as_ref()).unwrap();
+            let info = elements(pkcs8.as_ref()).unwrap();
             let [(0x30, info)] = info[..] else { panic!() };
-            let fields = crate::subject::elements(info).unwrap();
+            let fields = elements(info).unwrap();
             let [_, _, (0x04, pkcs1), ..] = fields[..] else {
                 panic!()
             };
@@ -469,14 +509,28 @@ mod tests {
         })
     }
 
+    /// A DER TLV written as given: these tests need non-minimal INTEGERs,
+    /// which no encoder writes.
+    fn tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
+        let len = contents.len();
+        let mut out = vec![tag];
+        match len {
+            0..=0x7f => out.push(len as u8),
+            0x80..=0xff => out.extend([0x81, len as u8]),
+            _ => out.extend([0x82, (len >> 8) as u8, len as u8]),
+        }
+        out.extend_from_slice(contents);
+        out
+    }
+
     /// The key's nine INTEGERs (version first), each changed by `edit`,
     /// encoded again.
     fn edited(edit: impl Fn(usize, &mut Vec<u8>)) -> Vec<u8> {
-        let outer = crate::subject::elements(&generated().0).unwrap();
+        let outer = elements(&generated().0).unwrap();
         let [(0x30, fields)] = outer[..] else {
             panic!()
         };
-        let mut ints: Vec<Vec<u8>> = crate::subject::elements(fields)
+        let mut ints: Vec<Vec<u8>> = elements(fields)
             .unwrap()
             .into_iter()
             .map(|(_, c)| c.to_vec())
@@ -484,17 +538,18 @@ mod tests {
         for (i, int) in ints.iter_mut().enumerate() {
             edit(i, int);
         }
-        let encoded: Vec<Vec<u8>> = ints.iter().map(|i| tlv(0x02, &[i])).collect();
-        let parts: Vec<&[u8]> = encoded.iter().map(|v| &v[..]).collect();
-        tlv(0x30, &parts)
+        let encoded: Vec<u8> = ints.iter().flat_map(|i| tlv(0x02, i)).collect();
+        tlv(0x30, &encoded)
     }
 
-    #[test]
-    fn every_scheme_signs_and_the_signature_verifies() {
-        let (pkcs1, public) = generated();
-        let key = RsaKey::from_pkcs1(pkcs1).expect("a good key");
-        let message = b"the transcript hash, or what TLS 1.2 signs";
-        let verifiers: [(SignatureScheme, &signature::RsaParameters); 6] = [
+    fn load(der: &[u8]) -> Result<(RsaKey, Faulty), Refused> {
+        let faulty = Faulty::default();
+        let error = Error::Config("the key file's error".into());
+        RsaKey::from_pkcs1(der, faulty.clone(), error).map(|key| (key, faulty))
+    }
+
+    fn verifiers() -> [(SignatureScheme, &'static signature::RsaParameters); 6] {
+        [
             (
                 SignatureScheme::RSA_PSS_SHA512,
                 &signature::RSA_PSS_2048_8192_SHA512,
@@ -519,20 +574,29 @@ mod tests {
                 SignatureScheme::RSA_PKCS1_SHA256,
                 &signature::RSA_PKCS1_2048_8192_SHA256,
             ),
-        ];
-        for (scheme, verifier) in verifiers {
+        ]
+    }
+
+    const MESSAGE: &[u8] = b"the transcript hash, or what TLS 1.2 signs";
+
+    #[test]
+    fn every_scheme_signs_and_the_signature_verifies() {
+        let (pkcs1, public) = generated();
+        let (key, faulty) = load(pkcs1).expect("a good key");
+        for (scheme, verifier) in verifiers() {
             let signer = key.choose_scheme(&[scheme]).expect("offered");
             assert_eq!(signer.scheme(), scheme);
-            let sig = signer.sign(message).expect("sign");
+            let sig = signer.sign(MESSAGE).expect("sign");
             UnparsedPublicKey::new(verifier, public)
-                .verify(message, &sig)
+                .verify(MESSAGE, &sig)
                 .unwrap_or_else(|_| panic!("{scheme:?} does not verify"));
         }
+        assert!(faulty.0.get().is_none());
     }
 
     #[test]
     fn schemes_are_chosen_in_the_providers_order() {
-        let key = RsaKey::from_pkcs1(&generated().0).unwrap();
+        let (key, _) = load(&generated().0).unwrap();
         let offered = [
             SignatureScheme::RSA_PKCS1_SHA256,
             SignatureScheme::RSA_PSS_SHA256,
@@ -545,7 +609,7 @@ mod tests {
 
     #[test]
     fn the_public_key_is_the_certificates_spki() {
-        let key = RsaKey::from_pkcs1(&generated().0).unwrap();
+        let (key, _) = load(&generated().0).unwrap();
         let spki = key.public_key().unwrap();
         let expected = public_key_to_spki(&alg_id::RSA_ENCRYPTION, &generated().1);
         assert_eq!(spki.as_ref(), expected.as_ref());
@@ -558,28 +622,125 @@ mod tests {
                 int.insert(0, 0);
             }
         });
-        let key = RsaKey::from_pkcs1(&padded).unwrap();
+        let (key, _) = load(&padded).unwrap();
         let expected = public_key_to_spki(&alg_id::RSA_ENCRYPTION, &generated().1);
         assert_eq!(key.public_key().unwrap().as_ref(), expected.as_ref());
     }
 
+    /// n, p or q changed: n = p·q no longer holds, and the key is refused
+    /// as it loads. Among them, p·q > n, which would make aws-lc abort
+    /// the process as it signs (its CRT result above n).
     #[test]
-    fn a_change_to_any_private_number_is_caught() {
-        let broken = Err(Refused::Invalid("the RSA key is inconsistent"));
-        // 1 n, 3 d, 4 p, 5 q, 6 dp, 7 dq, 8 qinv: the low byte moves by 2,
-        // so odd numbers stay odd.
-        for which in [1, 3, 4, 5, 6, 7, 8] {
+    fn a_change_to_n_p_or_q_is_refused_at_once() {
+        type Edit = fn(&mut Vec<u8>);
+        let edits: [(usize, Edit); 6] = [
+            // The low byte moves by 2, so odd numbers stay odd.
+            (1, |int| *int.last_mut().unwrap() ^= 0x02),
+            (4, |int| *int.last_mut().unwrap() ^= 0x02),
+            (5, |int| *int.last_mut().unwrap() ^= 0x02),
+            // p·q > n, well above.
+            (4, |int| int[1] = 0xff),
+            (5, |int| int[1] = 0xff),
+            // p one byte longer.
+            (4, |int| int.insert(1, 1)),
+        ];
+        for (which, edit) in edits {
             let der = edited(|i, int| {
                 if i == which {
-                    *int.last_mut().unwrap() ^= 0x02;
+                    edit(int)
                 }
             });
             assert_eq!(
-                RsaKey::from_pkcs1(&der).map(|_| ()),
-                broken,
+                load(&der).map(|_| ()),
+                Err(Refused::Invalid(BROKEN)),
                 "INTEGER {which}"
             );
         }
+    }
+
+    /// Lengths that no key of two primes has: p and q longer than n
+    /// together, q⁻¹ mod p longer than p.
+    #[test]
+    fn numbers_too_long_for_the_modulus_are_refused_at_once() {
+        let (pkcs1, _) = generated();
+        let ints = elements(elements(pkcs1).unwrap()[0].1).unwrap();
+        let n = ints[1].1.to_vec();
+        // p = n, q = 1: n = p·q, and the lengths allow it.
+        let trivial = edited(|i, int| match i {
+            4 => *int = n.clone(),
+            5 | 8 => *int = vec![1],
+            _ => {}
+        });
+        let long_qinv = edited(|i, int| {
+            if i == 8 {
+                int.insert(1, 1)
+            }
+        });
+        let long_primes = edited(|i, int| {
+            if i == 4 || i == 5 {
+                *int = n.clone()
+            }
+        });
+        for der in [long_qinv, long_primes] {
+            assert_eq!(load(&der).map(|_| ()), Err(Refused::Invalid(BROKEN)));
+        }
+        // Not refused, but it never signs, nor does aws-lc abort.
+        let (key, faulty) = load(&trivial).expect("n = n·1");
+        let signer = key
+            .choose_scheme(&[SignatureScheme::RSA_PSS_SHA256])
+            .unwrap();
+        assert!(signer.sign(MESSAGE).is_err());
+        assert!(faulty.0.get().is_some());
+    }
+
+    /// dp, dq or q⁻¹ mod p changed: the key loads, its first signature
+    /// fails aws-lc's check, and the key file's error is left for the
+    /// engine to exit with. Never a signature that does not verify.
+    #[test]
+    fn a_change_to_a_crt_number_fails_the_first_signature_and_says_so() {
+        for which in [6, 7, 8] {
+            for edit in 0..3 {
+                let der = edited(|i, int| {
+                    if i == which {
+                        match edit {
+                            0 => *int.last_mut().unwrap() ^= 0x02,
+                            1 => int[2] ^= 0x40,
+                            // As long as p, and above it.
+                            _ => int.iter_mut().skip(1).for_each(|b| *b = 0xff),
+                        }
+                    }
+                });
+                let (key, faulty) = load(&der).expect("loads");
+                for (scheme, _) in verifiers() {
+                    let signer = key.choose_scheme(&[scheme]).unwrap();
+                    assert!(signer.sign(MESSAGE).is_err(), "INTEGER {which}, {scheme:?}");
+                }
+                let error = faulty.explain(Error::Tls("the handshake's".into()));
+                assert_eq!(error.to_string(), "s6-tlsd-io: fatal: the key file's error");
+                assert_eq!(error.exit_code(), 96);
+            }
+        }
+    }
+
+    /// d changed: aws-lc signs with p, q and the CRT numbers, never with
+    /// d, so the signature is right, and nothing is said.
+    #[test]
+    fn a_wrong_d_is_never_used() {
+        let der = edited(|i, int| {
+            if i == 3 {
+                *int.last_mut().unwrap() ^= 0x02;
+            }
+        });
+        let (key, faulty) = load(&der).expect("loads");
+        let signer = key
+            .choose_scheme(&[SignatureScheme::RSA_PSS_SHA256])
+            .unwrap();
+        let sig = signer.sign(MESSAGE).expect("signs");
+        UnparsedPublicKey::new(&signature::RSA_PSS_2048_8192_SHA256, &generated().1)
+            .verify(MESSAGE, &sig)
+            .expect("verifies");
+        let error = faulty.explain(Error::Tls("the handshake's".into()));
+        assert_eq!(error.exit_code(), 98);
     }
 
     #[test]
@@ -595,7 +756,7 @@ mod tests {
                 }
             });
             assert_eq!(
-                RsaKey::from_pkcs1(&der).map(|_| ()),
+                load(&der).map(|_| ()),
                 Err(Refused::Invalid(
                     "the RSA key's public exponent is unsupported (odd, 3 to 2^33)"
                 )),
@@ -624,7 +785,7 @@ mod tests {
             b"",
             b"\x30\x00",
         ] {
-            assert_eq!(RsaKey::from_pkcs1(der).map(|_| ()), Err(Refused::NotMine));
+            assert_eq!(load(der).map(|_| ()), Err(Refused::NotMine));
         }
     }
 }

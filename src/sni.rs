@@ -9,6 +9,7 @@ use rustls::sign::CertifiedKey;
 use crate::env::Env;
 use crate::error::Error;
 use crate::keys::KeyPair;
+use crate::rsa::Faulty;
 
 /// Every key pair the engine may serve. The default pair is loaded and
 /// checked at start-up; named pairs are read and decoded at start-up and
@@ -17,13 +18,16 @@ pub struct KeyStore {
     default: Option<Arc<CertifiedKey>>,
     /// Keyed by lowercase server name, `*.rest` for wildcards.
     by_name: HashMap<String, KeyPair>,
+    /// Where an RSA key that fails to sign leaves its error (rsa.rs).
+    faulty: Faulty,
 }
 
 impl KeyStore {
     /// Reads the pairs that `sni_level` selects.
     pub fn load(env: &Env, sni_level: u32) -> Result<KeyStore, Error> {
+        let faulty = Faulty::default();
         let default = match sni_level {
-            0 | 1 => Some(KeyPair::read_default(env)?.load()?),
+            0 | 1 => Some(KeyPair::read_default(env)?.load(&faulty)?),
             _ => None,
         };
         let by_name = match sni_level {
@@ -35,7 +39,17 @@ impl KeyStore {
                 "no suitable keypairs found in the environment".into(),
             ));
         }
-        Ok(KeyStore { default, by_name })
+        Ok(KeyStore {
+            default,
+            by_name,
+            faulty,
+        })
+    }
+
+    /// Where a key that fails to sign leaves its key file's error, for
+    /// the handshake's error (rsa.rs).
+    pub fn faulty(&self) -> Faulty {
+        self.faulty.clone()
     }
 
     /// The pair for `server_name`, loaded; None if there is none to serve.
@@ -44,7 +58,7 @@ impl KeyStore {
             .and_then(|name| self.matching_name(name))
             .and_then(|key| self.by_name.remove(&key));
         match named {
-            Some(pair) => Some(pair.load()),
+            Some(pair) => Some(pair.load(&self.faulty)),
             None => self.default.map(Ok),
         }
     }
@@ -118,6 +132,7 @@ mod tests {
         KeyStore {
             default: None,
             by_name,
+            faulty: Faulty::default(),
         }
     }
 

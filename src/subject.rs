@@ -13,7 +13,9 @@
 //! rustls has already parsed and verified the certificate by the time it
 //! gets here; the walk must still never panic on anything (fuzz/).
 
-use der::{Decode, Length, Reader, SliceReader};
+use der::Reader;
+
+use crate::asn1::{self, expect, tlv, Malformed, Tag, INTEGER, OID, SEQUENCE, SET};
 
 /// The OIDs of C, ST, L, O, OU, CN (2.5.4.x), in the order they are
 /// reported: the last content byte of `06 03 55 04 xx`.
@@ -38,87 +40,11 @@ pub struct Unwalkable;
 /// one is ignored even when the first cannot be decoded, as in BearSSL), or
 /// None when the subject has none.
 pub fn attributes(cert: &[u8]) -> Result<[Option<Value>; 6], Unwalkable> {
-    walk(cert).map_err(|_| Unwalkable)
+    walk(cert).map_err(|Malformed| Unwalkable)
 }
 
-/// The serial number (the INTEGER's contents) and the issuer Name's
-/// contents: what a CRL lists a revoked certificate by (crl.rs).
-pub fn serial_and_issuer(cert: &[u8]) -> Option<(&[u8], &[u8])> {
-    fn go(cert: &[u8]) -> Result<(&[u8], &[u8]), Stop> {
-        let mut r = tbs_reader(cert)?;
-        let serial = expect(&mut r, INTEGER)?;
-        expect(&mut r, SEQUENCE)?; // signature
-        let issuer = expect(&mut r, SEQUENCE)?;
-        Ok((serial, issuer))
-    }
-    go(cert).ok()
-}
-
-/// The contents of the certificate's SubjectPublicKeyInfo: the algorithm
-/// and the key's BIT STRING (keys.rs compares an RSA key with it).
-pub fn spki(cert: &[u8]) -> Option<&[u8]> {
-    fn go(cert: &[u8]) -> Result<&[u8], Stop> {
-        let mut r = tbs_reader(cert)?;
-        for _ in 0..5 {
-            // serialNumber, signature, issuer, validity, subject
-            tlv(&mut r)?;
-        }
-        expect(&mut r, SEQUENCE)
-    }
-    go(cert).ok()
-}
-
-/// DER elements one after the other (a SEQUENCE's contents, say), each as
-/// its tag (the first identifier octet) and contents; None if `der` is not
-/// just that.
-pub fn elements(der: &[u8]) -> Option<Vec<(u8, &[u8])>> {
-    fn go(der: &[u8]) -> Result<Vec<(u8, &[u8])>, Stop> {
-        let mut r = SliceReader::new(der)?;
-        let mut out = Vec::new();
-        while !r.is_finished() {
-            match tlv(&mut r)? {
-                (Tag::Short(t), c) => out.push((t, c)),
-                (Tag::Long, _) => return Err(Stop::Shape),
-            }
-        }
-        Ok(out)
-    }
-    go(der).ok()
-}
-
-/// A reader at the TBSCertificate's first field after the version.
-fn tbs_reader(cert: &[u8]) -> Result<SliceReader<'_>, Stop> {
-    let mut r = SliceReader::new(cert)?;
-    let cert = expect(&mut r, SEQUENCE)?;
-    let mut r = SliceReader::new(cert)?;
-    let tbs = expect(&mut r, SEQUENCE)?;
-    let mut r = SliceReader::new(tbs)?;
-    if r.peek_byte() == Some(VERSION) {
-        tlv(&mut r)?;
-    }
-    Ok(r)
-}
-
-/// Why the walk stopped; never shown, only turned into [`Unwalkable`].
-enum Stop {
-    Der,
-    Shape,
-}
-
-impl From<der::Error> for Stop {
-    fn from(_: der::Error) -> Stop {
-        Stop::Der
-    }
-}
-
-const SEQUENCE: u8 = 0x30;
-const SET: u8 = 0x31;
-const INTEGER: u8 = 0x02;
-const OID: u8 = 0x06;
-const VERSION: u8 = 0xa0; // [0] EXPLICIT, constructed
-
-fn walk(cert: &[u8]) -> Result<[Option<Value>; 6], Stop> {
-    let mut r = tbs_reader(cert)?;
+fn walk(cert: &[u8]) -> Result<[Option<Value>; 6], Malformed> {
+    let mut r = asn1::tbs_fields(cert)?;
     expect(&mut r, INTEGER)?; // serialNumber
     expect(&mut r, SEQUENCE)?; // signature
     expect(&mut r, SEQUENCE)?; // issuer
@@ -127,20 +53,20 @@ fn walk(cert: &[u8]) -> Result<[Option<Value>; 6], Stop> {
     // What follows (the key, the extensions) is none of our business.
 
     let mut found: [Option<Value>; 6] = Default::default();
-    let mut rdns = SliceReader::new(subject)?;
+    let mut rdns = asn1::reader(subject)?;
     while !rdns.is_finished() {
         let set = expect(&mut rdns, SET)?;
         if set.is_empty() {
-            return Err(Stop::Shape);
+            return Err(Malformed);
         }
-        let mut atvs = SliceReader::new(set)?;
+        let mut atvs = asn1::reader(set)?;
         while !atvs.is_finished() {
             let atv = expect(&mut atvs, SEQUENCE)?;
-            let mut a = SliceReader::new(atv)?;
+            let mut a = asn1::reader(atv)?;
             let oid = expect(&mut a, OID)?;
             let (tag, value) = tlv(&mut a)?;
             if !a.is_finished() {
-                return Err(Stop::Shape);
+                return Err(Malformed);
             }
             let slot = match oid {
                 [0x55, 0x04, last] => ATTRIBUTES.iter().position(|a| a == last),
@@ -152,46 +78,6 @@ fn walk(cert: &[u8]) -> Result<[Option<Value>; 6], Stop> {
         }
     }
     Ok(found)
-}
-
-/// The next element's contents, if its tag is `want`.
-fn expect<'a>(r: &mut SliceReader<'a>, want: u8) -> Result<&'a [u8], Stop> {
-    match tlv(r)? {
-        (tag, contents) if tag == Tag::Short(want) => Ok(contents),
-        _ => Err(Stop::Shape),
-    }
-}
-
-/// An identifier octet as read; high tag numbers (a first octet ending in
-/// 11111) are stepped over, never matched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tag {
-    Short(u8),
-    Long,
-}
-
-/// One element: its tag and its contents. The tag is read by hand, not by
-/// der's `Header`, which refuses the universal tags it has no type for
-/// (UniversalString, GraphicString...): those are exactly what must be
-/// stepped over. der reads the length (DER: definite, minimal).
-fn tlv<'a>(r: &mut SliceReader<'a>) -> Result<(Tag, &'a [u8]), Stop> {
-    let first = r.read_byte()?;
-    let tag = if first & 0x1f == 0x1f {
-        // Subsequent octets: 7 bits each, the last one with bit 8 clear.
-        // Four of them already make a tag number no real schema uses.
-        let mut n = 0;
-        while r.read_byte()? & 0x80 != 0 {
-            n += 1;
-            if n == 4 {
-                return Err(Stop::Shape);
-            }
-        }
-        Tag::Long
-    } else {
-        Tag::Short(first)
-    };
-    let len = Length::decode(r)?;
-    Ok((tag, r.read_slice(len)?))
 }
 
 /// The string types BearSSL decodes, as it decodes them: UTF8String as
@@ -261,6 +147,8 @@ fn utf32(bytes: &[u8]) -> Option<Vec<char>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const VERSION: u8 = 0xa0;
 
     /// A certificate as far as the walk reads it: the TBS fields before
     /// the subject as empty elements of the right tags, then the subject.

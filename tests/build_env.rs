@@ -337,3 +337,78 @@ fn the_data_a_connection_writes_is_laid_out_together() {
         last.2
     );
 }
+
+/// Every connection is a process that loads its key again, so whatever
+/// arithmetic loading does on the key, a local user can have it done as
+/// often as they like and average its traces (shared code pages, SMT
+/// ports). None of aws-lc's variable-time bignum functions is called from
+/// src/ (rsa.rs checks n = p·q with a Montgomery multiplication instead):
+/// BN_mul trims its product to its length, BN_mod_mul and the others
+/// divide with BN_div, which says of itself that it is not constant-time.
+/// aws-lc's BN_cmp is constant-time for non-negative numbers, but it is
+/// listed too: the one reason to call it rather than BN_ucmp is a sign,
+/// which no key has, and one list is easier to trust than a judgement of
+/// each call. Comments are not read, only code.
+#[test]
+fn rsa_code_has_no_variable_time_bignum_calls() {
+    const VARIABLE_TIME: [&str; 26] = [
+        "BN_mod_mul",
+        "BN_mul",
+        "BN_mul_word",
+        "BN_div",
+        "BN_div_word",
+        "BN_mod_word",
+        "BN_nnmod",
+        "BN_mod",
+        "BN_mod_add",
+        "BN_mod_sub",
+        "BN_mod_lshift",
+        "BN_mod_lshift1",
+        "BN_mod_sqr",
+        "BN_mod_sqrt",
+        "BN_mod_inverse",
+        "BN_mod_inverse_odd",
+        "BN_gcd",
+        "BN_exp",
+        "BN_mod_exp",
+        "BN_mod_exp_mont",
+        "BN_mod_exp_mont_word",
+        "BN_mod_exp2_mont",
+        "BN_sqr",
+        "BN_cmp",
+        "BN_cmp_word",
+        "BN_is_prime_ex",
+    ];
+    let mut dirs = vec![std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src"
+    ))];
+    let mut read = 0;
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read src/") {
+            let path = entry.expect("read src/").path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let source = std::fs::read_to_string(&path).expect("read a source file");
+            read += 1;
+            for (n, line) in source.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                for word in code.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                    assert!(
+                        !VARIABLE_TIME.contains(&word),
+                        "{}:{}: calls aws-lc's variable-time {word}: {line}",
+                        path.display(),
+                        n + 1
+                    );
+                }
+            }
+        }
+    }
+    // The walk found the sources, rsa.rs among them.
+    assert!(read > 20, "only {read} source files read");
+}

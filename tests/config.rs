@@ -190,9 +190,10 @@ fn rsa_pkcs1_der_key_serves() {
     assert_serves(&k.cert, &key);
 }
 
-/// RSA keys are built by src/rsa.rs, which checks them itself (cheaply)
-/// instead of through aws-lc's RSA_check_key: a key that is too small, or
-/// inconsistent inside, is still refused at start-up with its reason.
+/// RSA keys are built by src/rsa.rs, which checks their size, exponent
+/// and n = p·q itself, in constant time, instead of through aws-lc's
+/// RSA_check_key: a key that is too small, or whose primes do not make
+/// its modulus, is still refused at start-up with its reason.
 #[test]
 fn rsa_key_of_1024_bits_fails_at_startup_as_too_small() {
     let k = keys_for(Alg::Rsa2048);
@@ -214,18 +215,59 @@ fn rsa_key_of_1024_bits_fails_at_startup_as_too_small() {
     );
 }
 
-#[test]
-fn inconsistent_rsa_key_fails_at_startup() {
+/// `keys_for(Rsa2048)`'s key as PKCS#1 DER in a new file `name`, with
+/// `edit` applied to the contents of its INTEGER number `which` (0 the
+/// version, 1 n, ... 4 p, 5 q, ... 8 q^-1 mod p).
+fn rsa_key_edited(name: &str, which: usize, edit: impl Fn(&mut [u8])) -> PathBuf {
     let k = keys_for(Alg::Rsa2048);
-    let der = convert_key(k, "pkcs1-broken.der", &["-traditional", "-outform", "DER"]);
-    // The file's last byte is the last byte of its last INTEGER, the CRT
-    // coefficient q^-1 mod p: the key still decodes, and is wrong.
+    let der = convert_key(k, name, &["-traditional", "-outform", "DER"]);
     let mut bytes = std::fs::read(&der).unwrap();
-    *bytes.last_mut().unwrap() ^= 0x04;
+    let at = {
+        use s6_tlsd_io::asn1::elements;
+        let outer = elements(&bytes).unwrap();
+        let int = elements(outer[0].1).unwrap()[which].1;
+        let start = int.as_ptr() as usize - bytes.as_ptr() as usize;
+        start..start + int.len()
+    };
+    edit(&mut bytes[at]);
     std::fs::write(&der, bytes).unwrap();
-    let env = env_of(&[("CERTFILE", &k.cert), ("KEYFILE", &der)]);
-    let reason = assert_invalid(startup_failure(&[], env), "KEYFILE", &der);
+    der
+}
+
+#[test]
+fn rsa_key_whose_primes_do_not_make_its_modulus_fails_at_startup() {
+    let k = keys_for(Alg::Rsa2048);
+    // p's low byte moved by 4 (p stays odd): n = p·q no longer holds.
+    let key = rsa_key_edited("pkcs1-bad-p.der", 4, |p| *p.last_mut().unwrap() ^= 0x04);
+    let env = env_of(&[("CERTFILE", &k.cert), ("KEYFILE", &key)]);
+    let reason = assert_invalid(startup_failure(&[], env), "KEYFILE", &key);
     assert_eq!(reason, "the RSA key is inconsistent");
+}
+
+/// The rest of an RSA key (its CRT numbers) is checked by each signature,
+/// as aws-lc checks every one with the public exponent: a key whose
+/// q^-1 mod p is wrong starts, fails its first handshake, TLS 1.3 or 1.2,
+/// and the engine exits 96 with one line naming KEYFILE and the file.
+#[test]
+fn inconsistent_rsa_key_fails_at_its_first_handshake() {
+    let k = keys_for(Alg::Rsa2048);
+    let key = rsa_key_edited("pkcs1-bad-qinv.der", 8, |qinv| {
+        *qinv.last_mut().unwrap() ^= 0x04
+    });
+    for config in [tls13(), tls12()] {
+        let env = env_of(&[("CERTFILE", &k.cert), ("KEYFILE", &key)]);
+        let mut e = spawn().no_notify().env(env).start();
+        assert!(try_connect(&e, config, "localhost").is_err());
+        let exit = e.wait_exit();
+        assert_eq!(exit.code, Some(96), "{}", exit.stderr);
+        let line = format!(
+            "invalid KEYFILE file {}: the RSA key is inconsistent \
+             (a signature made with it did not verify)",
+            p(&key)
+        );
+        assert!(exit.stderr.contains(&line), "{:?}", exit.stderr);
+        assert_eq!(exit.stderr.lines().count(), 1, "{:?}", exit.stderr);
+    }
 }
 
 #[test]

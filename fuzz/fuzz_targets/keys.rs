@@ -64,7 +64,7 @@ fuzz_target!(
             "KEYFILE".into(),
             f.key.as_os_str(),
         )
-        .and_then(|pair| pair.load());
+        .and_then(|pair| pair.load(&Default::default()));
         if let Err(e) = result {
             let msg = e.to_string();
             assert_eq!(e.exit_code(), 96, "{msg}");

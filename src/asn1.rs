@@ -1,0 +1,152 @@
+//! The one DER reader: a walk over tag-length-value elements, used for the
+//! certificate's subject (subject.rs), its serial number and issuer
+//! (crl.rs), and the private keys (keys.rs, rsa.rs). Not named `der`: that
+//! is the crate it reads with.
+//!
+//! Lenient where it must be: the tag is read by hand, not by der's
+//! `Header`, which refuses the universal tags it has no type for
+//! (UniversalString, GraphicString...), and those are exactly what the
+//! subject walk must step over; high tag numbers (a first octet ending in
+//! 11111) are stepped over, never matched. An INTEGER's contents are left
+//! as they are (rsa.rs takes a key's needless leading zeros). Strict where
+//! DER is: der reads the length (definite, minimal) and every element must
+//! lie within its parent. Never panics on anything (fuzz/).
+
+use der::{Decode, Length, Reader, SliceReader};
+
+pub const INTEGER: u8 = 0x02;
+pub const OCTET_STRING: u8 = 0x04;
+pub const OID: u8 = 0x06;
+pub const SEQUENCE: u8 = 0x30;
+pub const SET: u8 = 0x31;
+/// A certificate's version, `[0] EXPLICIT` (constructed).
+const VERSION: u8 = 0xa0;
+
+/// The bytes are not DER of the shape asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Malformed;
+
+impl From<der::Error> for Malformed {
+    fn from(_: der::Error) -> Malformed {
+        Malformed
+    }
+}
+
+/// An identifier octet as read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tag {
+    Short(u8),
+    /// A high tag number: stepped over, never matched.
+    Long,
+}
+
+/// A reader over `der`.
+pub fn reader(der: &[u8]) -> Result<SliceReader<'_>, Malformed> {
+    Ok(SliceReader::new(der)?)
+}
+
+/// One element: its tag and its contents.
+pub fn tlv<'a>(r: &mut SliceReader<'a>) -> Result<(Tag, &'a [u8]), Malformed> {
+    let first = r.read_byte()?;
+    let tag = if first & 0x1f == 0x1f {
+        // Subsequent octets: 7 bits each, the last one with bit 8 clear.
+        // Four of them already make a tag number no real schema uses.
+        let mut n = 0;
+        while r.read_byte()? & 0x80 != 0 {
+            n += 1;
+            if n == 4 {
+                return Err(Malformed);
+            }
+        }
+        Tag::Long
+    } else {
+        Tag::Short(first)
+    };
+    let len = Length::decode(r)?;
+    Ok((tag, r.read_slice(len)?))
+}
+
+/// The next element's contents, if its tag is `want`.
+pub fn expect<'a>(r: &mut SliceReader<'a>, want: u8) -> Result<&'a [u8], Malformed> {
+    match tlv(r)? {
+        (tag, contents) if tag == Tag::Short(want) => Ok(contents),
+        _ => Err(Malformed),
+    }
+}
+
+/// DER elements one after the other (a SEQUENCE's contents, say), each as
+/// its tag (the first identifier octet) and contents; None if `der` is not
+/// just that.
+pub fn elements(der: &[u8]) -> Option<Vec<(u8, &[u8])>> {
+    fn go(der: &[u8]) -> Result<Vec<(u8, &[u8])>, Malformed> {
+        let mut r = reader(der)?;
+        let mut out = Vec::new();
+        while !r.is_finished() {
+            match tlv(&mut r)? {
+                (Tag::Short(t), c) => out.push((t, c)),
+                (Tag::Long, _) => return Err(Malformed),
+            }
+        }
+        Ok(out)
+    }
+    go(der).ok()
+}
+
+/// A reader at the TBSCertificate's first field after the version: the
+/// serial number, then signature, issuer, validity, subject...
+pub fn tbs_fields(cert: &[u8]) -> Result<SliceReader<'_>, Malformed> {
+    let mut r = reader(cert)?;
+    let cert = expect(&mut r, SEQUENCE)?;
+    let mut r = reader(cert)?;
+    let tbs = expect(&mut r, SEQUENCE)?;
+    let mut r = reader(tbs)?;
+    if r.peek_byte() == Some(VERSION) {
+        tlv(&mut r)?;
+    }
+    Ok(r)
+}
+
+/// The serial number (the INTEGER's contents) and the issuer Name's
+/// contents: what a CRL lists a revoked certificate by (crl.rs).
+pub fn serial_and_issuer(cert: &[u8]) -> Option<(&[u8], &[u8])> {
+    fn go(cert: &[u8]) -> Result<(&[u8], &[u8]), Malformed> {
+        let mut r = tbs_fields(cert)?;
+        let serial = expect(&mut r, INTEGER)?;
+        expect(&mut r, SEQUENCE)?; // signature
+        let issuer = expect(&mut r, SEQUENCE)?;
+        Ok((serial, issuer))
+    }
+    go(cert).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn elements_are_read_in_order_and_nothing_else_is_taken() {
+        let der = [0x02, 0x01, 0x05, 0x30, 0x02, 0x04, 0x00, 0x1c, 0x00];
+        assert_eq!(
+            elements(&der),
+            Some(vec![(0x02, &[5][..]), (0x30, &[4, 0][..]), (0x1c, &[][..])])
+        );
+        for bad in [
+            &[0x02, 0x02, 0x05][..],         // contents cut short
+            &[0x02, 0x81, 0x01, 0x05],       // a non-minimal length
+            &[0x02, 0x80, 0x05, 0x00, 0x00], // an indefinite length
+            &[0x1f, 0x81, 0x01, 0x00],       // a high tag number
+            &[0x1f, 0x81, 0x81, 0x81, 0x81, 0x01, 0x00],
+        ] {
+            assert_eq!(elements(bad), None, "{bad:02x?}");
+        }
+        assert_eq!(elements(&[]), Some(vec![]));
+    }
+
+    #[test]
+    fn a_high_tag_number_is_stepped_over() {
+        let mut r = reader(&[0x1f, 0x81, 0x01, 0x01, 0xaa, 0x02, 0x00]).unwrap();
+        assert_eq!(tlv(&mut r), Ok((Tag::Long, &[0xaa][..])));
+        assert_eq!(expect(&mut r, INTEGER), Ok(&[][..]));
+        assert!(r.is_finished());
+    }
+}
