@@ -4,6 +4,7 @@
 pub mod alloc;
 pub mod alpn;
 pub mod anchors;
+pub mod check;
 pub mod cli;
 pub mod crl;
 pub mod engine;
