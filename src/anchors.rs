@@ -23,7 +23,7 @@ pub fn read_trust_anchors(env: &Env) -> Result<RootCertStore, Error> {
     if roots.is_empty() {
         let why = match unusable {
             0 => String::new(),
-            n => format!(" ({n} certificates that cannot be decoded)"),
+            n => format!(": {n} of its certificates cannot be decoded (damaged or cut?)"),
         };
         return Err(Error::Config(format!(
             "no trust anchor found in {var} {kind} {}{why}",
@@ -73,8 +73,9 @@ fn read_ca_file(file: &OsStr) -> Result<Vec<CertificateDer<'static>>, Error> {
         return Ok(Vec::new());
     }
     decode_chain(&bytes).map_err(|reason| {
+        let var = "CAFILE";
         Error::Config(format!(
-            "invalid CAFILE file {}: {reason}",
+            "invalid {var} file {}: {reason}",
             file.to_string_lossy()
         ))
     })

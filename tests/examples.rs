@@ -341,6 +341,8 @@ impl Lab {
         std::os::unix::fs::symlink(SHIM, lab.stand_ins.join("s6-tlsd")).expect("symlink");
         std::os::unix::fs::symlink(UCSPI_SHIM, lab.stand_ins.join("s6-ucspitlsd"))
             .expect("symlink");
+        // The engine itself, for the examples that run it by name (`-t`).
+        std::os::unix::fs::symlink(BIN, lab.stand_ins.join("s6-tlsd-io")).expect("symlink");
         write_file(
             &lab.stand_ins.join("s6-tcpserver"),
             // Not a /bin/sh script: dash drops KEYFILE:name from the environment.
@@ -528,6 +530,7 @@ fn every_marked_readme_block_is_run() {
         "curl",
         "service",
         "run",
+        "check",
         "sni",
         "sni-check",
         "mtls",
@@ -1018,6 +1021,21 @@ fn s6_rc_longrun_service() {
     let answer = String::from_utf8_lossy(&out.stdout);
     assert!(answer.contains("SSL_PROTOCOL=TLSv1.3\n"), "{answer}");
 
+    lab.check("curl", port);
+    // The configuration checked, then the service restarted on it: it
+    // serves again (the new s6-tcpserver takes a moment to listen).
+    let out = success(run(lab.sh(&example("check"), Some(port))), "example check");
+    assert_output("check", &out);
+    let mut tries = 0;
+    while !run(lab.sh(&example("curl"), Some(port))).status.success() {
+        tries += 1;
+        assert!(
+            tries < 200,
+            "no answer after the restart; log:\n{}",
+            lab.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     lab.check("curl", port);
     // Down, as s6-rc would bring it down; s6-supervise then exits (-x).
     let mut svc = lab.command("s6-svc", None);
