@@ -39,10 +39,18 @@ pub fn run(opts: &Options, env: &Env) -> i32 {
         now: unix_now(),
         code: 0,
     };
-    key_pairs(&mut report, opts, env);
+    let named = key_pairs(&mut report, opts, env);
     for (name, list) in alpn::lists(env) {
+        let unused = name
+            .as_ref()
+            .is_some_and(|n| !named.contains(&n.to_ascii_lowercase()));
         let var = name.map_or(alpn::VAR.to_string(), |n| format!("{}:{n}", alpn::VAR));
         match list {
+            // Parsed all the same, as a connection parses it.
+            Ok(_) if unused => report.warn(format_args!(
+                "{var}: no KEYFILE:{} pair at this -k: the list is never used",
+                &var[alpn::VAR.len() + 1..]
+            )),
             Ok(list) if list.is_empty() => report.info(format_args!("{var}: empty, no ALPN")),
             Ok(list) => {
                 let names: Vec<_> = list.iter().map(|p| String::from_utf8_lossy(p)).collect();
@@ -88,8 +96,9 @@ impl Report {
 }
 
 /// The default pair (`-k 0` and `-k 1`) and each `KEYFILE:name` (`-k 1`
-/// and up), each loaded as the connection that gets it would load it.
-fn key_pairs(report: &mut Report, opts: &Options, env: &Env) {
+/// and up), each loaded as the connection that gets it would load it. The
+/// names read, lowercase (what `TLS_ALPN:name` is matched with).
+fn key_pairs(report: &mut Report, opts: &Options, env: &Env) -> Vec<String> {
     if opts.sni_level <= 1 {
         let shown = |var| {
             env.get(var)
@@ -106,12 +115,12 @@ fn key_pairs(report: &mut Report, opts: &Options, env: &Env) {
             Err(e) => report.error(&e),
         }
     }
+    let mut named = Vec::new();
     if opts.sni_level == 0 {
-        return;
+        return named;
     }
-    let mut named = 0;
     for (name, pair) in sni::named_pairs(env) {
-        named += 1;
+        named.push(name.to_ascii_lowercase());
         let shown = |var: &str| {
             let path = env
                 .get(var)
@@ -129,11 +138,12 @@ fn key_pairs(report: &mut Report, opts: &Options, env: &Env) {
             Err(e) => report.error(&e),
         }
     }
-    if opts.sni_level >= 2 && named == 0 {
+    if opts.sni_level >= 2 && named.is_empty() {
         report.error(&Error::Config(
             "no suitable keypairs found in the environment".into(),
         ));
     }
+    named
 }
 
 /// `what`: subject, names, key type, chain length, expiry.

@@ -142,12 +142,20 @@ names localhost; ECDSA P-256; chain of 2 certificates; expires ",
         lines[6].contains(": next update 2099-01-01T00:00:00Z ("),
         "{out}"
     );
-    // Without -Y/-y, nor -k: the default pair alone, as a connection reads.
+    // Without -Y/-y, nor -k: the default pair alone, as a connection reads
+    // it; a warning does not change the exit code.
     let (code, out, err) = check(&[], &env);
-    assert_eq!((code, err.as_str()), (Some(0), ""));
-    assert_eq!(out.lines().count(), 4, "{out}");
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            Some(0),
+            "s6-tlsd-io: warning: TLS_ALPN:a.example: no KEYFILE:a.example pair at this -k: \
+the list is never used\n"
+        )
+    );
+    assert_eq!(out.lines().count(), 3, "{out}");
     // Operands are ignored, and no descriptor is needed.
-    let (code, _, err) = check(&["7", "8"], &env);
+    let (code, _, err) = check(&["-k1", "7", "8"], &env);
     assert_eq!((code, err.as_str()), (Some(0), ""));
 }
 
@@ -169,6 +177,7 @@ fn every_problem_is_reported_and_the_first_errors_code_is_the_exit_code() {
         var("CERTFILE:d.example", &other_cert),
         var("KEYFILE:d.example", &other_key),
         var("TLS_ALPN", "h2, http/1.1"),
+        var("TLS_ALPN:zzz.example", "imap"),
         var("TLS_TICKET_KEYFILE", ticket_file(&dir, 0o644)),
         var("CAFILE", &ca().pem_path),
         var("CRLFILE", crl(&dir, 2020)),
@@ -192,7 +201,7 @@ fn every_problem_is_reported_and_the_first_errors_code_is_the_exit_code() {
         assert!(line.starts_with("s6-tlsd-io: error: "), "{line}");
         assert!(line.contains(want), "{line:?} lacks {want:?}");
     }
-    assert_eq!(warnings.len(), 2, "{err}");
+    assert_eq!(warnings.len(), 3, "{err}");
     // In the environment's order: d.example, then soon.example.
     assert!(
         warnings[0].contains("the certificate does not name d.example"),
@@ -201,6 +210,13 @@ fn every_problem_is_reported_and_the_first_errors_code_is_the_exit_code() {
     assert!(warnings[1].contains("KEYFILE:soon.example"), "{err}");
     assert!(
         warnings[1].contains(" (4 days left)") || warnings[1].contains(" (5 days left)"),
+        "{err}"
+    );
+    assert!(
+        warnings[2].ends_with(
+            "warning: TLS_ALPN:zzz.example: no KEYFILE:zzz.example pair at this -k: \
+the list is never used"
+        ),
         "{err}"
     );
     // What is fine is still reported: the pair of d.example, the anchors.

@@ -438,6 +438,20 @@ impl Lab {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The log once it holds every one of `texts`, or after LIMIT: an
+    /// engine writes its fatal line after the alert that ends its client,
+    /// so a client's exit does not mean the line is there yet.
+    fn log_once_it_has(&self, texts: &[&str]) -> String {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let log = self.log_text();
+            if texts.iter().all(|t| log.contains(t)) || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Kills whatever carries the tag until nothing does: first what the
     /// servers started (so that a shell that runs tcpserver reaps it), then
     /// the servers, then any straggler. What is left after 10 s.
@@ -1092,7 +1106,12 @@ fn mutual_tls_with_cadir() {
     );
     let serial = String::from_utf8_lossy(&serial.stdout);
     let serial = serial.trim().trim_start_matches("serial=");
-    let log = lab.log_text();
+    let revoked = format!("the certificate with serial {serial} is revoked");
+    let log = lab.log_once_it_has(&[
+        &revoked,
+        "peer sent no certificates",
+        "invalid peer certificate: UnknownIssuer",
+    ]);
     assert!(
         log.contains(&format!(
             "invalid peer certificate: Revoked: the certificate with serial {serial} is revoked"
@@ -1114,7 +1133,7 @@ fn alpn_one_protocol() {
     let mut lab = Lab::new("alpn");
     let port = lab.serve("alpn");
     lab.check("alpn-check", port);
-    let log = lab.log_text();
+    let log = lab.log_once_it_has(&["no application protocol in common"]);
     assert!(
         log.contains(
             "no application protocol in common: the client offers \"imap\", the server speaks \
