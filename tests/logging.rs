@@ -59,34 +59,34 @@ fn every_line_names_the_engine_and_the_client() {
     assert!(stderr.contains(" 127.0.0.1_40404: connection ended after "));
 }
 
+/// The context of a `-v 2` session whose super-server exported `ip` and
+/// `port`, after the pid.
+fn context_for(ip: Option<&str>, port: &str) -> String {
+    let mut s = spawn().args(&["-v", "2"]);
+    if let Some(ip) = ip {
+        s = s.set("TCPREMOTEIP", ip).set("TCPREMOTEPORT", port);
+    }
+    let (pid, stderr) = session_as(s);
+    let first = stderr.lines().next().unwrap_or_default();
+    let rest = first
+        .strip_prefix(&format!("s6-tlsd-io: info: pid {pid}"))
+        .unwrap_or_else(|| panic!("{first:?}"));
+    let client = rest[..rest.find(": ").unwrap()].to_string();
+    assert_named(&stderr, &format!("pid {pid}{client}"), &["info"]);
+    client
+}
+
 #[test]
 fn ipv6_clients_need_no_brackets_and_odd_values_are_left_out() {
-    let s = spawn()
-        .args(&["-v", "2"])
-        .set("TCPREMOTEIP", "::ffff:10.0.0.1")
-        .set("TCPREMOTEPORT", "443");
-    let (pid, stderr) = session_as(s);
-    assert_named(
-        &stderr,
-        &format!("pid {pid} ::ffff:10.0.0.1_443"),
-        &["info"],
+    assert_eq!(
+        context_for(Some("::ffff:10.0.0.1"), "443"),
+        " ::ffff:10.0.0.1_443"
     );
     // no super-server: the pid alone
-    let (pid, stderr) = session_as(spawn().args(&["-v", "2"]));
-    assert_named(&stderr, &format!("pid {pid}"), &["info"]);
+    assert_eq!(context_for(None, ""), "");
     // what is not an address or a port cannot be the client's
-    let s = spawn()
-        .args(&["-v", "2"])
-        .set("TCPREMOTEIP", "1.2.3.4\nfatal")
-        .set("TCPREMOTEPORT", "x");
-    let (pid, stderr) = session_as(s);
-    assert_named(&stderr, &format!("pid {pid}"), &["info"]);
-    let s = spawn()
-        .args(&["-v", "2"])
-        .set("TCPREMOTEIP", "10.1.2.3")
-        .set("TCPREMOTEPORT", "123456");
-    let (pid, stderr) = session_as(s);
-    assert_named(&stderr, &format!("pid {pid} 10.1.2.3"), &["info"]);
+    assert_eq!(context_for(Some("1.2.3.4\nfatal"), "x"), "");
+    assert_eq!(context_for(Some("10.1.2.3"), "123456"), " 10.1.2.3");
 }
 
 #[test]
