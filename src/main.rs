@@ -3,7 +3,8 @@
 //! the command line. The story: read the options, load the keys named by the
 //! environment, drop root, confine the process to relaying (sandbox.rs),
 //! answer the handshake, tell the parent what was negotiated, relay until
-//! nothing more can move, exit with a code that says how it went.
+//! nothing more can move, exit with a code that says how it went. Or,
+//! under `-t`, read the same configuration and report on it (check.rs).
 //!
 //! `main` is the C one: std's start-up (it finds the main thread's stack
 //! guard by parsing /proc/self/maps, and installs a stack-overflow handler
