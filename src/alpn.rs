@@ -39,18 +39,14 @@ pub struct Alpn {
 
 impl Alpn {
     pub fn from_env(env: &Env) -> Result<Alpn, Error> {
-        let default = match env.get(VAR) {
-            Some(value) => parse(VAR, value)?,
-            None => Vec::new(),
-        };
+        let mut default = Vec::new();
         let mut by_name = HashMap::new();
-        for (var, value) in env.iter() {
-            let var = var.to_string_lossy();
-            let Some(name) = var.strip_prefix("TLS_ALPN:") else {
-                continue;
-            };
-            if !name.is_empty() {
-                by_name.insert(name.to_ascii_lowercase(), parse(&var, value)?);
+        for (name, list) in lists(env) {
+            match name {
+                None => default = list?,
+                Some(name) => {
+                    by_name.insert(name.to_ascii_lowercase(), list?);
+                }
             }
         }
         let strict = env
@@ -104,8 +100,25 @@ impl Alpn {
     }
 }
 
+/// `TLS_ALPN` (None) and each `TLS_ALPN:name` (a bare `TLS_ALPN:` is
+/// ignored), in the environment's order, each list parsed or why not. The
+/// check mode (check.rs) goes through them all.
+pub fn lists(env: &Env) -> impl Iterator<Item = (Option<String>, Result<Protocols, Error>)> + '_ {
+    env.iter().filter_map(|(var, value)| {
+        let var = var.to_string_lossy();
+        let name = match var.strip_prefix("TLS_ALPN:") {
+            None if var == VAR => None,
+            Some(name) if !name.is_empty() => Some(name.to_string()),
+            _ => return None,
+        };
+        Some((name, parse(&var, value)))
+    })
+}
+
 /// `h2,http/1.1`: comma-separated, each name 1 to 255 bytes (RFC 7301).
-/// An empty value means no ALPN, as if unset.
+/// An empty value means no ALPN, as if unset. A name with blanks around
+/// it (`h2, http/1.1`) is refused: no client would ever offer it, and the
+/// refusals it would cause could not show why.
 fn parse(var: &str, value: &OsStr) -> Result<Protocols, Error> {
     let bytes = value.as_encoded_bytes();
     if bytes.is_empty() {
@@ -116,6 +129,13 @@ fn parse(var: &str, value: &OsStr) -> Result<Protocols, Error> {
         if name.is_empty() || name.len() > 255 {
             return Err(Error::BadUsage(format!(
                 "invalid ${var}: protocol names are 1 to 255 bytes, separated by commas"
+            )));
+        }
+        let blank = |b: Option<&u8>| b.is_some_and(u8::is_ascii_whitespace);
+        if blank(name.first()) || blank(name.last()) {
+            return Err(Error::BadUsage(format!(
+                "invalid ${var}: the protocol name {} has blanks around it",
+                quote(&[name])
             )));
         }
         if !out.iter().any(|p| p == name) {
@@ -195,6 +215,31 @@ separated by commas"
         assert!(alpn(&[("TLS_ALPN:a.example", ",")])
             .err()
             .is_some_and(|e| e.contains("invalid $TLS_ALPN:a.example:")));
+    }
+
+    #[test]
+    fn names_with_blanks_around_them_are_usage_errors() {
+        let e = Alpn::from_env(&Env::from_pairs(&[("TLS_ALPN", "h2, http/1.1")]));
+        let e = e.err().map(|e| (e.exit_code(), e.to_string()));
+        assert_eq!(
+            e,
+            Some((
+                100,
+                "s6-tlsd-io: fatal: invalid $TLS_ALPN: the protocol name \" http/1.1\" \
+has blanks around it"
+                    .into()
+            ))
+        );
+        for bad in ["h2 ", "\th2", "imap,pop3\n"] {
+            let e = alpn(&[("TLS_ALPN:a.example", bad)])
+                .err()
+                .unwrap_or_default();
+            assert!(
+                e.contains("invalid $TLS_ALPN:a.example: the protocol name"),
+                "{e}"
+            );
+        }
+        assert!(alpn(&[("TLS_ALPN", "a b")]).is_ok());
     }
 
     #[test]

@@ -11,27 +11,31 @@ use crate::error::{io_reason, Error};
 use crate::keys::decode_chain;
 
 pub fn read_trust_anchors(env: &Env) -> Result<RootCertStore, Error> {
-    let (source, certs) = if let Some(dir) = env.get("CADIR") {
-        (dir, read_ca_dir(dir)?)
+    let (var, kind, source, certs) = if let Some(dir) = env.get("CADIR") {
+        ("CADIR", "directory", dir, read_ca_dir(dir)?)
     } else if let Some(file) = env.get("CAFILE") {
-        (file, read_ca_file(file)?)
+        ("CAFILE", "file", file, read_ca_file(file)?)
     } else {
         return Err(Error::BadUsage("CADIR or CAFILE not set".into()));
     };
     let mut roots = RootCertStore::empty();
-    roots.add_parsable_certificates(certs);
+    let (_, unusable) = roots.add_parsable_certificates(certs);
     if roots.is_empty() {
+        let why = match unusable {
+            0 => String::new(),
+            n => format!(": {n} of its certificates cannot be decoded (damaged or cut?)"),
+        };
         return Err(Error::Config(format!(
-            "no trust anchor found in {}",
+            "no trust anchor found in {var} {kind} {}{why}",
             source.to_string_lossy()
         )));
     }
     Ok(roots)
 }
 
-fn unreadable(source: &OsStr, reason: impl std::fmt::Display) -> Error {
+fn unreadable(var: &str, kind: &str, source: &OsStr, reason: impl std::fmt::Display) -> Error {
     Error::Config(format!(
-        "unable to read trust anchors in {}: {reason}",
+        "unable to read {var} {kind} {}: {reason}",
         source.to_string_lossy()
     ))
 }
@@ -40,9 +44,10 @@ fn unreadable(source: &OsStr, reason: impl std::fmt::Display) -> Error {
 /// reads `.0` only); unreadable or unparsable files are skipped.
 fn read_ca_dir(dir: &OsStr) -> Result<Vec<CertificateDer<'static>>, Error> {
     let mut certs = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| unreadable(dir, io_reason(&e)))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| unreadable("CADIR", "directory", dir, io_reason(&e)))?;
     for entry in entries {
-        let entry = entry.map_err(|e| unreadable(dir, io_reason(&e)))?;
+        let entry = entry.map_err(|e| unreadable("CADIR", "directory", dir, io_reason(&e)))?;
         if !is_hashed_name(entry.file_name().as_encoded_bytes()) {
             continue;
         }
@@ -62,11 +67,18 @@ fn is_hashed_name(name: &[u8]) -> bool {
 
 /// A PEM bundle (or one DER certificate); an empty file has no anchor.
 fn read_ca_file(file: &OsStr) -> Result<Vec<CertificateDer<'static>>, Error> {
-    let bytes = std::fs::read(file).map_err(|e| unreadable(file, io_reason(&e)))?;
+    let bytes =
+        std::fs::read(file).map_err(|e| unreadable("CAFILE", "file", file, io_reason(&e)))?;
     if bytes.is_empty() {
         return Ok(Vec::new());
     }
-    decode_chain(&bytes).map_err(|reason| unreadable(file, reason))
+    decode_chain(&bytes).map_err(|reason| {
+        let var = "CAFILE";
+        Error::Config(format!(
+            "invalid {var} file {}: {reason}",
+            file.to_string_lossy()
+        ))
+    })
 }
 
 #[cfg(test)]

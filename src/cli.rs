@@ -26,6 +26,9 @@ pub struct Options {
     pub notif: u32,
     pub fdr: u32,
     pub fdw: u32,
+    /// `-t`: check the configuration and report, serve no connection; fdr
+    /// and fdw are then not needed (check.rs).
+    pub check: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +50,7 @@ impl Default for Options {
             notif: 0,
             fdr: 0,
             fdw: 0,
+            check: false,
         }
     }
 }
@@ -90,6 +94,7 @@ where
                 'J' => opts.enforce_close_notify = true,
                 'Y' => opts.client_cert = ClientCert::Optional,
                 'y' => opts.client_cert = ClientCert::Mandatory,
+                't' => opts.check = true,
                 'v' => set_short_value(&mut parser, &mut raw.verbosity),
                 'K' => set_short_value(&mut parser, &mut raw.kimeout),
                 'k' => set_short_value(&mut parser, &mut raw.sni_level),
@@ -123,6 +128,10 @@ where
     opts.sni_level = number("sni-level", raw.sni_level)?.unwrap_or(raw.sni_flag);
     opts.notif = number("notification-fd", raw.notif)?.unwrap_or(0);
 
+    if opts.check {
+        // Nothing will be relayed: any operands are ignored.
+        return Ok(opts);
+    }
     let [fdr, fdw] = match <[OsString; 2]>::try_from(operands) {
         Ok(pair) => pair,
         Err(_) => return Err(Error::Usage),
@@ -177,6 +186,7 @@ fn set_long_flag(opts: &mut Options, raw: &mut Raw, name: &str) -> Result<(), Er
         "mandatory-client-cert" => opts.client_cert = ClientCert::Mandatory,
         "sni" => raw.sni_flag = 1,
         "mandatory-sni" => raw.sni_flag = 2,
+        "check" => opts.check = true,
         _ => {
             return Err(Error::BadUsage(format!(
                 "unrecognized boolean option: --{name}"
@@ -248,6 +258,7 @@ mod tests {
                 notif: 7,
                 fdr: 3,
                 fdw: 6,
+                check: false,
             }
         );
     }
@@ -335,6 +346,19 @@ mod tests {
         assert_eq!(err(&["3"]), Error::Usage.to_string());
         assert_eq!(err(&["3", "x"]), Error::Usage.to_string());
         assert_eq!(err(&["3", "+4"]), Error::Usage.to_string());
+    }
+
+    #[test]
+    fn check_mode_needs_no_descriptors() {
+        let o = ok(&["-t", "-k1", "-y"]);
+        assert!(o.check && o.sni_level == 1 && o.client_cert == ClientCert::Mandatory);
+        assert!(ok(&["--check", "3", "4"]).check);
+        assert!(ok(&["-St"]).check);
+        // the options are checked as for a connection
+        assert_eq!(
+            err(&["-t", "-v", "x"]),
+            "s6-tlsd-io: fatal: verbosity must be an unsigned integer"
+        );
     }
 
     #[test]

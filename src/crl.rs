@@ -12,7 +12,7 @@
 //! unknown); a certificate whose issuer has no CRL is accepted, so that one
 //! CA's CRL does not lock out the clients of the others.
 
-use std::ffi::OsStr;
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::HandshakeSignatureValid;
@@ -23,56 +23,80 @@ use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Signatu
 use webpki::{CertRevocationList, OwnedCertRevocationList};
 
 use crate::env::Env;
-use crate::error::{io_reason, Error};
+use crate::error::{io_reason, pem_reason, Error};
 
 pub const FILE_VAR: &str = "CRLFILE";
 
 /// Every CRL the environment names, each decoded and checked.
 pub fn read_crls(env: &Env) -> Result<Vec<CertificateRevocationListDer<'static>>, Error> {
     let mut crls = Vec::new();
-    if let Some(dir) = env.get("CADIR") {
-        read_crl_dir(dir, &mut crls)?;
-    }
-    if let Some(file) = env.get(FILE_VAR) {
-        let bytes = std::fs::read(file).map_err(|e| bad(file, io_reason(&e)))?;
-        crls.extend(decode(file, &bytes)?);
+    for file in files(env)? {
+        crls.extend(file.read()?);
     }
     Ok(crls)
 }
 
-fn bad(file: &OsStr, reason: impl std::fmt::Display) -> Error {
-    Error::Config(format!(
-        "unable to read CRL in {}: {reason}",
-        file.to_string_lossy()
-    ))
+/// A file of CRLs, and the variable that names it (or its directory).
+pub struct File {
+    pub var: &'static str,
+    pub path: PathBuf,
 }
 
-/// The `XXXXXXXX.rN` names, in a fixed order so that the first bad file
-/// reported is always the same one.
-fn read_crl_dir(
-    dir: &OsStr,
-    crls: &mut Vec<CertificateRevocationListDer<'static>>,
-) -> Result<(), Error> {
-    let unreadable = |e: std::io::Error| {
-        Error::Config(format!(
-            "unable to read CRLs in {}: {}",
-            dir.to_string_lossy(),
-            io_reason(&e)
-        ))
-    };
-    let mut paths = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(unreadable)? {
-        let entry = entry.map_err(unreadable)?;
-        if is_hashed_crl_name(entry.file_name().as_encoded_bytes()) {
-            paths.push(entry.path());
+impl File {
+    fn shown(&self) -> std::borrow::Cow<'_, str> {
+        self.path.to_string_lossy()
+    }
+
+    /// Its CRLs, each decoded and checked.
+    pub fn read(&self) -> Result<Vec<CertificateRevocationListDer<'static>>, Error> {
+        let bytes = std::fs::read(&self.path).map_err(|e| {
+            Error::Config(format!(
+                "unable to read {} file {}: {}",
+                self.var,
+                self.shown(),
+                io_reason(&e)
+            ))
+        })?;
+        decode(&bytes).map_err(|reason| {
+            Error::Config(format!(
+                "invalid {} file {}: {reason}",
+                self.var,
+                self.shown()
+            ))
+        })
+    }
+}
+
+/// The `XXXXXXXX.rN` files of CADIR, in a fixed order so that the first
+/// bad file reported is always the same one, then CRLFILE.
+pub fn files(env: &Env) -> Result<Vec<File>, Error> {
+    let mut files = Vec::new();
+    if let Some(dir) = env.get("CADIR") {
+        let unreadable = |e: std::io::Error| {
+            Error::Config(format!(
+                "unable to read CADIR directory {}: {}",
+                dir.to_string_lossy(),
+                io_reason(&e)
+            ))
+        };
+        for entry in std::fs::read_dir(dir).map_err(unreadable)? {
+            let entry = entry.map_err(unreadable)?;
+            if is_hashed_crl_name(entry.file_name().as_encoded_bytes()) {
+                files.push(File {
+                    var: "CADIR",
+                    path: entry.path(),
+                });
+            }
         }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
     }
-    paths.sort();
-    for path in paths {
-        let bytes = std::fs::read(&path).map_err(|e| bad(path.as_os_str(), io_reason(&e)))?;
-        crls.extend(decode(path.as_os_str(), &bytes)?);
+    if let Some(file) = env.get(FILE_VAR) {
+        files.push(File {
+            var: FILE_VAR,
+            path: file.into(),
+        });
     }
-    Ok(())
+    Ok(files)
 }
 
 fn is_hashed_crl_name(name: &[u8]) -> bool {
@@ -83,23 +107,39 @@ fn is_hashed_crl_name(name: &[u8]) -> bool {
 }
 
 /// PEM with one or more `X509 CRL` sections, or one DER CRL; each must be
-/// a CRL that the verifier can use.
-fn decode(file: &OsStr, bytes: &[u8]) -> Result<Vec<CertificateRevocationListDer<'static>>, Error> {
+/// a CRL that the verifier can use. The reason otherwise.
+fn decode(bytes: &[u8]) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
     let crls = if bytes.first() == Some(&0x30) {
         vec![CertificateRevocationListDer::from(bytes.to_vec())]
     } else {
         CertificateRevocationListDer::pem_slice_iter(bytes)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad(file, format!("bad PEM: {e}")))?
+            .map_err(|e| pem_reason(&e))?
     };
     if crls.is_empty() {
-        return Err(bad(file, "no CRL found"));
+        return Err("no CRL found (no X509 CRL block, nor a DER CRL)".into());
     }
     for crl in &crls {
-        OwnedCertRevocationList::from_der(crl.as_ref())
-            .map_err(|e| bad(file, format!("invalid CRL: {e:?}")))?;
+        OwnedCertRevocationList::from_der(crl.as_ref()).map_err(|e| unusable(&e))?;
     }
     Ok(crls)
+}
+
+/// Why webpki cannot use a CRL, in words (its error names are no help).
+fn unusable(e: &webpki::Error) -> String {
+    use webpki::Error::*;
+    match e {
+        UnsupportedCrlVersion => "the CRL is not a version 2 CRL".into(),
+        UnsupportedCriticalExtension => {
+            "the CRL has a critical extension this engine does not know".into()
+        }
+        UnsupportedDeltaCrl => "delta CRLs are not supported".into(),
+        UnsupportedIndirectCrl => "indirect CRLs are not supported".into(),
+        UnsupportedRevocationReason => {
+            "the CRL lists a revocation reason this engine does not know".into()
+        }
+        _ => "not a CRL that can be decoded (a damaged or incomplete file?)".into(),
+    }
 }
 
 /// rustls says that a certificate is revoked, not which one: this verifier
@@ -259,22 +299,17 @@ mod tests {
 
     #[test]
     fn garbage_and_empty_files_are_refused() {
-        let f = OsStr::new("/x/crl.pem");
         for (bytes, why) in [
             (&b""[..], "no CRL found"),
             (b"hello", "no CRL found"),
-            (b"\x30\x03\x02\x01\x01", "invalid CRL"),
+            (b"\x30\x03\x02\x01\x01", "not a CRL that can be decoded"),
+            (
+                b"-----BEGIN X509 CRL-----\nMIIB\n",
+                "the PEM block X509 CRL has no end line",
+            ),
         ] {
-            let e = decode(f, bytes)
-                .err()
-                .map(|e| e.to_string())
-                .unwrap_or_default();
-            assert!(
-                e.starts_with(&format!(
-                    "s6-tlsd-io: fatal: unable to read CRL in /x/crl.pem: {why}"
-                )),
-                "{e}"
-            );
+            let e = decode(bytes).err().unwrap_or_default();
+            assert!(e.starts_with(why), "{e}");
         }
     }
 }

@@ -24,6 +24,12 @@ pub enum Error {
     HandshakeTimeout,
     /// A system call failed: exit 111, "unable to WHAT: strerror".
     Sys { what: String, errno: i32 },
+    /// An error of the connection, its line naming the connection after
+    /// the level as every log line does (log.rs): its own exit code.
+    Connection {
+        context: &'static str,
+        error: Box<Error>,
+    },
 }
 
 impl Error {
@@ -34,13 +40,29 @@ impl Error {
             Error::Setup(_) => 97,
             Error::Tls(_) | Error::HandshakeTimeout => 98,
             Error::Sys { .. } => 111,
+            Error::Connection { error, .. } => error.exit_code(),
         }
     }
 
     /// Whether the message is printed at this verbosity. Upstream silences
     /// only the handshake timeout at `-v 0`.
     pub fn is_reported(&self, verbosity: u32) -> bool {
-        verbosity > 0 || !matches!(self, Error::HandshakeTimeout)
+        match self {
+            Error::Connection { error, .. } => error.is_reported(verbosity),
+            e => verbosity > 0 || !matches!(e, Error::HandshakeTimeout),
+        }
+    }
+
+    /// This error, its line naming the connection (`context`, as log.rs
+    /// has it); unchanged when there is no context.
+    pub fn in_connection(self, context: &'static str) -> Error {
+        match (context, self) {
+            ("", e) | (_, e @ Error::Connection { .. }) => e,
+            (context, e) => Error::Connection {
+                context,
+                error: Box::new(e),
+            },
+        }
     }
 
     pub fn sys(what: impl Into<String>, err: &std::io::Error) -> Error {
@@ -78,18 +100,63 @@ pub fn io_reason(err: &std::io::Error) -> String {
     }
 }
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+/// The reason a PEM file cannot be decoded, in words: the decoder's own
+/// (`missing section end marker: [67, 69, ...]`) shows bytes in decimal.
+pub fn pem_reason(err: &rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error::*;
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).trim().to_string();
+    match err {
+        MissingSectionEnd { end_marker } => format!(
+            "the PEM block {} has no end line (the file is cut short?)",
+            text(end_marker)
+        ),
+        IllegalSectionStart { line } => format!(
+            "a PEM block starts with a malformed line: {}",
+            text(line).escape_default()
+        ),
+        Base64Decode(_) => "a PEM block's base64 text is damaged".into(),
+        SectionTooLarge => "a PEM block is larger than 256 MB".into(),
+        _ => "the PEM text cannot be decoded".into(),
+    }
+}
+
+impl Error {
+    /// The line at `level` (skalibs': `fatal`), `context` (with its colon)
+    /// after the level.
+    fn write(&self, f: &mut fmt::Formatter<'_>, level: &str, context: &str) -> fmt::Result {
         match self {
             Error::Usage => write!(f, "{PROG}: usage: {USAGE}"),
             Error::BadUsage(m) | Error::Config(m) | Error::Setup(m) | Error::Tls(m) => {
-                write!(f, "{PROG}: fatal: {m}")
+                write!(f, "{PROG}: {level}: {context}{m}")
             }
-            Error::HandshakeTimeout => write!(f, "{PROG}: fatal: handshake timed out"),
+            Error::HandshakeTimeout => write!(f, "{PROG}: {level}: {context}handshake timed out"),
             Error::Sys { what, errno } => {
-                write!(f, "{PROG}: fatal: unable to {what}: {}", strerror(*errno))
+                write!(
+                    f,
+                    "{PROG}: {level}: {context}unable to {what}: {}",
+                    strerror(*errno)
+                )
+            }
+            Error::Connection { context, error } => error.write(f, level, &format!("{context}: ")),
+        }
+    }
+
+    /// The same message at another level: the check mode reports the
+    /// errors a connection would die of as `error:` lines, and goes on.
+    pub fn at_level<'a>(&'a self, level: &'a str) -> impl fmt::Display + 'a {
+        struct Line<'a>(&'a Error, &'a str);
+        impl fmt::Display for Line<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.write(f, self.1, "")
             }
         }
+        Line(self, level)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write(f, "fatal", "")
     }
 }
 
@@ -114,5 +181,16 @@ mod tests {
         assert!(!Error::HandshakeTimeout.is_reported(0));
         assert_eq!(strerror(libc::EBADF), "Bad file descriptor");
         assert!(Error::Tls("x".into()).is_reported(0));
+        let e = Error::HandshakeTimeout.in_connection("pid 7 ::1_443");
+        assert_eq!(
+            e.to_string(),
+            "s6-tlsd-io: fatal: pid 7 ::1_443: handshake timed out"
+        );
+        assert_eq!(e.exit_code(), 98);
+        assert!(!e.is_reported(0));
+        assert_eq!(
+            Error::Tls("x".into()).in_connection("").to_string(),
+            "s6-tlsd-io: fatal: x"
+        );
     }
 }

@@ -24,7 +24,7 @@ use rustls::pki_types::{
 use rustls::sign::{CertifiedKey, SigningKey};
 
 use crate::env::Env;
-use crate::error::{io_reason, Error};
+use crate::error::{io_reason, pem_reason, Error};
 use crate::rsa::{Faulty, Refused, RsaKey, FAULTY};
 
 /// A chain and its key, decoded but not yet loaded.
@@ -150,7 +150,7 @@ impl KeyPair {
             Some(Err(Refused::Invalid(reason))) => return Err(self.key_source.invalid(reason)),
             Some(Err(Refused::NotMine)) | None => {
                 rustls::crypto::aws_lc_rs::sign::any_supported_type(&self.key.view())
-                    .map_err(|e| self.key_source.invalid(e))?
+                    .map_err(|_| self.key_source.invalid(UNSUPPORTED_KEY))?
             }
         };
         let KeyPair {
@@ -170,10 +170,18 @@ impl KeyPair {
                 "the private key in {} file {} does not match the certificate in {} file {}",
                 key_source.var, key_source.path, cert_source.var, cert_source.path
             ))),
-            Err(e) => Err(cert_source.invalid(e)),
+            // The leaf's key cannot be read from it: webpki calls that an
+            // "invalid peer certificate", which this is not.
+            Err(_) => Err(cert_source.invalid(
+                "the first certificate cannot be decoded (a damaged or incomplete file?)",
+            )),
         }
     }
 }
+
+/// Why the provider refused a key: it says only that it could not parse it.
+const UNSUPPORTED_KEY: &str = "the private key cannot be decoded (a damaged or incomplete file?), \
+or is of an unsupported type (RSA of 2048 to 8192 bits, ECDSA P-256, P-384 or P-521, Ed25519)";
 
 /// rsaEncryption, 1.2.840.113549.1.1.1.
 const RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
@@ -219,7 +227,7 @@ pub fn decode_chain(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, String
     }
     let chain = CertificateDer::pem_slice_iter(bytes)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("bad PEM: {e}"))?;
+        .map_err(|e| pem_reason(&e))?;
     if chain.is_empty() {
         return Err("no CERTIFICATE block found".into());
     }
@@ -234,7 +242,7 @@ fn decode_key(file: Secret) -> Result<Key, String> {
             Ok(PrivateKeyDer::Pkcs1(_)) => Encoding::Pkcs1,
             Ok(PrivateKeyDer::Sec1(_)) => Encoding::Sec1,
             Ok(_) => return Err("unknown DER private key encoding".into()),
-            Err(e) => return Err(format!("neither PEM nor a DER private key: {e}")),
+            Err(_) => return Err("neither PEM nor a DER private key".into()),
         };
         return Ok(Key {
             der: file,
@@ -245,7 +253,7 @@ fn decode_key(file: Secret) -> Result<Key, String> {
         return Err("encrypted private keys are not supported".into());
     }
     for section in <(SectionKind, Vec<u8>)>::pem_slice_iter(&file.0) {
-        let (kind, der) = section.map_err(|e| format!("bad PEM: {e}"))?;
+        let (kind, der) = section.map_err(|e| pem_reason(&e))?;
         let der = Secret(der);
         let encoding = match kind {
             SectionKind::PrivateKey => Encoding::Pkcs8,

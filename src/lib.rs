@@ -5,6 +5,7 @@ pub mod alloc;
 pub mod alpn;
 pub mod anchors;
 pub mod asn1;
+pub mod check;
 pub mod cli;
 pub mod crl;
 pub mod engine;

@@ -3,7 +3,8 @@
 //! the command line. The story: read the options, load the keys named by the
 //! environment, drop root, confine the process to relaying (sandbox.rs),
 //! answer the handshake, tell the parent what was negotiated, relay until
-//! nothing more can move, exit with a code that says how it went.
+//! nothing more can move, exit with a code that says how it went. Or,
+//! under `-t`, read the same configuration and report on it (check.rs).
 //!
 //! `main` is the C one: std's start-up (it finds the main thread's stack
 //! guard by parsing /proc/self/maps, and installs a stack-overflow handler
@@ -35,7 +36,7 @@ use s6_tlsd_io::log::Log;
 use s6_tlsd_io::notify::Notification;
 use s6_tlsd_io::sni::KeyStore;
 use s6_tlsd_io::ticket::{self, TicketKeys};
-use s6_tlsd_io::{anchors, privilege, sandbox, tls};
+use s6_tlsd_io::{anchors, check, privilege, sandbox, tls};
 
 /// Large blocks on page boundaries: the relay's copies then cost the same
 /// whatever the heap's layout (src/alloc.rs).
@@ -47,6 +48,8 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
     // SAFETY: setting a signal's disposition to SIG_IGN, before any thread.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let (verbosity, result) = match cli::parse(std::env::args_os().skip(1)) {
+        // `-t`: a report instead of a connection (check.rs).
+        Ok(opts) if opts.check => std::process::exit(check::run(&opts, &Env::from_process())),
         Ok(opts) => (opts.verbosity, run(&opts)),
         Err(e) => (1, Err(e)),
     };
@@ -64,8 +67,8 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
 }
 
 fn run(opts: &Options) -> Result<(), Error> {
-    let log = Log::new(opts.verbosity);
     let env = Env::from_process();
+    let log = Log::new(opts.verbosity).naming(connection(&env));
     let provider = tls::provider();
     let keys = KeyStore::load(&env, opts.sni_level)?;
     let faulty = keys.faulty();
@@ -153,7 +156,42 @@ fn run(opts: &Options) -> Result<(), Error> {
             }
         },
     )
-    .map_err(|e| faulty.explain(revoked.explain(e)))
+    .map_err(|e| {
+        faulty
+            .explain(revoked.explain(e))
+            .in_connection(log.context())
+    })
+}
+
+/// `pid 1234 127.0.0.1_40404`: this engine, and the client as the
+/// super-server exported it (s6-tcpserver and tcpserver set TCPREMOTEIP
+/// and TCPREMOTEPORT; s6-tlsd passes them on). `ip_port` is the form of
+/// s6-tcpserverd's own `accept` line, so that one grep finds both, and it
+/// needs no brackets for IPv6 (`::1_40404`). A value that is not an
+/// address or a port is left out: it could not be one the client has.
+/// Leaked, once per process, so that `Log` stays a `Copy` value.
+fn connection(env: &Env) -> &'static str {
+    let is = |name: &str, ok: fn(&u8) -> bool, max: usize| {
+        env.get(name)
+            .and_then(|v| v.to_str())
+            .filter(|v| !v.is_empty() && v.len() <= max && v.bytes().all(|b| ok(&b)))
+    };
+    let ip = is(
+        "TCPREMOTEIP",
+        |b| b.is_ascii_hexdigit() || b".:".contains(b),
+        45,
+    );
+    let port = is("TCPREMOTEPORT", u8::is_ascii_digit, 5);
+    let mut context = format!("pid {}", std::process::id());
+    if let Some(ip) = ip {
+        context.push(' ');
+        context.push_str(ip);
+        if let Some(port) = port {
+            context.push('_');
+            context.push_str(port);
+        }
+    }
+    Box::leak(context.into_boxed_str())
 }
 
 /// The ticket keys, the client certificate policy a ticket is bound to,

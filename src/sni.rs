@@ -84,24 +84,28 @@ impl KeyStore {
 /// Every `KEYFILE:x` with its `CERTFILE:x`; a bare `KEYFILE:` is ignored.
 fn read_named_pairs(env: &Env) -> Result<HashMap<String, KeyPair>, Error> {
     let mut pairs = HashMap::new();
-    for (var, key_path) in env.iter() {
-        let var = var.to_string_lossy();
-        let Some(name) = var.strip_prefix("KEYFILE:") else {
-            continue;
-        };
-        if name.is_empty() {
-            continue;
-        }
-        let cert_var = format!("CERTFILE:{name}");
-        let cert_path = env.get(&cert_var).ok_or_else(|| {
-            Error::Config(format!(
-                "environment variable KEYFILE:{name} not paired with the corresponding CERTFILE"
-            ))
-        })?;
-        let pair = KeyPair::read(cert_var, cert_path, var.to_string(), key_path)?;
-        pairs.insert(name.to_ascii_lowercase(), pair);
+    for (name, pair) in named_pairs(env) {
+        pairs.insert(name.to_ascii_lowercase(), pair?);
     }
     Ok(pairs)
+}
+
+/// Each `KEYFILE:x` (a bare `KEYFILE:` is ignored), in the environment's
+/// order: its `x` as spelled, and its pair read with `CERTFILE:x`, or why
+/// not. The check mode (check.rs) goes through them all.
+pub fn named_pairs(env: &Env) -> impl Iterator<Item = (String, Result<KeyPair, Error>)> + '_ {
+    env.iter().filter_map(|(var, key_path)| {
+        let var = var.to_string_lossy();
+        let name = var.strip_prefix("KEYFILE:").filter(|n| !n.is_empty())?;
+        let cert_var = format!("CERTFILE:{name}");
+        let pair = match env.get(&cert_var) {
+            Some(cert_path) => KeyPair::read(cert_var, cert_path, var.to_string(), key_path),
+            None => Err(Error::Config(format!(
+                "environment variable KEYFILE:{name} not paired with the corresponding CERTFILE"
+            ))),
+        };
+        Some((name.to_string(), pair))
+    })
 }
 
 #[cfg(test)]

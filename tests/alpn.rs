@@ -167,6 +167,20 @@ fn a_bad_list_is_a_usage_error_at_start_up() {
     );
 }
 
+#[test]
+fn a_name_with_blanks_around_it_is_a_usage_error_naming_it() {
+    let (code, stderr) = startup_failure(&[], {
+        let mut env = key_env(default_keys());
+        env.push(("TLS_ALPN".into(), "h2, http/1.1".into()));
+        env
+    });
+    assert_eq!(code, Some(100));
+    assert_eq!(
+        stderr,
+        fatal("invalid $TLS_ALPN: the protocol name \" http/1.1\" has blanks around it")
+    );
+}
+
 // ------------------------------------------------------- openssl s_client
 
 #[test]

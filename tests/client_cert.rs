@@ -269,7 +269,7 @@ fn trust_anchor_errors_are_clear() {
     assert_eq!(
         exit.stderr,
         format!(
-            "s6-tlsd-io: fatal: no trust anchor found in {}\n",
+            "s6-tlsd-io: fatal: no trust anchor found in CADIR directory {}\n",
             empty.display()
         )
     );
@@ -278,7 +278,7 @@ fn trust_anchor_errors_are_clear() {
     assert_eq!(exit.code, Some(96));
     assert_eq!(
         exit.stderr,
-        "s6-tlsd-io: fatal: unable to read trust anchors in /nonexistent/ca.pem: No such file or directory\n"
+        "s6-tlsd-io: fatal: unable to read CAFILE file /nonexistent/ca.pem: No such file or directory\n"
     );
 
     let garbage = write_file(&tmpdir("garbage"), "ca.pem", b"garbage");
@@ -288,6 +288,35 @@ fn trust_anchor_errors_are_clear() {
             .args(&["-Y"]),
     );
     assert_eq!(exit.code, Some(96), "{}", exit.stderr);
+    assert!(
+        exit.stderr.contains("invalid CAFILE file "),
+        "{}",
+        exit.stderr
+    );
+
+    let exit = startup_error(spawn().set("CADIR", "/nonexistent").args(&["-Y"]));
+    assert_eq!(exit.code, Some(96));
+    assert_eq!(
+        exit.stderr,
+        "s6-tlsd-io: fatal: unable to read CADIR directory /nonexistent: No such file or directory\n"
+    );
+
+    // A CAFILE whose certificate's base64 body is cut decodes as PEM, but
+    // holds nothing that can be a trust anchor.
+    let pem = std::fs::read_to_string(&ca().pem_path).unwrap();
+    let lines: Vec<&str> = pem.lines().collect();
+    let cut = [&lines[..3], &lines[lines.len() - 1..]].concat().join("\n") + "\n";
+    let cut = write_file(&tmpdir("cut-ca"), "ca.pem", cut.as_bytes());
+    let exit = startup_error(spawn().set("CAFILE", cut.to_str().unwrap()).args(&["-Y"]));
+    assert_eq!(exit.code, Some(96));
+    assert_eq!(
+        exit.stderr,
+        format!(
+            "s6-tlsd-io: fatal: no trust anchor found in CAFILE file {}: \
+1 of its certificates cannot be decoded (damaged or cut?)\n",
+            cut.display()
+        )
+    );
 }
 
 #[test]

@@ -268,6 +268,14 @@ fn inconsistent_rsa_key_fails_at_its_first_handshake() {
         assert!(exit.stderr.contains(&line), "{:?}", exit.stderr);
         assert_eq!(exit.stderr.lines().count(), 1, "{:?}", exit.stderr);
     }
+    // -t signs once, as that first handshake does, and so finds it first.
+    let env = env_of(&[("CERTFILE", &k.cert), ("KEYFILE", &key)]);
+    let (code, stderr) = code_and_stderr(direct(&["-t"], &env), || "-t hangs".into());
+    assert_eq!(code, Some(96), "{stderr}");
+    assert!(
+        stderr.contains("error: invalid KEYFILE file") && stderr.contains("did not verify"),
+        "{stderr:?}"
+    );
 }
 
 #[test]
@@ -574,6 +582,83 @@ fn garbage_keyfile_fails_at_startup_naming_keyfile() {
         b"-----BEGIN PRIVATE KEY-----\naGVsbG8gd29ybGQ=\n-----END PRIVATE KEY-----\n",
     );
     assert_invalid(startup_failure(&[], with_key(&b64)), "KEYFILE", &b64);
+}
+
+/// What no start-up reason may read like: a library's error names, Debug
+/// output, bytes in decimal, a "peer" where the file is our own.
+fn assert_in_words(reason: &str) {
+    for bad in [
+        "peer",
+        "[",
+        "{",
+        "Bad",
+        "unexpected error",
+        "rustls",
+        "webpki",
+        "Error",
+    ] {
+        assert!(!reason.contains(bad), "{reason:?} contains {bad:?}");
+    }
+}
+
+#[test]
+fn damaged_key_files_are_explained_in_words() {
+    let dir = garbage_dir();
+    let k = keys_for(Alg::EcdsaP256);
+    let cut_at = |pem: &str, len: usize| pem[..len].to_string();
+    // Cut in the middle of the file: no end line.
+    let cert = write_file(&dir, "cut.pem", cut_at(&k.cert_pem, 200).as_bytes());
+    let reason = assert_invalid(startup_failure(&[], with_cert(&cert)), "CERTFILE", &cert);
+    assert_eq!(
+        reason,
+        "the PEM block CERTIFICATE has no end line (the file is cut short?)"
+    );
+    let key = write_file(&dir, "cut-key.pem", cut_at(&k.key_pem, 60).as_bytes());
+    let reason = assert_invalid(startup_failure(&[], with_key(&key)), "KEYFILE", &key);
+    assert_eq!(
+        reason,
+        "the PEM block PRIVATE KEY has no end line (the file is cut short?)"
+    );
+    // The base64 body cut, the end line kept.
+    let body_cut = |pem: &str| {
+        let lines: Vec<&str> = pem.lines().collect();
+        [&lines[..2], &lines[lines.len() - 1..]].concat().join("\n") + "\n"
+    };
+    let cert = write_file(&dir, "body-cut.pem", body_cut(&k.cert_pem).as_bytes());
+    let reason = assert_invalid(startup_failure(&[], with_cert(&cert)), "CERTFILE", &cert);
+    assert_eq!(
+        reason,
+        "the first certificate cannot be decoded (a damaged or incomplete file?)"
+    );
+    let key = write_file(&dir, "body-cut-key.pem", body_cut(&k.key_pem).as_bytes());
+    let reason = assert_invalid(startup_failure(&[], with_key(&key)), "KEYFILE", &key);
+    assert!(
+        reason.starts_with("the private key cannot be decoded (a damaged or incomplete file?)"),
+        "{reason}"
+    );
+    // Every other broken input of this file, in words too.
+    let armour = write_file(
+        &dir,
+        "armour2.pem",
+        b"-----BEGIN CERTIFICATE-----\n!!!! not base64 !!!!\n-----END CERTIFICATE-----\n",
+    );
+    let junk = write_file(&dir, "junk2.der", &[0x30, 0x82, 0x01, 0x00, 1, 2, 3, 4]);
+    for (var, file) in [
+        ("CERTFILE", &armour),
+        ("CERTFILE", &junk),
+        ("KEYFILE", &junk),
+    ] {
+        let env = match var {
+            "CERTFILE" => with_cert(file),
+            _ => with_key(file),
+        };
+        assert_in_words(&assert_invalid(startup_failure(&[], env), var, file));
+    }
+    assert_in_words(&assert_invalid(
+        startup_failure(&[], with_key(&cert)),
+        "KEYFILE",
+        &cert,
+    ));
 }
 
 #[test]

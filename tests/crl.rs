@@ -207,7 +207,7 @@ fn a_bad_crl_is_a_start_up_error_naming_the_file() {
     assert_eq!(
         stderr,
         fatal(&format!(
-            "unable to read CRL in {}: no CRL found",
+            "invalid CRLFILE file {}: no CRL found (no X509 CRL block, nor a DER CRL)",
             garbage.display()
         ))
     );
@@ -231,7 +231,7 @@ fn a_bad_crl_is_a_start_up_error_naming_the_file() {
     assert!(
         stderr.starts_with(
             fatal(&format!(
-                "unable to read CRL in {}: invalid CRL",
+                "invalid CADIR file {}: not a CRL that can be decoded",
                 bad.display()
             ))
             .trim_end()
@@ -249,7 +249,7 @@ fn a_bad_crl_is_a_start_up_error_naming_the_file() {
     assert_eq!(
         stderr,
         fatal(&format!(
-            "unable to read CRL in {}: No such file or directory",
+            "unable to read CRLFILE file {}: No such file or directory",
             dir.join("missing").display()
         ))
     );
@@ -375,7 +375,7 @@ fn crls_are_read_after_dropping_privileges() {
     assert_eq!(
         stderr,
         fatal(&format!(
-            "unable to read CRL in {}: Permission denied",
+            "unable to read CRLFILE file {}: Permission denied",
             crl.display()
         ))
     );

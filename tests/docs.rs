@@ -257,6 +257,8 @@ fn parses(option: &str, valued: bool) -> Result<(), String> {
     let expected = [
         "s6-tlsd-io: fatal: CERTFILE not set\n",
         "s6-tlsd-io: fatal: no suitable keypairs found in the environment\n",
+        // -t: the same complaint, in the check mode's report
+        "s6-tlsd-io: error: CERTFILE not set\n",
     ];
     if expected.contains(&stderr.as_str()) && matches!(code, Some(100) | Some(96)) {
         Ok(())
@@ -508,7 +510,7 @@ fn source_messages() -> BTreeSet<String> {
     let usage = string_literal(&error_rs[quote..]).0;
     messages.insert(format!("usage: {usage}"));
     assert!(
-        error_rs.contains("fatal: handshake timed out"),
+        error_rs.contains("handshake timed out\""),
         "src/error.rs no longer prints `handshake timed out`: update tests/docs.rs"
     );
     messages.insert("handshake timed out".into());
@@ -642,4 +644,127 @@ fn the_message_matcher_is_strict_enough() {
     let mut opts = options_in("use -v 2, -SJy, --sni-level=2, -x509, -- or s6-tlsd-io -k\u{1}");
     assert!(opts.remove("-v") && opts.remove("--sni-level") && opts.remove("-k"));
     assert!(opts.is_empty(), "{opts:?}");
+}
+
+// ---------------------------------------------------------------------------
+// (c) the two documents list the same variables and options
+
+/// The text between `from` and the next `to` after it.
+fn between<'a>(text: &'a str, from: &str, to: &str, doc: &str) -> &'a str {
+    let start = text
+        .find(from)
+        .unwrap_or_else(|| panic!("{doc} has no `{from}`: update tests/docs.rs"));
+    let rest = &text[start + from.len()..];
+    &rest[..rest.find(to).unwrap_or(rest.len())]
+}
+
+/// Whether `s` is an environment variable's name: capitals, digits and
+/// underscores, starting with a capital, at least one underscore or a
+/// known name (so that `PEM` or `DER` are not taken for one).
+fn is_variable(s: &str) -> bool {
+    s.len() > 3
+        && s.starts_with(|c: char| c.is_ascii_uppercase())
+        && s.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        && (s.contains('_') || s.ends_with("FILE") || s.ends_with("DIR") || s.starts_with("TCP"))
+}
+
+/// The variables of the HTML page's "Environment variables" section: each
+/// `<tt>NAME</tt>`, or `<tt>NAME:<em>x</em></tt>` as `NAME:x`.
+fn html_variables() -> BTreeSet<String> {
+    let html = read(HTML);
+    let section = between(&html, "<h2> Environment variables </h2>", "<h2", HTML);
+    let mut found = BTreeSet::new();
+    for piece in section.split("<tt>").skip(1) {
+        let Some((inside, _)) = piece.split_once("</tt>") else {
+            continue;
+        };
+        let name = inside.replace("<em>", "").replace("</em>", "");
+        let (base, suffix) = match name.split_once(':') {
+            Some((base, x)) if !x.is_empty() => (base.to_string(), ":x"),
+            _ => (name.clone(), ""),
+        };
+        if is_variable(&base) {
+            found.insert(format!("{base}{suffix}"));
+        }
+    }
+    found
+}
+
+/// The variables of the man page's ENVIRONMENT section: each `Ev NAME`,
+/// or `Ev NAME : Ns Ar x` as `NAME:x`.
+fn man_variables() -> BTreeSet<String> {
+    let man = read(MAN);
+    let section = between(&man, ".Sh ENVIRONMENT", ".Sh ", MAN);
+    let mut found = BTreeSet::new();
+    for line in section.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for (i, w) in words.iter().enumerate() {
+            if *w != "Ev" && *w != ".Ev" {
+                continue;
+            }
+            let Some(name) = words.get(i + 1).filter(|n| is_variable(n)) else {
+                continue;
+            };
+            let named = words.get(i + 2) == Some(&":") && words.get(i + 4) == Some(&"Ar");
+            found.insert(format!("{name}{}", if named { ":x" } else { "" }));
+        }
+    }
+    found
+}
+
+/// Every variable src/ reads by name: a string literal that names one,
+/// given to a lookup (`env.get("NAME")`, `id_from_env(env, "NAME")`,
+/// `is("NAME", ...)`) or to a `const` (`VAR: &str = "NAME"`).
+fn source_variables() -> BTreeSet<String> {
+    let mut files = Vec::new();
+    rust_files(&path("src"), &mut files);
+    let mut found = BTreeSet::new();
+    for file in files {
+        let src = std::fs::read_to_string(&file).unwrap();
+        let src = &src[..src.find("#[cfg(test)]").unwrap_or(src.len())];
+        for (at, _) in src.match_indices('"') {
+            let rest = &src[at + 1..];
+            let name = &rest[..rest.find('"').unwrap_or(0)];
+            let before = src[..at].trim_end();
+            let lookup = ["get(", "is(", "env,", "&str ="]
+                .iter()
+                .any(|m| before.ends_with(m));
+            if lookup && is_variable(name) {
+                found.insert(name.to_string());
+            }
+        }
+    }
+    assert!(
+        found.len() >= 8,
+        "reading src/ found only {found:?}: update tests/docs.rs"
+    );
+    found
+}
+
+#[test]
+fn both_documents_list_the_same_variables_and_every_one_src_reads() {
+    let (html, man) = (html_variables(), man_variables());
+    assert_eq!(html, man, "{HTML} vs {MAN}");
+    for name in ["CERTFILE", "KEYFILE:x", "TLS_ALPN:x", "TCPREMOTEIP"] {
+        assert!(html.contains(name), "{name} not found in {html:?}");
+    }
+    let missing: Vec<_> = source_variables()
+        .into_iter()
+        .filter(|v| !html.contains(v))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "src/ reads {missing:?}, which the documents do not list"
+    );
+}
+
+#[test]
+fn both_documents_name_the_same_options() {
+    let (html, man) = (options_in(&html_text()), options_in(&man_text()));
+    assert_eq!(
+        html.symmetric_difference(&man).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "options named by only one of {HTML} and {MAN}"
+    );
 }

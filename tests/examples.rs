@@ -341,6 +341,8 @@ impl Lab {
         std::os::unix::fs::symlink(SHIM, lab.stand_ins.join("s6-tlsd")).expect("symlink");
         std::os::unix::fs::symlink(UCSPI_SHIM, lab.stand_ins.join("s6-ucspitlsd"))
             .expect("symlink");
+        // The engine itself, for the examples that run it by name (`-t`).
+        std::os::unix::fs::symlink(BIN, lab.stand_ins.join("s6-tlsd-io")).expect("symlink");
         write_file(
             &lab.stand_ins.join("s6-tcpserver"),
             // Not a /bin/sh script: dash drops KEYFILE:name from the environment.
@@ -436,6 +438,20 @@ impl Lab {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The log once it holds every one of `texts`, or after LIMIT: an
+    /// engine writes its fatal line after the alert that ends its client,
+    /// so a client's exit does not mean the line is there yet.
+    fn log_once_it_has(&self, texts: &[&str]) -> String {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let log = self.log_text();
+            if texts.iter().all(|t| log.contains(t)) || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Kills whatever carries the tag until nothing does: first what the
     /// servers started (so that a shell that runs tcpserver reaps it), then
     /// the servers, then any straggler. What is left after 10 s.
@@ -528,6 +544,7 @@ fn every_marked_readme_block_is_run() {
         "curl",
         "service",
         "run",
+        "check",
         "sni",
         "sni-check",
         "mtls",
@@ -1019,6 +1036,21 @@ fn s6_rc_longrun_service() {
     assert!(answer.contains("SSL_PROTOCOL=TLSv1.3\n"), "{answer}");
 
     lab.check("curl", port);
+    // The configuration checked, then the service restarted on it: it
+    // serves again (the new s6-tcpserver takes a moment to listen).
+    let out = success(run(lab.sh(&example("check"), Some(port))), "example check");
+    assert_output("check", &out);
+    let mut tries = 0;
+    while !run(lab.sh(&example("curl"), Some(port))).status.success() {
+        tries += 1;
+        assert!(
+            tries < 200,
+            "no answer after the restart; log:\n{}",
+            lab.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    lab.check("curl", port);
     // Down, as s6-rc would bring it down; s6-supervise then exits (-x).
     let mut svc = lab.command("s6-svc", None);
     svc.args(["-xd", "https"]);
@@ -1074,7 +1106,12 @@ fn mutual_tls_with_cadir() {
     );
     let serial = String::from_utf8_lossy(&serial.stdout);
     let serial = serial.trim().trim_start_matches("serial=");
-    let log = lab.log_text();
+    let revoked = format!("the certificate with serial {serial} is revoked");
+    let log = lab.log_once_it_has(&[
+        &revoked,
+        "peer sent no certificates",
+        "invalid peer certificate: UnknownIssuer",
+    ]);
     assert!(
         log.contains(&format!(
             "invalid peer certificate: Revoked: the certificate with serial {serial} is revoked"
@@ -1096,7 +1133,7 @@ fn alpn_one_protocol() {
     let mut lab = Lab::new("alpn");
     let port = lab.serve("alpn");
     lab.check("alpn-check", port);
-    let log = lab.log_text();
+    let log = lab.log_once_it_has(&["no application protocol in common"]);
     assert!(
         log.contains(
             "no application protocol in common: the client offers \"imap\", the server speaks \

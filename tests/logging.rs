@@ -10,7 +10,13 @@ use common::*;
 
 /// One echo each way, then both sides close; returns stderr.
 fn session(args: &[&str]) -> String {
-    let mut e = spawn().args(args).start();
+    let (pid, stderr) = session_as(spawn().args(args));
+    without_context(&stderr, pid)
+}
+
+/// The same with `s`: the engine's pid and its stderr as written.
+fn session_as(s: Spawn) -> (u32, String) {
+    let mut e = s.start();
     let mut tls = connect(&e, tls13(), "localhost");
     tls.write_all(b"ping").unwrap();
     assert_eq!(read_app(&mut e, 4), b"ping");
@@ -20,9 +26,95 @@ fn session(args: &[&str]) -> String {
     tls.conn.send_close_notify();
     tls.conn.complete_io(&mut tls.sock).unwrap();
     e.close_app_tx();
+    let pid = e.pid();
     let exit = e.wait_exit();
     assert_eq!(exit.code, Some(0), "{}", exit.stderr);
-    exit.stderr
+    (pid, exit.raw_stderr)
+}
+
+/// Each line's text after the level must start with `context`.
+fn assert_named(stderr: &str, context: &str, levels: &[&str]) {
+    assert!(!stderr.is_empty());
+    for line in stderr.lines() {
+        let named = levels
+            .iter()
+            .any(|l| line.starts_with(&format!("s6-tlsd-io: {l}: {context}: ")));
+        assert!(named, "{line:?} does not start with {context:?}");
+    }
+}
+
+#[test]
+fn every_line_names_the_engine_and_the_client() {
+    let s = spawn()
+        .args(&["-v", "3"])
+        .set("TCPREMOTEIP", "127.0.0.1")
+        .set("TCPREMOTEPORT", "40404");
+    let (pid, stderr) = session_as(s);
+    assert_named(
+        &stderr,
+        &format!("pid {pid} 127.0.0.1_40404"),
+        &["info", "debug"],
+    );
+    assert!(stderr.contains(" 127.0.0.1_40404: handshake complete: TLSv1.3 "));
+    assert!(stderr.contains(" 127.0.0.1_40404: connection ended after "));
+}
+
+/// The context of a `-v 2` session whose super-server exported `ip` and
+/// `port`, after the pid.
+fn context_for(ip: Option<&str>, port: &str) -> String {
+    let mut s = spawn().args(&["-v", "2"]);
+    if let Some(ip) = ip {
+        s = s.set("TCPREMOTEIP", ip).set("TCPREMOTEPORT", port);
+    }
+    let (pid, stderr) = session_as(s);
+    let first = stderr.lines().next().unwrap_or_default();
+    let rest = first
+        .strip_prefix(&format!("s6-tlsd-io: info: pid {pid}"))
+        .unwrap_or_else(|| panic!("{first:?}"));
+    let client = rest[..rest.find(": ").unwrap()].to_string();
+    assert_named(&stderr, &format!("pid {pid}{client}"), &["info"]);
+    client
+}
+
+#[test]
+fn ipv6_clients_need_no_brackets_and_odd_values_are_left_out() {
+    assert_eq!(
+        context_for(Some("::ffff:10.0.0.1"), "443"),
+        " ::ffff:10.0.0.1_443"
+    );
+    // no super-server: the pid alone
+    assert_eq!(context_for(None, ""), "");
+    // what is not an address or a port cannot be the client's
+    assert_eq!(context_for(Some("1.2.3.4\nfatal"), "x"), "");
+    assert_eq!(context_for(Some("10.1.2.3"), "123456"), " 10.1.2.3");
+}
+
+#[test]
+fn a_connections_fatal_line_names_it_a_start_up_one_does_not() {
+    let mut e = spawn()
+        .set("TCPREMOTEIP", "192.0.2.7")
+        .set("TCPREMOTEPORT", "5")
+        .start();
+    e.client().write_all(&[0x16, 0x03, 0x01]).unwrap();
+    e.client().shutdown(std::net::Shutdown::Write).unwrap();
+    let pid = e.pid();
+    let exit = e.wait_exit();
+    assert_eq!(exit.code, Some(98));
+    assert_eq!(
+        exit.raw_stderr,
+        format!(
+            "s6-tlsd-io: fatal: pid {pid} 192.0.2.7_5: the TLS engine closed the connection \
+during the handshake: the client closed the connection\n"
+        )
+    );
+    // A start-up error is the configuration's, the same for every client.
+    let mut e = spawn()
+        .no_notify()
+        .env(vec![("TCPREMOTEIP".into(), "192.0.2.7".into())])
+        .start();
+    let exit = e.wait_exit();
+    assert_eq!(exit.code, Some(100));
+    assert_eq!(exit.raw_stderr, "s6-tlsd-io: fatal: CERTFILE not set\n");
 }
 
 #[test]

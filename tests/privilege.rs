@@ -233,7 +233,7 @@ fn trust_anchors_are_read_after_the_drop() {
         (
             Some(96),
             fatal(&format!(
-                "unable to read trust anchors in {}: Permission denied",
+                "unable to read CAFILE file {}: Permission denied",
                 cafile.display()
             ))
         )

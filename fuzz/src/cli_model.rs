@@ -70,6 +70,7 @@ pub fn parse(args: &[Vec<u8>]) -> Expected {
                     b"mandatory-client-cert" => o.client_cert = ClientCert::Mandatory,
                     b"sni" => sni_flag = 1,
                     b"mandatory-sni" => sni_flag = 2,
+                    b"check" => o.check = true,
                     _ => return Err(format!("{PREFIX}unrecognized boolean option: --{text}")),
                 },
             }
@@ -110,6 +111,11 @@ pub fn parse(args: &[Vec<u8>]) -> Expected {
                     j += 1;
                     continue;
                 }
+                b't' => {
+                    o.check = true;
+                    j += 1;
+                    continue;
+                }
                 b'v' => &mut verbosity,
                 b'K' => &mut kimeout,
                 b'k' => &mut sni,
@@ -146,6 +152,10 @@ pub fn parse(args: &[Vec<u8>]) -> Expected {
     o.handshake_timeout_ms = check("handshake-timeout", kimeout)?.unwrap_or(0);
     o.sni_level = check("sni-level", sni)?.unwrap_or(sni_flag);
     o.notif = check("notification-fd", notif)?.unwrap_or(0);
+    // `-t` checks the configuration: no descriptor, operands ignored.
+    if o.check {
+        return Ok(o);
+    }
     let operands = &args[i..];
     if operands.len() < 2 {
         return Err(usage());
@@ -205,6 +215,10 @@ mod tests {
             &["-K", "12345678901", "3", "4"],
             &["3"],
             &["-", "3", "4"],
+            &["-t"],
+            &["-St", "x"],
+            &["--check", "-k", "y"],
+            &["-t", "--", "3", "4"],
         ] {
             let (model, real) = both(args);
             assert_eq!(model, real, "{args:?}");

@@ -342,7 +342,28 @@ pub fn spawn() -> Spawn {
 pub struct Exit {
     pub code: Option<i32>,
     pub status: ExitStatus,
+    /// The engine's lines without the connection's name (see
+    /// `without_context`).
     pub stderr: String,
+    /// The engine's lines as written.
+    pub raw_stderr: String,
+}
+
+/// The lines of the engine `pid` without the name of its connection
+/// (`pid 1234 127.0.0.1_40404: ` after the level), which tests/logging.rs
+/// checks: every other test is about the rest of the line.
+pub fn without_context(stderr: &str, pid: u32) -> String {
+    let tag = format!(": pid {pid}");
+    stderr
+        .split_inclusive('\n')
+        .map(|line| match line.find(&tag) {
+            Some(at) => match line[at + 2..].find(": ") {
+                Some(end) => format!("{}{}", &line[..at + 2], &line[at + 2 + end + 2..]),
+                None => line.to_string(),
+            },
+            None => line.to_string(),
+        })
+        .collect()
 }
 
 impl Engine {
@@ -367,7 +388,8 @@ impl Engine {
         Exit {
             code: status.code(),
             status,
-            stderr,
+            stderr: without_context(&stderr, self.child.id()),
+            raw_stderr: stderr,
         }
     }
 

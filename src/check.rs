@@ -1,0 +1,503 @@
+//! The check mode (`-t`): the configuration read from the environment and
+//! the options exactly as a connection would read it, then reported item
+//! by item, so that an operator learns of an expired certificate or a
+//! stale CRL before a client does (`s6-envdir ./env s6-tlsd-io -t &&
+//! s6-svc -r .`). No descriptor, privilege drop, sandbox or network.
+//!
+//! One line per item: what is fine on stdout (`info:`), what is wrong on
+//! stderr (`warning:`, `error:`), so that `>/dev/null` leaves only the
+//! problems. Every problem is reported, not just the first; the exit code
+//! is 0, or that of the first error: the code a connection would exit with
+//! for it, 96 for what only this mode sees (an expired certificate, a
+//! stale CRL). Warnings (a certificate expiring within 14 days, a key pair
+//! whose certificate does not name it) do not change the exit code.
+
+use std::fmt;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use der::asn1::{AnyRef, GeneralizedTime, UtcTime};
+use der::{DateTime, Decode, Reader, SliceReader, Tag, Tagged};
+use rustls::sign::CertifiedKey;
+use rustls::{SignatureAlgorithm, SignatureScheme};
+
+use crate::cli::{ClientCert, Options};
+use crate::env::Env;
+use crate::error::{io_reason, Error, PROG};
+use crate::keys::KeyPair;
+use crate::rsa::Faulty;
+use crate::ticket::{self, TicketKeys};
+use crate::{alpn, anchors, crl, sni, tls};
+
+/// Under this many days left, a certificate's expiry is a warning.
+const WARN_DAYS: i64 = 14;
+const DAY: i64 = 86400;
+
+/// Checks everything and prints the report; the exit code.
+pub fn run(opts: &Options, env: &Env) -> i32 {
+    let mut report = Report {
+        now: unix_now(),
+        code: 0,
+    };
+    let named = key_pairs(&mut report, opts, env);
+    for (name, list) in alpn::lists(env) {
+        let unused = name
+            .as_ref()
+            .is_some_and(|n| !named.contains(&n.to_ascii_lowercase()));
+        let var = name.map_or(alpn::VAR.to_string(), |n| format!("{}:{n}", alpn::VAR));
+        match list {
+            // Parsed all the same, as a connection parses it.
+            Ok(_) if unused => report.warn(format_args!(
+                "{var}: no KEYFILE:{} pair at this -k: the list is never used",
+                &var[alpn::VAR.len() + 1..]
+            )),
+            Ok(list) if list.is_empty() => report.info(format_args!("{var}: empty, no ALPN")),
+            Ok(list) => {
+                let names: Vec<_> = list.iter().map(|p| String::from_utf8_lossy(p)).collect();
+                report.info(format_args!("{var}: {}", names.join(",")));
+            }
+            Err(e) => report.error(&e),
+        }
+    }
+    tickets(&mut report, env);
+    if opts.client_cert != ClientCert::None {
+        client_certificates(&mut report, opts, env);
+    }
+    report.code
+}
+
+/// The lines, and the exit code of the first error.
+struct Report {
+    now: i64,
+    code: i32,
+}
+
+impl Report {
+    fn info(&mut self, args: fmt::Arguments) {
+        // A report nobody reads is no reason to stop checking.
+        let _ = writeln!(std::io::stdout(), "{PROG}: info: {args}");
+    }
+
+    fn warn(&mut self, args: fmt::Arguments) {
+        let _ = writeln!(std::io::stderr(), "{PROG}: warning: {args}");
+    }
+
+    fn error(&mut self, e: &Error) {
+        let _ = writeln!(std::io::stderr(), "{}", e.at_level("error"));
+        if self.code == 0 {
+            self.code = e.exit_code();
+        }
+    }
+
+    /// A problem that a connection would not see at start-up.
+    fn config_error(&mut self, args: fmt::Arguments) {
+        self.error(&Error::Config(args.to_string()));
+    }
+}
+
+/// The default pair (`-k 0` and `-k 1`) and each `KEYFILE:name` (`-k 1`
+/// and up), each loaded as the connection that gets it would load it. The
+/// names read, lowercase (what `TLS_ALPN:name` is matched with).
+fn key_pairs(report: &mut Report, opts: &Options, env: &Env) -> Vec<String> {
+    if opts.sni_level <= 1 {
+        let shown = |var| {
+            env.get(var)
+                .map(|p| p.to_string_lossy())
+                .unwrap_or_default()
+        };
+        let what = format!(
+            "CERTFILE {} KEYFILE {}",
+            shown("CERTFILE"),
+            shown("KEYFILE")
+        );
+        let faulty = Faulty::default();
+        match KeyPair::read_default(env).and_then(|p| p.load(&faulty)) {
+            Ok(pair) if signs(report, &what, &pair, &faulty) => {
+                key_pair(report, &what, None, &pair)
+            }
+            Ok(_) => {}
+            Err(e) => report.error(&e),
+        }
+    }
+    let mut named = Vec::new();
+    if opts.sni_level == 0 {
+        return named;
+    }
+    for (name, pair) in sni::named_pairs(env) {
+        named.push(name.to_ascii_lowercase());
+        let shown = |var: &str| {
+            let path = env
+                .get(var)
+                .map(|p| p.to_string_lossy())
+                .unwrap_or_default();
+            format!("{var} {path}")
+        };
+        let what = format!(
+            "{} {}",
+            shown(&format!("CERTFILE:{name}")),
+            shown(&format!("KEYFILE:{name}"))
+        );
+        let faulty = Faulty::default();
+        match pair.and_then(|p| p.load(&faulty)) {
+            Ok(pair) if signs(report, &what, &pair, &faulty) => {
+                key_pair(report, &what, Some(&name), &pair)
+            }
+            Ok(_) => {}
+            Err(e) => report.error(&e),
+        }
+    }
+    if opts.sni_level >= 2 && named.is_empty() {
+        report.error(&Error::Config(
+            "no suitable keypairs found in the environment".into(),
+        ));
+    }
+    named
+}
+
+/// `what`: subject, names, key type, chain length, expiry.
+/// One signature, as the first handshake would make: an RSA key is only
+/// proved consistent as it signs (rsa.rs), so a key whose CRT numbers are
+/// wrong loads, and without this `-t` would pass what every connection
+/// then refuses. Reports the key file's error and says whether it signed.
+fn signs(report: &mut Report, what: &str, pair: &CertifiedKey, faulty: &Faulty) -> bool {
+    const OFFERED: [SignatureScheme; 5] = [
+        SignatureScheme::RSA_PSS_SHA256,
+        SignatureScheme::ECDSA_NISTP256_SHA256,
+        SignatureScheme::ECDSA_NISTP384_SHA384,
+        SignatureScheme::ECDSA_NISTP521_SHA512,
+        SignatureScheme::ED25519,
+    ];
+    let signed = pair
+        .key
+        .choose_scheme(&OFFERED)
+        .is_some_and(|signer| signer.sign(b"s6-tlsd-io -t").is_ok());
+    if !signed {
+        let e = Error::Config(format!("{what}: the key cannot sign"));
+        report.error(&faulty.explain(e));
+    }
+    signed
+}
+
+fn key_pair(report: &mut Report, what: &str, name: Option<&str>, pair: &Arc<CertifiedKey>) {
+    let Some(leaf) = pair.cert.first() else {
+        return report.config_error(format_args!("{what}: no certificate"));
+    };
+    let subject = crate::peer::subject(leaf).unwrap_or_else(|| "(empty)".into());
+    let names: Vec<String> = webpki::EndEntityCert::try_from(leaf)
+        .map(|c| c.valid_dns_names().map(str::to_ascii_lowercase).collect())
+        .unwrap_or_default();
+    let chain = match pair.cert.len() {
+        1 => "1 certificate".to_string(),
+        n => format!("chain of {n} certificates"),
+    };
+    // The chain is only as good as its first certificate to expire.
+    let validity: Option<Vec<_>> = pair.cert.iter().map(|c| validity(c)).collect();
+    let Some(validity) = validity else {
+        return report.config_error(format_args!(
+            "{what}: a certificate's validity cannot be decoded"
+        ));
+    };
+    let not_before = validity.iter().map(|v| v.0).max_by_key(unix);
+    let Some((i, not_after)) = validity
+        .iter()
+        .map(|v| v.1)
+        .enumerate()
+        .min_by_key(|(_, t)| unix(t))
+    else {
+        return;
+    };
+    let which = match i {
+        0 => String::new(),
+        i => format!(" (certificate {} of the chain)", i + 1),
+    };
+    let line = format!(
+        "{what}: subject {subject}; names {}; {}; {chain}",
+        match names.is_empty() {
+            true => "(none)".to_string(),
+            false => names.join(" "),
+        },
+        key_type(pair),
+    );
+    let left = (unix(&not_after) - report.now).div_euclid(DAY);
+    if let Some(t) = not_before.filter(|t| unix(t) > report.now) {
+        report.config_error(format_args!("{line}; not valid before {t}"));
+    } else if unix(&not_after) <= report.now {
+        report.config_error(format_args!(
+            "{line}; expired on {not_after}{which} ({} days ago)",
+            -left
+        ));
+    } else if left < WARN_DAYS {
+        report.warn(format_args!(
+            "{line}; expires {not_after}{which} ({left} days left)"
+        ));
+    } else {
+        report.info(format_args!(
+            "{line}; expires {not_after}{which} ({left} days left)"
+        ));
+    }
+    if let Some(name) = name.map(str::to_ascii_lowercase) {
+        if !names.is_empty() && !names.iter().any(|n| covers(n, &name)) {
+            report.warn(format_args!(
+                "{what}: the certificate does not name {name}: clients that check it refuse it"
+            ));
+        }
+    }
+}
+
+/// Whether a certificate's DNS name covers a pair's name (`KEYFILE:name`,
+/// itself perhaps a wildcard): equal, or `*.rest` over `label.rest`.
+fn covers(cert_name: &str, name: &str) -> bool {
+    cert_name == name
+        || cert_name.strip_prefix("*.").is_some_and(|rest| {
+            name.split_once('.')
+                .is_some_and(|(label, parent)| parent == rest && !label.contains('*'))
+        })
+}
+
+/// `RSA 2048 bits`, `ECDSA P-256`, `Ed25519`.
+fn key_type(pair: &CertifiedKey) -> String {
+    match pair.key.algorithm() {
+        SignatureAlgorithm::RSA => {
+            let bits = pair
+                .key
+                .public_key()
+                .and_then(|spki| aws_lc_rs::rsa::PublicEncryptingKey::from_der(&spki).ok())
+                .map(|k| k.key_size_bits());
+            match bits {
+                Some(bits) => format!("RSA {bits} bits"),
+                None => "RSA".into(),
+            }
+        }
+        // An ECDSA key of the provider signs with its own curve's scheme
+        // only: the scheme it accepts tells the curve.
+        SignatureAlgorithm::ECDSA => [
+            (SignatureScheme::ECDSA_NISTP256_SHA256, "P-256"),
+            (SignatureScheme::ECDSA_NISTP384_SHA384, "P-384"),
+            (SignatureScheme::ECDSA_NISTP521_SHA512, "P-521"),
+        ]
+        .iter()
+        .find(|(scheme, _)| pair.key.choose_scheme(&[*scheme]).is_some())
+        .map_or("ECDSA".into(), |(_, curve)| format!("ECDSA {curve}")),
+        SignatureAlgorithm::ED25519 => "Ed25519".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The ticket keys: how many, and how old the file is.
+fn tickets(report: &mut Report, env: &Env) {
+    let Some(path) = env.get(ticket::VAR).filter(|p| !p.is_empty()) else {
+        return;
+    };
+    let shown = path.to_string_lossy();
+    if let Err(e) = TicketKeys::load(env) {
+        return report.error(&e);
+    }
+    match std::fs::metadata(path) {
+        Ok(meta) => {
+            let keys = meta.len() / ticket::KEY_LEN as u64;
+            let age = meta
+                .modified()
+                .ok()
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .map_or("modified in the future".into(), |d| {
+                    format!("modified {} ago", age(d))
+                });
+            report.info(format_args!("{} {shown}: {keys} keys, {age}", ticket::VAR));
+        }
+        Err(e) => report.error(&Error::Config(format!(
+            "unable to read {} file {shown}: {}",
+            ticket::VAR,
+            io_reason(&e)
+        ))),
+    }
+}
+
+/// `5 min`, `3 h`, `12 days`.
+fn age(d: Duration) -> String {
+    match d.as_secs() {
+        s if s < 3600 => format!("{} min", s / 60),
+        s if s < 86400 => format!("{} h", s / 3600),
+        s => format!("{} days", s / 86400),
+    }
+}
+
+/// `-y`/`-Y`: the trust anchors, each CRL, and the verifier built of them.
+fn client_certificates(report: &mut Report, opts: &Options, env: &Env) {
+    let roots = match anchors::read_trust_anchors(env) {
+        Ok(roots) => {
+            let (var, source) = match env.get("CADIR") {
+                Some(dir) => ("CADIR", dir),
+                None => ("CAFILE", env.get("CAFILE").unwrap_or_default()),
+            };
+            report.info(format_args!(
+                "{var} {}: trust anchors: {}",
+                source.to_string_lossy(),
+                roots.len()
+            ));
+            Ok(roots)
+        }
+        Err(e) => {
+            report.error(&e);
+            Err(e.to_string())
+        }
+    };
+    let mut crls = Vec::new();
+    let mut crls_ok = true;
+    match crl::files(env) {
+        Ok(files) => {
+            for file in files {
+                match file.read() {
+                    Ok(found) => {
+                        for (i, one) in found.iter().enumerate() {
+                            let what = match found.len() {
+                                1 => format!("{} {}", file.var, file.path.display()),
+                                n => format!(
+                                    "{} {} (CRL {} of {n})",
+                                    file.var,
+                                    file.path.display(),
+                                    i + 1
+                                ),
+                            };
+                            crl_line(report, &what, one);
+                        }
+                        crls.extend(found);
+                    }
+                    Err(e) => {
+                        crls_ok = false;
+                        report.error(&e);
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            crls_ok = false;
+            // An unreadable CADIR was reported with the trust anchors.
+            if roots.as_ref().err() != Some(&e.to_string()) {
+                report.error(&e);
+            }
+        }
+    }
+    if let (Ok(roots), true) = (roots, crls_ok) {
+        let mandatory = opts.client_cert == ClientCert::Mandatory;
+        if let Err(e) = tls::client_verifier(tls::provider(), roots, crls, mandatory) {
+            report.error(&e);
+        }
+    }
+}
+
+/// A CRL's next update; past it, the CRL refuses every certificate its
+/// issuer signed.
+fn crl_line(report: &mut Report, what: &str, crl: &[u8]) {
+    let Some(next) = next_update(crl) else {
+        return report.config_error(format_args!("{what}: the CRL has no next update"));
+    };
+    let left = (unix(&next) - report.now).div_euclid(DAY);
+    if unix(&next) <= report.now {
+        report.config_error(format_args!(
+            "{what}: stale: its next update was due {next} ({} days ago); \
+client certificates of its issuer are refused until it is replaced",
+            -left
+        ));
+    } else {
+        report.info(format_args!(
+            "{what}: next update {next} ({left} days left)"
+        ));
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn unix(t: &DateTime) -> i64 {
+    t.unix_duration().as_secs() as i64
+}
+
+/// The elements of a DER SEQUENCE's contents (or of any run of elements).
+fn elements(der: &[u8]) -> Option<Vec<AnyRef<'_>>> {
+    let mut r = SliceReader::new(der).ok()?;
+    let mut out = Vec::new();
+    while !r.is_finished() {
+        out.push(AnyRef::decode(&mut r).ok()?);
+    }
+    Some(out)
+}
+
+/// The fields of the signed part (a TBSCertificate, a TBSCertList) of a
+/// certificate or CRL: the first element of the outer SEQUENCE.
+fn signed_fields(der: &[u8]) -> Option<Vec<AnyRef<'_>>> {
+    let outer = elements(der)?;
+    let [whole] = &outer[..] else { return None };
+    let parts = elements(whole.value())?;
+    let tbs = parts.first().filter(|p| p.tag() == Tag::Sequence)?;
+    elements(tbs.value())
+}
+
+/// A Time (RFC 5280, 4.1.2.5): UTCTime or GeneralizedTime.
+fn time(any: &AnyRef<'_>) -> Option<DateTime> {
+    match any.tag() {
+        Tag::UtcTime => any.decode_as::<UtcTime>().ok().map(DateTime::from),
+        Tag::GeneralizedTime => any.decode_as::<GeneralizedTime>().ok().map(DateTime::from),
+        _ => None,
+    }
+}
+
+/// A certificate's notBefore and notAfter: after the optional version,
+/// the serial, the signature algorithm and the issuer.
+fn validity(cert: &[u8]) -> Option<(DateTime, DateTime)> {
+    let fields = signed_fields(cert)?;
+    let skip = usize::from(fields.first()?.tag() != Tag::Integer);
+    let validity = fields.get(skip + 3).filter(|v| v.tag() == Tag::Sequence)?;
+    let times = elements(validity.value())?;
+    let [not_before, not_after] = &times[..] else {
+        return None;
+    };
+    Some((time(not_before)?, time(not_after)?))
+}
+
+/// A CRL's nextUpdate: after the optional version, the signature
+/// algorithm, the issuer and thisUpdate.
+fn next_update(crl: &[u8]) -> Option<DateTime> {
+    let fields = signed_fields(crl)?;
+    let skip = usize::from(fields.first()?.tag() == Tag::Integer);
+    time(fields.get(skip + 3)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_cover_one_label() {
+        assert!(covers("a.example", "a.example"));
+        assert!(covers("*.example.org", "www.example.org"));
+        assert!(!covers("*.example.org", "example.org"));
+        assert!(!covers("*.example.org", "a.b.example.org"));
+        assert!(covers("*.example.org", "*.example.org"));
+        assert!(!covers("www.example.org", "*.example.org"));
+    }
+
+    #[test]
+    fn validity_of_a_generated_certificate() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["x".into()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2020, 1, 2);
+        params.not_after = rcgen::date_time_ymd(2051, 3, 4);
+        let cert = params.self_signed(&key).unwrap();
+        let (from, to) = validity(cert.der()).unwrap();
+        assert_eq!(from.to_string(), "2020-01-02T00:00:00Z");
+        assert_eq!(to.to_string(), "2051-03-04T00:00:00Z");
+        assert_eq!(validity(b"\x30\x00"), None);
+        assert_eq!(next_update(b"garbage"), None);
+    }
+
+    #[test]
+    fn ages_read_as_people_say_them() {
+        assert_eq!(age(Duration::from_secs(125)), "2 min");
+        assert_eq!(age(Duration::from_secs(7300)), "2 h");
+        assert_eq!(age(Duration::from_secs(3 * 86400 + 5)), "3 days");
+    }
+}

@@ -1,0 +1,268 @@
+//! The check mode (`-t`): the configuration read as a connection would
+//! read it and reported one line per item, every problem found, the exit
+//! code that of the first error. No descriptor is given: the binary runs
+//! with fds 3 to 9 closed and no operands.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// `s6-tlsd-io -t ARGS` with only `env`: exit code, stdout, stderr.
+fn check(args: &[&str], env: &[(String, String)]) -> (Option<i32>, String, String) {
+    let mut cmd = direct(&[&["-t"], args].concat(), env);
+    cmd.stdout(Stdio::piped());
+    let child = cmd.spawn().expect("run s6-tlsd-io -t");
+    let mut child = child;
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap());
+    let err = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
+    let status = wait_or_kill(&mut child, Duration::from_secs(30), || {
+        "s6-tlsd-io -t still running after 30 s".into()
+    });
+    (status.code(), out.join().unwrap(), err.join().unwrap())
+}
+
+fn var(name: &str, value: impl AsRef<Path>) -> (String, String) {
+    (name.into(), value.as_ref().display().to_string())
+}
+
+/// A self-signed pair for `names`, valid from `not_before` to `not_after`.
+fn dated(dir: &Path, tag: &str, names: &[&str], years: (i32, i32)) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let mut params = rcgen::CertificateParams::new(names).unwrap();
+    params.not_before = rcgen::date_time_ymd(years.0, 1, 1);
+    params.not_after = rcgen::date_time_ymd(years.1, 1, 1);
+    let cert = params.self_signed(&key).unwrap();
+    let (c, k) = (
+        dir.join(format!("{tag}.pem")),
+        dir.join(format!("{tag}.key")),
+    );
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (c.display().to_string(), k.display().to_string())
+}
+
+/// A pair that expires in `days` days, made by openssl (rcgen needs a date).
+fn expiring(dir: &Path, tag: &str, days: u32) -> (String, String) {
+    let (c, k) = (
+        dir.join(format!("{tag}.pem")),
+        dir.join(format!("{tag}.key")),
+    );
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-nodes", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:P-384", "-subj", "/CN=soon.example"])
+        .args(["-addext", "subjectAltName=DNS:soon.example"])
+        .arg("-days")
+        .arg(days.to_string())
+        .arg("-keyout")
+        .arg(&k)
+        .arg("-out")
+        .arg(&c)
+        .output()
+        .expect("openssl req");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (c.display().to_string(), k.display().to_string())
+}
+
+/// A CRL signed by the test CA, its next update on January 1st of `year`.
+fn crl(dir: &Path, year: i32) -> String {
+    let ca = ca();
+    let params = rcgen::CertificateRevocationListParams {
+        this_update: rcgen::date_time_ymd(2019, 1, 1),
+        next_update: rcgen::date_time_ymd(year, 1, 1),
+        crl_number: rcgen::SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: Vec::new(),
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    };
+    let crl = params.signed_by(&ca.cert, &ca.key).unwrap();
+    let path = dir.join(format!("crl-{year}.pem"));
+    std::fs::write(&path, crl.pem().unwrap()).unwrap();
+    path.display().to_string()
+}
+
+fn ticket_file(dir: &Path, mode: u32) -> String {
+    let path = dir.join(format!("tickets-{mode:o}"));
+    std::fs::write(&path, [7u8; 64]).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn a_good_configuration_is_reported_line_by_line_and_exits_0() {
+    let dir = tmpdir("check-good");
+    let named = keys(Alg::Ed25519, &["a.example"]);
+    let mut env = key_env(default_keys());
+    env.extend([
+        var("CERTFILE:a.example", &named.cert),
+        var("KEYFILE:a.example", &named.key),
+        var("TLS_ALPN", "h2,http/1.1"),
+        var("TLS_ALPN:a.example", "imap"),
+        var("TLS_TICKET_KEYFILE", ticket_file(&dir, 0o600)),
+        var("CAFILE", &ca().pem_path),
+        var("CRLFILE", crl(&dir, 2099)),
+    ]);
+    let (code, out, err) = check(&["-k", "1", "-Y"], &env);
+    assert_eq!((code, err.as_str()), (Some(0), ""), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 7, "{out}");
+    assert!(
+        lines.iter().all(|l| l.starts_with("s6-tlsd-io: info: ")),
+        "{out}"
+    );
+    let default = format!(
+        "s6-tlsd-io: info: CERTFILE {} KEYFILE {}: subject CN=s6-tlsd-io test server; \
+names localhost; ECDSA P-256; chain of 2 certificates; expires ",
+        default_keys().cert.display(),
+        default_keys().key.display()
+    );
+    assert!(lines[0].starts_with(&default), "{}\n{default}", lines[0]);
+    assert!(lines[0].ends_with(" days left)"), "{}", lines[0]);
+    assert!(
+        lines[1].contains("KEYFILE:a.example ") && lines[1].contains("; Ed25519; chain of 2"),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[2].ends_with(" TLS_ALPN: h2,http/1.1"), "{out}");
+    assert!(lines[3].ends_with(" TLS_ALPN:a.example: imap"), "{out}");
+    assert!(lines[4].ends_with(": 2 keys, modified 0 min ago"), "{out}");
+    assert!(lines[5].ends_with(": trust anchors: 1"), "{out}");
+    assert!(
+        lines[6].contains(": next update 2099-01-01T00:00:00Z ("),
+        "{out}"
+    );
+    // Without -Y/-y, nor -k: the default pair alone, as a connection reads
+    // it; a warning does not change the exit code.
+    let (code, out, err) = check(&[], &env);
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            Some(0),
+            "s6-tlsd-io: warning: TLS_ALPN:a.example: no KEYFILE:a.example pair at this -k: \
+the list is never used\n"
+        )
+    );
+    assert_eq!(out.lines().count(), 3, "{out}");
+    // Operands are ignored, and no descriptor is needed.
+    let (code, _, err) = check(&["-k1", "7", "8"], &env);
+    assert_eq!((code, err.as_str()), (Some(0), ""));
+}
+
+#[test]
+fn every_problem_is_reported_and_the_first_errors_code_is_the_exit_code() {
+    let dir = tmpdir("check-bad");
+    let (old_cert, old_key) = dated(&dir, "old", &["old.example"], (2019, 2020));
+    let (soon_cert, soon_key) = expiring(&dir, "soon", 5);
+    let (other_cert, other_key) = dated(&dir, "other", &["other.example"], (2020, 2090));
+    let mismatched = keys(Alg::EcdsaP256, &["b.example"]);
+    let env = vec![
+        var("CERTFILE", &old_cert),
+        var("KEYFILE", &old_key),
+        var("CERTFILE:b.example", &mismatched.cert),
+        var("KEYFILE:b.example", &default_keys().key),
+        var("KEYFILE:c.example", &default_keys().key),
+        var("CERTFILE:soon.example", &soon_cert),
+        var("KEYFILE:soon.example", &soon_key),
+        var("CERTFILE:d.example", &other_cert),
+        var("KEYFILE:d.example", &other_key),
+        var("TLS_ALPN", "h2, http/1.1"),
+        var("TLS_ALPN:zzz.example", "imap"),
+        var("TLS_TICKET_KEYFILE", ticket_file(&dir, 0o644)),
+        var("CAFILE", &ca().pem_path),
+        var("CRLFILE", crl(&dir, 2020)),
+    ];
+    let (code, out, err) = check(&["-k1", "-y"], &env);
+    // The first error, the expired default pair, is a configuration error.
+    assert_eq!(code, Some(96), "{out}{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.contains(": error: ")).collect();
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains(": warning: ")).collect();
+    assert_eq!(errors.len() + warnings.len(), err.lines().count(), "{err}");
+    let expected_errors = [
+        "expired on 2020-01-01T00:00:00Z (",
+        "does not match the certificate in CERTFILE:b.example file",
+        "environment variable KEYFILE:c.example not paired with the corresponding CERTFILE",
+        "invalid $TLS_ALPN: the protocol name \" http/1.1\" has blanks around it",
+        "readable or writable by group or others (mode 644; make it 600)",
+        "stale: its next update was due 2020-01-01T00:00:00Z (",
+    ];
+    assert_eq!(errors.len(), expected_errors.len(), "{err}");
+    for (line, want) in errors.iter().zip(expected_errors) {
+        assert!(line.starts_with("s6-tlsd-io: error: "), "{line}");
+        assert!(line.contains(want), "{line:?} lacks {want:?}");
+    }
+    assert_eq!(warnings.len(), 3, "{err}");
+    // In the environment's order: d.example, then soon.example.
+    assert!(
+        warnings[0].contains("the certificate does not name d.example"),
+        "{err}"
+    );
+    assert!(warnings[1].contains("KEYFILE:soon.example"), "{err}");
+    assert!(
+        warnings[1].contains(" (4 days left)") || warnings[1].contains(" (5 days left)"),
+        "{err}"
+    );
+    assert!(
+        warnings[2].ends_with(
+            "warning: TLS_ALPN:zzz.example: no KEYFILE:zzz.example pair at this -k: \
+the list is never used"
+        ),
+        "{err}"
+    );
+    // What is fine is still reported: the pair of d.example, the anchors.
+    assert!(out.contains("KEYFILE:d.example "), "{out}");
+    assert!(out.contains(": trust anchors: 1"), "{out}");
+}
+
+#[test]
+fn exit_codes_are_those_a_connection_would_have() {
+    // A usage error first (CERTFILE unset): 100, and the rest still checked.
+    let dir = tmpdir("check-codes");
+    let env = [var("TLS_TICKET_KEYFILE", dir.join("missing"))];
+    let (code, out, err) = check(&[], &env);
+    assert_eq!((code, out.as_str()), (Some(100), ""));
+    assert_eq!(
+        err,
+        format!(
+            "s6-tlsd-io: error: CERTFILE not set\n\
+s6-tlsd-io: error: unable to read TLS_TICKET_KEYFILE file {}: No such file or directory\n",
+            dir.join("missing").display()
+        )
+    );
+    // -k 2 and no named pair.
+    let (code, _, err) = check(&["-k", "2"], &key_env(default_keys()));
+    assert_eq!(code, Some(96));
+    assert_eq!(
+        err,
+        "s6-tlsd-io: error: no suitable keypairs found in the environment\n"
+    );
+    // -y without anchors: the usage error a connection would get.
+    let (code, _, err) = check(&["-y"], &key_env(default_keys()));
+    assert_eq!(code, Some(100));
+    assert_eq!(err, "s6-tlsd-io: error: CADIR or CAFILE not set\n");
+    // A certificate that is not valid yet.
+    let (cert, key) = dated(&dir, "future", &["f.example"], (2090, 2091));
+    let (code, _, err) = check(&[], &[var("CERTFILE", cert), var("KEYFILE", key)]);
+    assert_eq!(code, Some(96));
+    assert!(
+        err.contains("; not valid before 2090-01-01T00:00:00Z"),
+        "{err}"
+    );
+    // Bad options are the command line's, as for a connection.
+    let (code, _, err) = check(&["-k", "x"], &[]);
+    assert_eq!(code, Some(100));
+    assert_eq!(
+        err,
+        "s6-tlsd-io: fatal: sni-level must be an unsigned integer\n"
+    );
+}
