@@ -173,8 +173,11 @@ fn signs(report: &mut Report, what: &str, pair: &CertifiedKey, faulty: &Faulty) 
         .choose_scheme(&OFFERED)
         .is_some_and(|signer| signer.sign(b"s6-tlsd-io -t").is_ok());
     if !signed {
-        let e = Error::Config(format!("{what}: the key cannot sign"));
-        report.error(&faulty.explain(e));
+        // An RSA key leaves its key file's error, a connection's, in
+        // `faulty`; no other key is known to fail here. A report line, like
+        // `config_error`'s, not a connection's message.
+        let line = format!("{what}: the key cannot sign");
+        report.error(&faulty.explain(Error::Config(line)));
     }
     signed
 }
