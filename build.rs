@@ -188,12 +188,14 @@ fn lay_out_what_a_connection_touches(list: &str, prefix: &str) {
     // optimiser folded away) are expected: lld is told not to warn about
     // each one; a linker without that option may take the file alone.
     let quiet = [ordering.as_str(), "-Wl,--no-warn-symbol-ordering"];
-    // Nothing to ask if even an empty program does not link (a target
-    // with no linker here: cargo check, cargo doc).
+    // Nothing to ask if even an empty program does not link (a cross
+    // target whose linker is not installed, for cargo check).
     let linker = probe_link(&out, &[]).map(|binary| linker_name(&binary));
-    let order = [&quiet[..], &quiet[..1]]
-        .into_iter()
-        .find(|args| linker.is_some() && probe_link(&out, args).is_some());
+    let order = linker.and_then(|_| {
+        [&quiet[..], &quiet[..1]]
+            .into_iter()
+            .find(|args| probe_link(&out, args).is_some())
+    });
     let relr = linker.is_some()
         && glibc_has_relr()
         && probe_link(&out, &["-Wl,-z,pack-relative-relocs"])
@@ -214,7 +216,8 @@ fn lay_out_what_a_connection_touches(list: &str, prefix: &str) {
         order.is_some()
     );
     println!("cargo::rustc-env=S6_TLSD_IO_RELR={relr}");
-    if order.is_none() && env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+    let linux = env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux");
+    if order.is_none() && linker != "none" && linux {
         println!(
             "cargo::warning=the linker ({linker}) takes no --symbol-ordering-file: \
              each connection keeps more of the engine's code resident (README.md, \
