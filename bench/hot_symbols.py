@@ -355,7 +355,7 @@ def check(engine, path):
           f"({share:.0%}; Rust {rust_found} of {len(rust)})")
     if share < 0.9:
         print("hot-symbols: warning: link/hot-symbols.txt is stale (a new compiler "
-              "or new dependency versions rename Rust symbols): the engine works, "
+              "or new dependency versions rename symbols): the engine works, "
               "with more of its code resident per connection; bench/hot-symbols "
               "regenerates the list", file=sys.stderr)
     return 0
