@@ -678,71 +678,55 @@ def main():
 
     # ---------------------------------------------------------------- targets
     print()
-    print("targets (issue 14), for each of our binaries:")
+    print("targets (issue 20), for each of our binaries:")
     ok = True
     plain_conn = med(conn["none", "plain"]["cpu_ms"])
-    floor_start = med(start["floor"]["cpu_ms"])
-    plain_start = med(start["plain"]["cpu_ms"])
+
+    def against_bearssl(value, theirs, ratio, spec, unit):
+        """value <= ratio x BearSSL's figure, or SKIP without --bearssl."""
+        if theirs is None:
+            skip(f"{L}: {spec} <= {ratio} x BearSSL's (no --bearssl)")
+            return True
+        return verdict(value <= ratio * theirs,
+                       f"{L}: {spec} {value:.2f} {unit} <= {ratio} x BearSSL's "
+                       f"{theirs:.2f} = {ratio * theirs:.2f} {unit} ({value / theirs:.2f}x)")
+
+    b_rsa = med(conn["rsa-2048", "bearssl"]["cpu_ms"]) if ("rsa-2048", "bearssl") in conn else None
+    b_start = med(start["bearssl"]["cpu_ms"]) if "bearssl" in start else None
+    b_idle = idle.get("bearssl", {})
     for e in ours:
         L = e.label
         ec = med(conn["ecdsa-p256", L]["cpu_ms"])
         rsa = med(conn["rsa-2048", L]["cpu_ms"])
         ok &= verdict(ec <= 2.0 * plain_conn,
-                      f"{L}: ECDSA conn {ec:.2f} ms <= 2.0 x plain relay's "
+                      f"{L}: ECDSA P-256 conn {ec:.2f} ms <= 2.0 x plain relay's "
                       f"{plain_conn:.2f} = {2 * plain_conn:.2f} ms ({ec / plain_conn:.2f}x)")
-        if ("rsa-2048", "bearssl") in conn:
-            b = med(conn["rsa-2048", "bearssl"]["cpu_ms"])
-            ok &= verdict(rsa <= 0.4 * b, f"{L}: RSA conn {rsa:.2f} ms <= 0.4 x BearSSL's "
-                          f"{b:.2f} = {0.4 * b:.2f} ms ({rsa / b:.2f}x)")
-        else:
-            skip(f"{L}: RSA conn <= 0.4 x BearSSL's (no --bearssl)")
-        ok &= verdict(rsa <= ec + 1.0, f"{L}: RSA conn {rsa:.2f} ms <= ECDSA's + 1.0 = "
-                      f"{ec + 1.0:.2f} ms (+{rsa - ec:.2f})")
-        st = med(start[L]["cpu_ms"])
-        ok &= verdict(st <= floor_start + 0.25,
-                      f"{L}: start-up {st:.2f} ms <= static floor {floor_start:.2f} + "
-                      f"0.25 = {floor_start + 0.25:.2f} ms (+{st - floor_start:.2f})")
-        # The issue names the plain relay as its static program; the floor
-        # above, a C program that does nothing, is the stricter reading.
-        verdict(st <= plain_start + 0.25,
-                f"{L}: start-up {st:.2f} ms <= plain relay's {plain_start:.2f} + 0.25 = "
-                f"{plain_start + 0.25:.2f} ms (+{st - plain_start:.2f}; for information)")
-        pss, anon = idle[L]["pss_kib"], idle[L]["rss_anon_kib"]
-        ok &= verdict(pss <= 155, f"{L}: idle Pss {pss:.0f} KiB <= 155 KiB")
-        ok &= verdict(anon <= 135, f"{L}: idle RssAnon {anon:.0f} KiB <= 135 KiB")
+        ok &= against_bearssl(rsa, b_rsa, 0.5, "RSA 2048 conn", "ms")
+        ok &= against_bearssl(med(start[L]["cpu_ms"]), b_start, 0.8, "start-up", "ms")
+        for field, name in (("pss_kib", "Pss"), ("rss_anon_kib", "RssAnon")):
+            ok &= against_bearssl(idle[L][field], b_idle.get(field), 0.9,
+                                  f"idle {name}, {a.idle} at once,", "KiB")
         peak = max(med(conn[k, L]["hwm_kib"]) for k in ("ecdsa-p256", "rsa-2048"))
-        ok &= verdict(peak * 1024 <= 1.5e6, f"{L}: peak RSS {peak:.0f} KiB = "
-                      f"{peak * 1024 / 1e6:.2f} MB <= 1.5 MB (1465 KiB)")
+        print(f"INFO  {L}: peak RSS {peak:.0f} KiB (reported, not a target)")
         for pinned in pins:
             for client in ("python", "c"):
                 how = f"{'pinned' if pinned else 'unpinned'} {client}"
-                ca = total(pinned, client, "client->app", L)
-                ac = total(pinned, client, "app->client", L)
-                pl = total(pinned, client, "client->app", "plain")
-                if a.stunnel:
-                    sc = total(pinned, client, "client->app", "stunnel")
-                    sa = total(pinned, client, "app->client", "stunnel")
-                    pa = total(pinned, client, "app->client", "plain")
-                    ok &= verdict(ca <= 0.75 * sc, f"{L}: client->app {how} {ca:.2f} <= "
-                                  f"0.75 x stunnel's {sc:.2f} = {0.75 * sc:.2f} s/GiB "
-                                  f"({ca / sc:.2f}x){below_floor(ca, 0.75 * sc, pl)}")
-                    ok &= verdict(ac <= 0.6 * sa, f"{L}: app->client {how} {ac:.2f} <= "
-                                  f"0.6 x stunnel's {sa:.2f} = {0.6 * sa:.2f} s/GiB "
-                                  f"({ac / sa:.2f}x){below_floor(ac, 0.6 * sa, pa)}")
-                else:
-                    skip(f"{L}: bulk against stunnel (no stunnel)")
-                bound = 1.25 * (pl + a.cipher_s_gib)
-                ok &= verdict(ca <= bound, f"{L}: client->app {how} {ca:.2f} <= 1.25 x "
-                              f"(plain {pl:.2f} + cipher {a.cipher_s_gib:.2f}) = "
-                              f"{bound:.2f} s/GiB")
-        for pinned in pins:
-            for direction in ("app->client", "client->app"):
-                py = total(pinned, "python", direction, L)
-                c = total(pinned, "c", direction, L)
-                spread = abs(py - c) / min(py, c)
-                ok &= verdict(spread <= 0.15, f"{L}: {direction} "
-                              f"{'pinned' if pinned else 'unpinned'}: Python {py:.2f} "
-                              f"vs C {c:.2f} s/GiB, {100 * spread:.0f}% apart <= 15%")
+                for direction in ("client->app", "app->client"):
+                    cost = total(pinned, client, direction, L)
+                    pl = total(pinned, client, direction, "plain")
+                    if a.stunnel:
+                        st = total(pinned, client, direction, "stunnel")
+                        ok &= verdict(cost <= 0.7 * st,
+                                      f"{L}: {direction} {how} {cost:.2f} <= 0.7 x "
+                                      f"stunnel's {st:.2f} = {0.7 * st:.2f} s/GiB "
+                                      f"({cost / st:.2f}x){below_floor(cost, 0.7 * st, pl)}")
+                    else:
+                        skip(f"{L}: bulk against stunnel (no stunnel)")
+                    bound = pl + 1.5 * a.cipher_s_gib
+                    ok &= verdict(cost <= bound,
+                                  f"{L}: {direction} {how} {cost:.2f} <= plain "
+                                  f"{pl:.2f} + 1.5 x cipher {a.cipher_s_gib:.2f} = "
+                                  f"{bound:.2f} s/GiB")
     print(f"targets: {'all met' if ok else 'NOT all met'}")
     return 0
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The functions a connection runs, then the static data it writes, for the
-linker's --symbol-ordering-file (link/hot-symbols.txt, given to rust-lld by
-build.rs). Read bench/README.md.
+linker's --symbol-ordering-file (link/hot-symbols.txt, given to the linker by
+build.rs where it takes one). Read bench/README.md.
 
     hot_symbols.py trace ENGINE PQ_CONN DIR   names on stdout, first run first
     hot_symbols.py check ENGINE FILE          how many names of FILE ENGINE has
@@ -23,14 +23,19 @@ then, with TLS_TICKET_KEYFILE (DIR/tickets), a TLS 1.3 connection that
 gets a ticket and one that resumes with it.
 DIR holds the keys ({ec,rsa}.{cert,key}.pem) and gets the scratch files.
 
-Rust's symbol names carry a hash that changes with the compiler and the
-dependencies' versions, so after such a change the file no longer names the
-engine's Rust functions. `check` says how many names still match and fails
-below 90%: .ci/run runs it on the release build.
+aws-lc's C names carry its version (aws_lc_0_47_0_EVP_...): the file writes
+"{aws_lc}_" in their place, and build.rs puts the prefix of the build back,
+so an aws-lc-sys release leaves them valid. Rust's symbol names carry a hash
+that changes with the compiler and the dependencies' versions, so after such
+a change the file no longer names the engine's Rust functions: the engine
+still links and works, with more of its code resident per connection.
+`check` says how many names still match and warns below 90% (.ci/run runs
+it on the release build); it never fails for that: run bench/hot-symbols.
 """
 
 import bisect
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -38,6 +43,15 @@ import sys
 
 TIMEOUT = 300  # seconds per traced connection: gdb and valgrind are slow
 PAYLOAD = bytes(range(100))
+# aws-lc's symbol prefix, with its version, and what the file writes instead
+# (build.rs's PREFIX_MARK).
+AWS_LC_PREFIX = re.compile(r"aws_lc_[0-9]+_[0-9]+_[0-9]+_")
+PREFIX_MARK = "{aws_lc}_"
+
+
+def unversioned(name):
+    """aws_lc_0_47_0_EVP_AEAD_CTX_seal as link/hot-symbols.txt writes it."""
+    return AWS_LC_PREFIX.sub(PREFIX_MARK, name)
 
 
 def text_symbols(binary):
@@ -325,12 +339,12 @@ def trace(engine, pq_conn, work):
     # alone are written) goes last, its used start beside the rest.
     sizes = {name: size for _, size, name in data}
     order += sorted(written - seen, key=lambda n: (sizes.get(n, 0), n))
-    sys.stdout.writelines(name + "\n" for name in order)
+    sys.stdout.writelines(unversioned(name) + "\n" for name in order)
 
 
 def check(engine, path):
-    have = {name for _, name in text_symbols(engine)}
-    have |= {name for _, _, name in data_symbols(engine)}
+    have = {unversioned(name) for _, name in text_symbols(engine)}
+    have |= {unversioned(name) for _, _, name in data_symbols(engine)}
     with open(path) as f:
         wanted = [line.strip() for line in f if line.strip() and not line.startswith("#")]
     rust = [n for n in wanted if n.startswith(("_ZN", "_R"))]
@@ -340,10 +354,10 @@ def check(engine, path):
     print(f"hot-symbols: {found} of {len(wanted)} names found in the engine "
           f"({share:.0%}; Rust {rust_found} of {len(rust)})")
     if share < 0.9:
-        print("hot-symbols: link/hot-symbols.txt is stale (a new compiler or new "
-              "dependency versions rename Rust symbols): run bench/hot-symbols",
-              file=sys.stderr)
-        return 1
+        print("hot-symbols: warning: link/hot-symbols.txt is stale (a new compiler "
+              "or new dependency versions rename symbols): the engine works, "
+              "with more of its code resident per connection; bench/hot-symbols "
+              "regenerates the list", file=sys.stderr)
     return 0
 
 
@@ -353,13 +367,13 @@ def keep_other_cpus(previous, traced, engine):
     CPUs: AVX-512 and EVEX ones traced on an Intel machine, AVX2 ones on an
     AMD one), each after the name it followed: a list made on one kind of
     machine keeps serving the other."""
-    have = {name for _, name in text_symbols(engine)}
+    have = {unversioned(name) for _, name in text_symbols(engine)}
     try:
         with open(previous) as f:
             old = [l.strip() for l in f if l.strip() and not l.startswith("#")]
     except FileNotFoundError:
         old = []
-    out = list(traced)
+    out = [unversioned(name) for name in traced]
     seen = set(out)
     for i, name in enumerate(old):
         if name in seen or name not in have or name.startswith(("_ZN", "_R")):

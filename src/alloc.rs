@@ -13,6 +13,31 @@
 //! engine, which owns the other side of each copy, can place its bytes at a
 //! distance that is never in that window (src/engine/io.rs and conn.rs).
 //! Small blocks, most of the handshake's, are malloc's as before.
+//!
+//! When it may go. It works around two things, and goes when either does:
+//! - glibc's choice, in the static binary (the glibc of the build machine):
+//!   2.36 (Debian 12) copies blocks above `x86_rep_movsb_threshold` with
+//!   `rep movsb` (2112 bytes on CPUs with FSRM, Zen 3 among them), whatever
+//!   the distance. Later glibc, fixing sourceware bug 30994 (`rep movsb`
+//!   many times slower on Zen 3 and Zen 4 for some alignments), raised
+//!   that threshold on those CPUs far above a record's 16 KiB: then no
+//!   record copy takes `rep movsb`. `ld.so --list-tunables` of the build
+//!   machine's glibc, run on the CPU in question, shows the threshold.
+//! - rustls' copies, in 0.23: `CommonState::take_received_plaintext`
+//!   (common_state.rs: the decrypted record into `received_plaintext`, a
+//!   fresh `Vec`) and the encrypters' `PrefixedPayload::with_capacity` and
+//!   `extend_from_chunks` (crypto/aws_lc_rs/tls13.rs and tls12.rs: the
+//!   plaintext into the `Vec` sealed in place). A rustls that decrypts in
+//!   our buffer and seals into it leaves no copy for this to place.
+//!
+//! Whether it still pays: on the machine at hand (a Zen 3 if there is
+//! one), `bench/compare with=BIN without=BIN2` (BIN2 built with the
+//! `#[global_allocator]` line of src/main.rs removed), both bulk
+//! directions, with both clients (bench/README.md): if `without` is no
+//! dearer and the Python and C clients agree within noise, it may go. A
+//! quicker look at the trap alone: the same run of the engine with
+//! `GLIBC_TUNABLES=glibc.cpu.x86_rep_movsb_threshold=1000000000` (no `rep
+//! movsb`) in a wrapper script; if that changes nothing, neither does this.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
