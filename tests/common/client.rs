@@ -131,6 +131,17 @@ impl Client {
         }
     }
 
+    /// Writes `data` to the client's stdin from a thread of its own, then
+    /// closes it. The client may end before it has read everything (a
+    /// server that answers early): a broken pipe is no error here.
+    pub fn feed(&mut self, data: Vec<u8>) {
+        if let Some(mut stdin) = self.stdin.take() {
+            self.readers.push(std::thread::spawn(move || {
+                let _ = stdin.write_all(&data);
+            }));
+        }
+    }
+
     pub fn close_stdin(&mut self) {
         self.stdin.take();
     }
