@@ -1172,6 +1172,118 @@ fn app_closing_fdr_while_the_client_sends_half_closes_and_the_client_data_arrive
     }
 }
 
+/// The ports of the client's connection: its own, the engine's.
+fn ports(client: &TcpStream) -> (u16, u16) {
+    let port = |a: io::Result<std::net::SocketAddr>| a.expect("address").port();
+    (port(client.local_addr()), port(client.peer_addr()))
+}
+
+/// Bytes waiting in the kernel for the engine to read, on the server side
+/// of the client's connection (/proc/net/tcp's rx_queue); None once the
+/// kernel has forgotten that socket (closed, or reset).
+fn server_rx_queue((ours, theirs): (u16, u16)) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let port = |addr: &str| u16::from_str_radix(addr.rsplit(':').next()?, 16).ok();
+        if port(f.get(1)?)? != theirs || port(f.get(2)?)? != ours {
+            return None;
+        }
+        u64::from_str_radix(f.get(4)?.split(':').nth(1)?, 16).ok()
+    })
+}
+
+#[test]
+fn close_notify_that_cannot_be_queued_is_an_error_not_a_bare_fin() {
+    // Under -S the close_notify goes behind every record the client sent
+    // that is still to be decrypted: rustls decrypts them first. One that
+    // is corrupt, left waiting because the application does not read,
+    // makes the close_notify impossible; a bare FIN would then break -S's
+    // promise. The app's pipe is full, and the engine is stopped while the
+    // client sends five records and a corrupt one, so that it reads them
+    // all before it stalls, the corrupt one undecrypted.
+    let mut e = spawn().args(&["-S"]).start();
+    let mut tls = connect(&e, tls13(), "localhost");
+    let capacity = {
+        let app_rx = e.app_rx();
+        // SAFETY: fcntl on a pipe we own.
+        unsafe { libc::fcntl(app_rx.as_raw_fd(), libc::F_GETPIPE_SZ) }
+    };
+    assert!(capacity > 0);
+    tls.write_all(&pattern(capacity as usize, 51)).unwrap();
+    let queued = |e: &mut Engine| {
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD into an int, on a pipe we own.
+        unsafe { libc::ioctl(e.app_rx().as_raw_fd(), libc::FIONREAD, &mut n) };
+        n
+    };
+    wait_until("the app's pipe full", LONG, || queued(&mut e) == capacity);
+    let pid = e.pid() as i32;
+    // SAFETY: plain kill(2) of the engine this test started.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let mut burst = Vec::new();
+    for record in pattern(5 << 14, 52).chunks(1 << 14) {
+        tls.conn.writer().write_all(record).unwrap();
+        while tls.conn.wants_write() {
+            tls.conn.write_tls(&mut burst).unwrap();
+        }
+    }
+    burst.extend([0x17, 3, 3, 0, 32]);
+    burst.extend([0x5a; 32]);
+    tls.sock.write_all(&burst).unwrap();
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    wait_until("the engine has read everything", LONG, || {
+        server_rx_queue(ports(&tls.sock)) == Some(0)
+    });
+    assert!(e.still_running_after(Duration::from_millis(100)));
+    e.close_app_tx();
+    let exit = e.wait_exit();
+    assert_eq!(exit.code, Some(98), "{}", exit.stderr);
+    assert!(
+        exit.stderr.starts_with(
+            "s6-tlsd-io: fatal: the TLS engine closed the connection after the handshake: \
+             unable to queue a close_notify: "
+        ),
+        "{}",
+        exit.stderr
+    );
+}
+
+#[test]
+fn end_line_never_claims_a_close_notify_that_did_not_go_out() {
+    // The client goes first: a FIN, then a reset. The app then closes fdr
+    // under -S: the close_notify cannot leave, and the end line says so
+    // before the fatal line (it used to say "close_notify sent").
+    let mut e = spawn().args(&["-S", "-v", "2"]).start();
+    let tls = connect(&e, tls13(), "localhost");
+    let connection = ports(&tls.sock);
+    half_close(&tls.sock);
+    reset(&tls.sock);
+    drop(tls);
+    e.client.take();
+    wait_until("the reset reached the engine's socket", LONG, || {
+        server_rx_queue(connection).is_none()
+    });
+    e.close_app_tx();
+    let exit = e.wait_exit();
+    assert_eq!(exit.code, Some(111), "{}", exit.stderr);
+    let lines: Vec<&str> = exit.stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", exit.stderr);
+    assert!(
+        lines[1].contains(
+            "client to app 0 bytes (EOF), app to client 0 bytes (EOF, close_notify not sent)"
+        ),
+        "{}",
+        exit.stderr
+    );
+    assert!(
+        lines[2].starts_with("s6-tlsd-io: fatal: unable to write to remote: "),
+        "{}",
+        exit.stderr
+    );
+}
+
 // ================================================================ odd segmentation
 
 #[test]
