@@ -28,7 +28,7 @@ use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::client::{readable, s_client_args, Client};
+use common::client::{curl_args, readable, s_client_args, Client};
 use common::*;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, StreamOwned};
@@ -304,21 +304,14 @@ fn kill_marked(marker: &str) {
 /// One curl run that makes every connection of the case, one after the
 /// other (a URL range): for each, its answer, or what it got instead.
 fn curl(case: &Case, port: u16) -> Vec<Result<(), String>> {
-    let mut args: Vec<String> = [
-        "-sS",
-        "--max-time",
-        "20",
-        "--cacert",
-        &ca().pem_path.display().to_string(),
-        "--resolve",
-        &format!("localhost:{port}:127.0.0.1"),
-        // After each transfer's body, on a line of its own.
-        "--write-out",
-        "\n%{http_code} %{size_download} %{exitcode}\n",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    // After each transfer's body, on a line of its own.
+    let mut args = curl_args(
+        port,
+        &[
+            "--write-out",
+            "\n%{http_code} %{size_download} %{exitcode}\n",
+        ],
+    );
     let version: &[&str] = match case.version {
         Version::Tls12 => &["--tlsv1.2", "--tls-max", "1.2"],
         Version::Tls13 => &["--tlsv1.3"],

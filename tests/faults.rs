@@ -586,6 +586,13 @@ impl Client {
         Ok(())
     }
 
+    /// Sends nothing and keeps its side open, receiving until `done` says
+    /// so (at most LONG).
+    fn receive(&mut self, done: impl Fn(&Client) -> bool) -> io::Result<()> {
+        let nothing = Data::new(0, 0);
+        self.pump(&nothing, 1, None, ClientEnd::Open, None, LONG, done)
+    }
+
     /// Sends `up` (cleartext writes of `piece` bytes, or random sizes up to
     /// it with `rng`), then ends as told, while receiving; returns once
     /// `done` says so, or on a socket error, or when `stop` is raised.
@@ -927,17 +934,7 @@ fn client_reset_during_app_to_client_bulk_exits_111_with_the_reset() {
         None,
         written.clone(),
     );
-    client
-        .pump(
-            &Data::new(0, 0),
-            1,
-            None,
-            ClientEnd::Open,
-            None,
-            LONG,
-            |c| c.got.len() >= 2 * MIB,
-        )
-        .expect("client");
+    client.receive(|c| c.got.len() >= 2 * MIB).expect("client");
     down.assert_prefix(&client.got, "app -> client");
     reset(&client.sock);
     drop(client);
@@ -1094,15 +1091,7 @@ fn app_closing_fdw_early_drops_what_the_client_sends_while_its_own_data_still_fl
         std::thread::spawn(move || app_tx.write_all(&down.prefix(down.len)).map(|_| app_tx))
     };
     client
-        .pump(
-            &Data::new(0, 0),
-            1,
-            None,
-            ClientEnd::Open,
-            None,
-            LONG,
-            |c| c.got.len() >= down.len,
-        )
+        .receive(|c| c.got.len() >= down.len)
         .expect("client read");
     down.assert_all(&client.got, "app -> client");
     assert_eq!(client.end, None);
@@ -1110,17 +1099,7 @@ fn app_closing_fdw_early_drops_what_the_client_sends_while_its_own_data_still_fl
     // the client's end, then exits 0.
     let app_tx = join_within(writer, LONG, "app writer").expect("app write");
     drop(app_tx);
-    client
-        .pump(
-            &Data::new(0, 0),
-            1,
-            None,
-            ClientEnd::Open,
-            None,
-            LONG,
-            |c| c.end.is_some(),
-        )
-        .expect("client end");
+    client.receive(|c| c.end.is_some()).expect("client end");
     assert_eq!(client.end, Some(Err(ErrorKind::UnexpectedEof)));
     assert_eq!(client.got.len(), down.len, "nothing more");
     half_close(&client.sock);

@@ -272,6 +272,30 @@ pub fn gnutls_cli_args(port: u16, extra: &[&str]) -> Vec<String> {
     args
 }
 
+/// `curl` arguments to reach the engine on 127.0.0.1:`port` as `localhost`
+/// (no curlrc, no proxy, 20 s at most), trusting only the test CA, then
+/// `extra` (the URL among them).
+pub fn curl_args(port: u16, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "-q",
+        "--silent",
+        "--show-error",
+        "--noproxy",
+        "*",
+        "--max-time",
+        "20",
+        "--cacert",
+        &ca().pem_path.display().to_string(),
+        "--resolve",
+        &format!("localhost:{port}:127.0.0.1"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
 /// `openssl s_client` arguments to reach the engine on `port`, trusting only
 /// the test CA and failing on any verification error, then `extra`.
 pub fn s_client_args(port: u16, extra: &[&str]) -> Vec<String> {
