@@ -9,7 +9,7 @@
 //! stand-in tests/support/s6-tlsd-shim, which spawns the engine and execs
 //! the application, a shell script), curl, `openssl s_client` or the
 //! rustls client as the client. A case fails if a single answer is lost,
-//! or if the engine says anything but what the case allows (at the default
+//! or if an engine says anything but what the case allows (at the default
 //! verbosity every end other than exit 0 prints a line).
 //!
 //! `NOTHING_LOST_ENGINE=/path/to/s6-tlsd-io cargo test --test early_answer
@@ -33,8 +33,10 @@ use common::*;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, StreamOwned};
 
-/// Connections per case: enough to meet the race (main's engine lost one
-/// answer in three with curl, one in twenty with a 413 and a 1 MiB body).
+/// Connections per case: enough to meet the race. Before the engine
+/// lingered, it lost answers in nearly every case below (up to 71 in 100);
+/// not in the last, whose client closes first (the other direction, kept
+/// as it was).
 const CONNECTIONS: usize = 100;
 
 const SHIM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/s6-tlsd-shim");
@@ -151,8 +153,9 @@ fn nothing_lost(case: Case) {
         if case.close_notify { "-S" } else { "-s" }
     );
     eprintln!(
-        "{name}: {got}/{CONNECTIONS} answers reached the client, in {:?}",
-        started.elapsed()
+        "{name}: {got}/{CONNECTIONS} answers reached the client, in {:?}; {} engine lines",
+        started.elapsed(),
+        log.lines().count()
     );
     if let Some(Err(lost)) = answers.iter().find(|a| a.is_err()) {
         panic!("{name}: {got}/{CONNECTIONS} answers; a lost one:\n{lost}\nengine log:\n{log}");
@@ -162,10 +165,13 @@ fn nothing_lost(case: Case) {
     }
 }
 
-/// What an engine may say in a case where nothing is lost: nothing, except
-/// that OpenSSL answers a bare FIN (`-s`) with a fatal decode_error alert
-/// ("unexpected eof while reading"), which the engine reports if it is
-/// still reading the client when it comes.
+/// What an engine may say in a case where nothing is lost: nothing, but
+/// for one race. OpenSSL answers a bare FIN (`-s`) with a fatal
+/// decode_error alert; while the engine lingers that is the client's end,
+/// but it can come before the engine has seen the application go (its
+/// fdr's EOF may be seen before its fdw's: an exiting process's files are
+/// released in no set order), and the alert then ends the connection with
+/// exit 98, the answer delivered.
 fn allowed(case: &Case, line: &str) -> bool {
     let s_client = matches!(case.talk, Talk::SClientShort | Talk::SClientLong);
     s_client
@@ -433,6 +439,33 @@ fn rustls_client(case: &Case, port: u16) -> Result<(), String> {
             String::from_utf8_lossy(&got)
         )),
     }
+}
+
+// ---------------------------------------------------------------- the alert
+
+#[test]
+fn s_client_alert_after_a_bare_fin_ends_the_linger_and_the_engine_exits_0() {
+    // OpenSSL answers a bare FIN (`-s`) with a fatal decode_error alert.
+    // Once the application is gone and its answer sent, that is the
+    // client's end, not a failure. In order here: the application closes
+    // fdw, the engine notices, then the answer and the EOF.
+    let (listener, port) = common::client::listen();
+    let args = s_client_args(port, &["-servername", "localhost", "-quiet"]);
+    let mut client = Client::start("openssl", &args);
+    let mut e = common::client::accept(spawn(), &listener, &mut client);
+    e.notification();
+    e.close_app_rx();
+    let fdw = format!("/proc/{}/fd/{FDW}", e.pid());
+    let start = Instant::now();
+    while std::fs::read_link(&fdw).is_ok() {
+        assert!(start.elapsed() < LONG, "the engine never closed fdw");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    e.app_tx().write_all(OK.as_bytes()).unwrap();
+    e.close_app_tx();
+    client.wait_exit();
+    assert_eq!(client.stdout(), OK, "{}", client.transcript());
+    assert_exit(&mut e, 0, "");
 }
 
 // ---------------------------------------------------------------- cases

@@ -820,8 +820,19 @@ where
 
     /// Hands new records to rustls; reports the handshake's end once.
     fn process(&mut self) -> Result<(), Error> {
-        if let Err(e) = self.conn.process() {
-            return Err(engine_closed(self.on_handshake.is_some(), e));
+        match self.conn.process() {
+            Ok(()) => {}
+            // Lingering, the application gone and its answer all sent: a
+            // fatal alert is the client's end, as a reset is (OpenSSL
+            // answers a bare FIN, `-s`, with decode_error), not a failure.
+            Err(rustls::Error::AlertReceived(alert)) if self.lingering() => {
+                self.settings
+                    .log
+                    .debug(format_args!("inbound: the client's alert: {alert:?}"));
+                self.close_inbound("a fatal alert");
+                return Ok(());
+            }
+            Err(e) => return Err(engine_closed(self.on_handshake.is_some(), e)),
         }
         if !self.conn.is_handshaking() {
             if let Some(on_handshake) = self.on_handshake.take() {
@@ -842,6 +853,15 @@ where
         self.buf.release();
         io::release_idle_memory();
         self.busy = false;
+    }
+
+    /// The application is gone and its answer out: only the client's end
+    /// is waited for.
+    fn lingering(&self) -> bool {
+        matches!(
+            (&self.inbound, &self.outbound),
+            (Inbound::Discarding { .. }, Outbound::Closed)
+        )
     }
 
     /// State changes that follow from what has been delivered or flushed.
@@ -867,8 +887,8 @@ where
                     .debug(format_args!("outbound: flushing -> closed"));
             }
         }
-        if let (Inbound::Discarding { .. }, Outbound::Closed) = (&self.inbound, &self.outbound) {
-            // The answer is out: the client's end is waited for, a while.
+        if self.lingering() {
+            // The client's end is waited for, a while.
             let now = Instant::now();
             let (until, from) = *self.linger.get_or_insert((now + LINGER, self.discarded));
             if now >= until || self.discarded - from >= LINGER_BYTES {
