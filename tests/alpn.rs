@@ -45,10 +45,16 @@ fn handshake(e: &Engine, config: Arc<ClientConfig>, name: &str) -> Result<Option
         .map(|p| String::from_utf8_lossy(p).into_owned()))
 }
 
-/// The application closes both its ends: the engine then exits.
+/// The application closes both its ends, the client (if in-process)
+/// closes once it has seen the engine's: the engine then exits.
 fn end(mut e: Engine) {
     e.close_app_tx();
     e.close_app_rx();
+    if let Some(mut sock) = e.client.take() {
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        std::io::copy(&mut sock, &mut std::io::sink()).expect("the engine's FIN");
+    }
     let exit = e.wait(Duration::from_secs(10));
     assert_eq!(exit.code, Some(0), "{}", exit.stderr);
 }

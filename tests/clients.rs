@@ -390,24 +390,7 @@ fn app_read_request(e: &mut Engine, client: &Client) -> String {
 fn curl_gets_a_page_from_an_app_that_reports_the_negotiated_protocol_and_cipher() {
     let (listener, port) = listen();
     let url = format!("https://localhost:{port}/hello");
-    let args: Vec<String> = [
-        "-q",
-        "--silent",
-        "--show-error",
-        "--verbose",
-        "--noproxy",
-        "*",
-        "--max-time",
-        "20",
-        "--cacert",
-        &ca().pem_path.display().to_string(),
-        "--resolve",
-        &format!("localhost:{port}:127.0.0.1"),
-        &url,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args = curl_args(port, &["--verbose", &url]);
     let mut client = Client::start("curl", &args);
     let mut e = accept(spawn(), &listener, &mut client);
     let block = block(&mut e);

@@ -607,7 +607,7 @@ const SPEC_MESSAGES: &[&str] = &[
     "the TLS engine closed the connection during the handshake: {}",
     "remote closed connection without a close_notify",
     "unable to read from remote: Connection reset by peer",
-    "unable to write to local: Broken pipe",
+    "unable to write to local: {}",
     "unable to write post-handshake data: {}",
 ];
 

@@ -217,17 +217,21 @@ fn client_reset_after_handshake_exits_111() {
 }
 
 #[test]
-fn app_closing_fdw_with_nothing_pending_stops_reading_quietly() {
+fn app_closing_fdw_with_nothing_pending_ends_only_the_client_to_app_direction() {
     let mut e = spawn().start();
     let mut tls = connect(&e, tls13(), "localhost");
     e.close_app_rx();
     if !e.still_running_after(SHORT) {
         panic!("engine exited: {:?}", e.wait_exit());
     }
+    // What the client still sends is read and dropped, without a word.
+    tls.write_all(b"nobody reads this").unwrap();
     e.app_tx().write_all(b"still here").unwrap();
     assert_eq!(client_read_exact(&mut tls, 10), b"still here");
     e.close_app_tx();
     assert_eq!(client_end(&mut tls), Err(ErrorKind::UnexpectedEof));
+    // The engine waits for the client's end (its FIN here), then exits 0.
+    client_fin(&tls);
     assert_exit(&mut e, 0, "");
 }
 
@@ -240,27 +244,57 @@ fn app_closing_fdw_during_the_handshake_does_not_stop_it() {
     assert_eq!(client_read_exact(&mut tls, 5), b"hello");
     e.close_app_tx();
     assert_eq!(client_end(&mut tls), Err(ErrorKind::UnexpectedEof));
+    client_fin(&tls);
     assert_exit(&mut e, 0, "");
 }
 
 #[test]
-fn app_closing_fdw_with_data_pending_exits_111() {
-    let mut e = spawn().start();
-    let mut tls = connect(&e, tls13(), "localhost");
-    // More than the pipe holds, so that some stays pending in the engine.
-    let data = pattern(1 << 20, 1);
-    let writer = std::thread::spawn(move || {
-        let _ = tls.write_all(&data);
-        tls
-    });
-    std::thread::sleep(SHORT);
-    e.close_app_rx();
-    assert_exit(
-        &mut e,
-        111,
-        "s6-tlsd-io: fatal: unable to write to local: Broken pipe\n",
-    );
-    drop(writer.join());
+fn app_closing_fdw_with_data_pending_still_answers_and_exits_0() {
+    for (config, flag, end) in [
+        (tls13(), "-s", Err(ErrorKind::UnexpectedEof)),
+        (tls13(), "-S", Ok(())),
+        (tls12(), "-S", Ok(())),
+    ] {
+        let mut e = spawn().args(&[flag, "-v", "2"]).start();
+        let mut tls = connect(&e, config, "localhost");
+        // More than the pipe holds, so that some stays pending in the
+        // engine when the application goes.
+        tls.write_all(b"request\n").unwrap();
+        assert_eq!(read_app(&mut e, 8), b"request\n");
+        let data = pattern(1 << 20, 1);
+        let sock = tls.sock.try_clone().unwrap();
+        let writer = std::thread::spawn(move || {
+            tls.write_all(&data)
+                .expect("the client's upload, never reset");
+            tls
+        });
+        std::thread::sleep(SHORT);
+        // The application answers, then goes without reading the rest.
+        e.app_tx().write_all(b"413 too large").unwrap();
+        e.close_app_rx();
+        e.close_app_tx();
+        let mut tls = writer.join().unwrap();
+        assert_eq!(client_read_exact(&mut tls, 13), b"413 too large");
+        assert_eq!(client_end(&mut tls), end, "{flag}");
+        client_close_notify(&mut tls);
+        drop(sock);
+        let exit = e.wait_exit();
+        assert_eq!(exit.code, Some(0), "{}", exit.stderr);
+        let closed = match flag {
+            "-S" => "app to client 13 bytes (EOF, close_notify sent)",
+            _ => "app to client 13 bytes (EOF)",
+        };
+        assert!(exit.stderr.contains(closed), "{}", exit.stderr);
+        assert!(
+            exit.stderr.contains("client to app ")
+                && exit
+                    .stderr
+                    .contains(" bytes (the application stopped reading, ")
+                && exit.stderr.contains(" bytes discarded, then close_notify)"),
+            "{}",
+            exit.stderr
+        );
+    }
 }
 
 #[test]

@@ -8,12 +8,23 @@
 //! closing a descriptor and changing state are the same act:
 //!
 //!   inbound  (network -> fdw):  Open -> Draining (client EOF) -> Closed
+//!                               Open -> Discarding (the app stopped
+//!                                       reading)                  -> Closed
 //!   outbound (fdr -> network):  Open -> Flushing (fdr EOF)    -> Closed
 //!
 //! Every turn derives its poll set from those two states and from what
 //! rustls says it wants, so a side is read only while its destination has
 //! room: memory stays bounded and an idle tunnel sleeps in poll(2).
 //! The engine knows nothing of argv or the environment.
+//!
+//! An application that answers and goes without reading everything (an
+//! HTTP/1.0 responder, a 413 before the body) loses nothing: its going ends
+//! the inbound direction only. Its answer is read from fdr to EOF and sent;
+//! what the client still sends is read, decrypted and dropped, so that the
+//! socket is not closed on unread data, which the kernel would answer with
+//! a reset that can destroy the answer before the client reads it (why HTTP
+//! servers linger on close). Once the answer is out, that lingering is
+//! bounded (`LINGER`, `LINGER_BYTES`).
 
 mod conn;
 mod hello;
@@ -40,6 +51,17 @@ use io::{plaintext_alert, send_last_words, NetInput, Pages, CHUNK, PAGE};
 /// How many network reads one wake-up may do before the other sides get a
 /// turn.
 const NET_READS_PER_TURN: usize = 32;
+
+/// Once the application has stopped reading and its answer is out, how
+/// long the engine waits for the client's end (EOF or close_notify), and
+/// how much of what the client sends meanwhile it reads and drops, before
+/// it closes anyway. Time enough for a 1 MiB request body still in flight
+/// on a slow link, bytes enough for what full socket buffers hold (some
+/// MiB each way on Linux), little for a process that no longer serves
+/// anyone: a client that sends on past it may get a reset, once the answer
+/// has had that long to reach it.
+const LINGER: Duration = Duration::from_secs(5);
+const LINGER_BYTES: u64 = 16 << 20;
 
 pub struct Fds {
     pub net_in: OwnedFd,
@@ -95,6 +117,11 @@ enum Inbound {
     Draining {
         app: End,
     },
+    /// The application stopped reading (fdw closed, EPIPE): what the client
+    /// sends is still read and decrypted, then dropped, until its end.
+    Discarding {
+        net: End,
+    },
     Closed,
 }
 
@@ -108,6 +135,15 @@ enum Outbound {
         net: End,
     },
     Closed,
+}
+
+/// When the application stopped reading, for the closing report.
+#[derive(Clone, Copy)]
+enum Stopped {
+    /// While the client was still sending.
+    First,
+    /// After the client's end, with decrypted data still waiting for it.
+    AfterClient,
 }
 
 struct Engine<H> {
@@ -130,8 +166,19 @@ struct Engine<H> {
     started: Instant,
     client_to_app: u64,
     app_to_client: u64,
-    inbound_end: &'static str,
-    outbound_end: &'static str,
+    /// How the client ended its side (close_notify, EOF...), once it did.
+    inbound_end: Option<&'static str>,
+    /// Whether, and when, the application stopped reading.
+    stopped: Option<Stopped>,
+    /// Cleartext from the client dropped since then.
+    discarded: u64,
+    /// Why the outbound direction is closing, and whether a close_notify
+    /// was queued behind its records: the report says "sent" only once
+    /// they have all been written.
+    outbound_end: Option<(&'static str, bool)>,
+    /// Once the application is gone and its answer out: when to stop
+    /// waiting for the client's end, and `discarded` when waiting began.
+    linger: Option<(Instant, u64)>,
     /// Whether data moved since the buffers' pages were last given back
     /// (`QUIET_MS`).
     busy: bool,
@@ -178,14 +225,20 @@ where
         started: Instant::now(),
         client_to_app: 0,
         app_to_client: 0,
-        inbound_end: "open",
-        outbound_end: "open",
+        inbound_end: None,
+        stopped: None,
+        discarded: 0,
+        outbound_end: None,
+        linger: None,
         busy: false,
     };
     let result = engine.relay();
-    engine.report();
     if result.is_err() {
         engine.send_pending_alert();
+    }
+    // After the last words, so that it says what left.
+    engine.report();
+    if result.is_err() {
         engine.abandon();
     }
     result
@@ -391,12 +444,20 @@ fn poll_timeout(deadline: Option<Instant>) -> Result<nix::poll::PollTimeout, Err
     let Some(deadline) = deadline else {
         return Ok(PollTimeout::NONE);
     };
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
+    if deadline <= Instant::now() {
         return Err(Error::HandshakeTimeout);
     }
-    let ms = left.as_micros().div_ceil(1000);
-    Ok(PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX))
+    Ok(millis_until(deadline))
+}
+
+/// Milliseconds left before `t`, rounded up; zero once it has passed.
+fn millis_until(t: Instant) -> nix::poll::PollTimeout {
+    use nix::poll::PollTimeout;
+    let ms = t
+        .saturating_duration_since(Instant::now())
+        .as_micros()
+        .div_ceil(1000);
+    PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
 }
 
 /// The relay's buffers could not be had: exit 111 like any failed call.
@@ -431,10 +492,13 @@ where
         self.process()?;
         self.flush_net()?;
         loop {
-            if self.conn.cleartext.has_room() {
+            if matches!(self.inbound, Inbound::Discarding { .. }) {
+                // Drops what is decrypted, and decrypts what is left.
+                self.flush_app(0)?;
+            } else if self.conn.cleartext.has_room() {
                 self.catch_up()?;
             }
-            self.settle();
+            self.settle()?;
             if matches!(
                 (&self.inbound, &self.outbound),
                 (Inbound::Closed, Outbound::Closed)
@@ -491,6 +555,12 @@ where
                 Some(app)
             }
             Inbound::Draining { app } => Some(app),
+            Inbound::Discarding { net } => {
+                if self.conn.wants_read() {
+                    set[NET_IN] = entry(net, libc::POLLIN);
+                }
+                None
+            }
             Inbound::Closed => None,
         };
         if let Some(app) = app_out.filter(|_| !handshaking) {
@@ -521,11 +591,19 @@ where
                 "internal error: nothing left to wait for".into(),
             ));
         }
-        let timeout = match (handshaking, self.busy) {
+        let mut timeout = match (handshaking, self.busy) {
             (true, _) => poll_timeout(self.deadline)?,
             (false, true) => nix::poll::PollTimeout::from(QUIET_MS),
             (false, false) => nix::poll::PollTimeout::NONE,
         };
+        if let Some((until, _)) = self.linger {
+            // Woken when lingering is over, if nothing comes first: the
+            // next turn's `settle` ends it.
+            let left = millis_until(until);
+            if timeout.is_none() || left.as_millis() < timeout.as_millis() {
+                timeout = left;
+            }
+        }
         // SAFETY: `set` is a valid array of pollfd for its whole length, and
         // every descriptor in it is owned by `self` and open.
         let r = unsafe { libc::poll(set.as_mut_ptr(), set.len() as libc::nfds_t, timeout.into()) };
@@ -542,8 +620,13 @@ where
         Ok(set.map(|p| p.revents))
     }
 
-    /// Decrypted data to fdw, as much as it takes without blocking.
+    /// Decrypted data to fdw, as much as it takes without blocking; once
+    /// the application has stopped reading, dropped instead.
     fn flush_app(&mut self, revents: libc::c_short) -> Result<(), Error> {
+        if revents & (libc::POLLERR | libc::POLLHUP) != 0 {
+            // The application closed fdw (a write would get EPIPE).
+            self.app_stopped();
+        }
         loop {
             if self.conn.cleartext.pending().is_empty() {
                 // Records left undecrypted while it was full, if any.
@@ -552,26 +635,58 @@ where
                     break;
                 }
             }
+            let pending = self.conn.cleartext.pending();
             let app = match &self.inbound {
                 Inbound::Open { app, .. } | Inbound::Draining { app } => app.as_fd(),
+                Inbound::Discarding { .. } => {
+                    let n = pending.len();
+                    self.conn.cleartext.consume(n);
+                    self.discarded += n as u64;
+                    continue;
+                }
                 Inbound::Closed => return Ok(()),
             };
-            match nix::unistd::write(app, self.conn.cleartext.pending()) {
+            match nix::unistd::write(app, pending) {
                 Ok(n) => {
                     self.conn.cleartext.consume(n);
                     self.client_to_app += n as u64;
                 }
                 Err(Errno::EAGAIN) => return Ok(()),
                 Err(Errno::EINTR) => {}
+                // The application went without reading everything: its
+                // answer, if any, still goes to the client.
+                Err(Errno::EPIPE) | Err(Errno::ECONNRESET) => self.app_stopped(),
                 Err(e) => return Err(Error::errno("write to local", e)),
             }
         }
-        if revents & (libc::POLLERR | libc::POLLHUP) != 0 {
-            // The application closed fdw with nothing pending for it: stop
-            // reading the client quietly; the other direction goes on.
-            self.close_inbound("the application closed fdw");
-        }
         Ok(())
+    }
+
+    /// The application stopped reading: the inbound direction ends, the
+    /// outbound one goes on. While the client still sends, its records
+    /// are read and dropped (`Discarding`); after its end, what waited for
+    /// the application is dropped.
+    fn app_stopped(&mut self) {
+        let (to, stopped) = match std::mem::replace(&mut self.inbound, Inbound::Closed) {
+            Inbound::Open { net, .. } => (Inbound::Discarding { net }, Stopped::First),
+            Inbound::Draining { .. } => (Inbound::Closed, Stopped::AfterClient),
+            other => {
+                self.inbound = other;
+                return;
+            }
+        };
+        self.inbound = to;
+        self.stopped = Some(stopped);
+        let pending = self.conn.cleartext.pending().len();
+        self.conn.cleartext.consume(pending);
+        self.discarded += pending as u64;
+        let now = match self.inbound {
+            Inbound::Discarding { .. } => "open -> discarding",
+            _ => "draining -> closed",
+        };
+        self.settings.log.debug(format_args!(
+            "inbound: {now} (the application stopped reading)"
+        ));
     }
 
     /// What `process` left for want of room, now that there may be some.
@@ -610,14 +725,17 @@ where
         let n = match nix::unistd::read(app.as_fd(), &mut self.buf[at..at + CHUNK.get()]) {
             Ok(n) => n,
             Err(Errno::EAGAIN) | Err(Errno::EINTR) => return Ok(()),
+            // A socket the application closed with data of ours unread in
+            // it: the kernel says so only once everything it wrote has
+            // been read, so this is its EOF too.
+            Err(Errno::ECONNRESET) => {
+                self.local_eof("reset by the application", self.settings.close_notify)?;
+                return self.flush_net();
+            }
             Err(e) => return Err(Error::errno("read from local", e)),
         };
         if n == 0 {
-            let why = match self.settings.close_notify {
-                true => "EOF, close_notify sent",
-                false => "EOF",
-            };
-            self.local_eof(why);
+            self.local_eof("EOF", self.settings.close_notify)?;
         } else {
             self.app_to_client += n as u64;
             self.conn
@@ -628,21 +746,33 @@ where
         self.flush_net()
     }
 
-    /// fdr is done: `-S` queues close_notify behind the pending records.
-    fn local_eof(&mut self, why: &'static str) {
-        if let Outbound::Open { net, .. } = std::mem::replace(&mut self.outbound, Outbound::Closed)
-        {
-            if self.settings.close_notify {
-                // Only fails without room, which the engine never lacks here:
-                // fdr is read only while nothing waits for fd 1.
-                let _ = self.conn.send_close_notify();
-            }
-            self.outbound = Outbound::Flushing { net };
-            self.outbound_end = why;
-            self.settings
-                .log
-                .debug(format_args!("outbound: open -> flushing ({why})"));
+    /// fdr is done (its EOF, or the client's close_notify under TLS 1.2):
+    /// the pending records leave, behind them a close_notify when
+    /// `close_notify` (`-S`; always in answer to TLS 1.2's).
+    fn local_eof(&mut self, why: &'static str, close_notify: bool) -> Result<(), Error> {
+        let Outbound::Open { net, .. } = std::mem::replace(&mut self.outbound, Outbound::Closed)
+        else {
+            return Ok(());
+        };
+        self.outbound = Outbound::Flushing { net };
+        self.outbound_end = Some((why, close_notify));
+        let queued = match close_notify {
+            true => ", close_notify queued",
+            false => "",
+        };
+        self.settings
+            .log
+            .debug(format_args!("outbound: open -> flushing ({why}{queued})"));
+        if close_notify {
+            // rustls refuses it only without room, which the engine never
+            // lacks here (fdr is read only while nothing waits for fd 1),
+            // or for a bad record from the client that it decrypts first.
+            // Either way a bare FIN would break the promise: an error.
+            self.conn.send_close_notify().map_err(|e| {
+                engine_closed(false, format_args!("unable to queue a close_notify: {e}"))
+            })?;
         }
+        Ok(())
     }
 
     /// Records from fd 0, decrypted and passed on while fdw takes them.
@@ -656,7 +786,7 @@ where
 
     fn read_records(&mut self) -> Result<(), Error> {
         for _ in 0..NET_READS_PER_TURN {
-            let Inbound::Open { net, .. } = &self.inbound else {
+            let (Inbound::Open { net, .. } | Inbound::Discarding { net }) = &self.inbound else {
                 return Ok(());
             };
             if !self.conn.wants_read() {
@@ -670,6 +800,16 @@ where
                 Err(e) if self.conn.is_handshaking() => {
                     return Err(engine_closed(true, unreadable(&e.into())))
                 }
+                // Nothing goes to the application any more: a reset ends
+                // only this direction. If the answer had more to go, its
+                // next write says what was lost.
+                Err(e) if matches!(self.inbound, Inbound::Discarding { .. }) => {
+                    self.close_inbound(match e {
+                        Errno::ECONNRESET => "reset",
+                        _ => "read error",
+                    });
+                    return Ok(());
+                }
                 Err(e) => return Err(Error::errno("read from remote", e)),
             }
             self.process()?;
@@ -679,6 +819,12 @@ where
     }
 
     fn remote_eof(&mut self) -> Result<(), Error> {
+        if let Inbound::Discarding { .. } = self.inbound {
+            // Nothing goes to the application any more: no truncation to
+            // guard it against, whatever the EOF (`-J`, inside a record).
+            self.close_inbound("EOF");
+            return Ok(());
+        }
         if self.conn.is_handshaking() {
             return Err(engine_closed(true, "the client closed the connection"));
         }
@@ -695,6 +841,7 @@ where
         }
         if let Inbound::Open { app, .. } = std::mem::replace(&mut self.inbound, Inbound::Closed) {
             self.inbound = Inbound::Draining { app };
+            self.inbound_end = Some("EOF");
             self.settings
                 .log
                 .debug(format_args!("inbound: open -> draining (client EOF)"));
@@ -704,12 +851,27 @@ where
 
     /// Hands new records to rustls; reports the handshake's end once.
     fn process(&mut self) -> Result<(), Error> {
-        if let Err(e) = self.conn.process() {
-            if let Some(refusal) = self.veto.take() {
-                self.conn.queue_instead(&plaintext_alert(refusal.alert));
-                return Err(refusal.error);
+        match self.conn.process() {
+            Ok(()) => {}
+            // Lingering, the application gone and its answer all sent: a
+            // fatal alert is the client's end, as a reset is (OpenSSL
+            // answers a bare FIN, `-s`, with decode_error), not a failure.
+            Err(rustls::Error::AlertReceived(alert)) if self.lingering() => {
+                self.settings
+                    .log
+                    .debug(format_args!("inbound: the client's alert: {alert:?}"));
+                self.close_inbound("a fatal alert");
+                return Ok(());
             }
-            return Err(engine_closed(self.on_handshake.is_some(), e));
+            Err(e) => {
+                // A ClientHello after a retry refused by our own policy
+                // (tls.rs's Vet): its alert in the clear, not rustls' own.
+                if let Some(refusal) = self.veto.take() {
+                    self.conn.queue_instead(&plaintext_alert(refusal.alert));
+                    return Err(refusal.error);
+                }
+                return Err(engine_closed(self.on_handshake.is_some(), e));
+            }
         }
         if !self.conn.is_handshaking() {
             if let Some(on_handshake) = self.on_handshake.take() {
@@ -732,18 +894,24 @@ where
         self.busy = false;
     }
 
+    /// The application is gone and its answer out: only the client's end
+    /// is waited for.
+    fn lingering(&self) -> bool {
+        matches!(
+            (&self.inbound, &self.outbound),
+            (Inbound::Discarding { .. }, Outbound::Closed)
+        )
+    }
+
     /// State changes that follow from what has been delivered or flushed.
-    fn settle(&mut self) {
+    fn settle(&mut self) -> Result<(), Error> {
         if !matches!(self.inbound, Inbound::Closed) && self.conn.cleartext.pending().is_empty() {
             if self.conn.peer_closed() {
                 // close_notify received and everything before it delivered.
                 self.close_inbound("close_notify");
                 if self.conn.common().protocol_version() == Some(ProtocolVersion::TLSv1_2) {
                     // TLS 1.2 closes both ways: answer it and stop reading fdr.
-                    if matches!(self.outbound, Outbound::Open { .. }) {
-                        let _ = self.conn.send_close_notify();
-                    }
-                    self.local_eof("closed after the client's close_notify (TLS 1.2)");
+                    self.local_eof("closed after the client's close_notify (TLS 1.2)", true)?;
                 }
             } else if matches!(self.inbound, Inbound::Draining { .. }) && !self.conn.stalled() {
                 // EOF without close_notify, everything before it delivered.
@@ -758,25 +926,62 @@ where
                     .debug(format_args!("outbound: flushing -> closed"));
             }
         }
+        if self.lingering() {
+            // The client's end is waited for, a while.
+            let now = Instant::now();
+            let (until, from) = *self.linger.get_or_insert((now + LINGER, self.discarded));
+            if now >= until || self.discarded - from >= LINGER_BYTES {
+                self.close_inbound("the linger limit");
+            }
+        }
+        Ok(())
     }
 
     fn close_inbound(&mut self, why: &'static str) {
         self.inbound = Inbound::Closed;
-        self.inbound_end = why;
+        self.inbound_end = Some(why);
         self.settings
             .log
             .debug(format_args!("inbound: closed ({why})"));
     }
 
-    /// The closing line at `-v 2`.
+    /// The closing line at `-v 2`: what went each way, and how each
+    /// direction ended, as far as it did.
     fn report(&self) {
+        let inbound = match (self.stopped, self.inbound_end) {
+            (None, end) => end.unwrap_or("open").to_string(),
+            (Some(Stopped::First), None) => {
+                format!(
+                    "the application stopped reading, {} bytes discarded",
+                    self.discarded
+                )
+            }
+            (Some(Stopped::First), Some(end)) => format!(
+                "the application stopped reading, {} bytes discarded, then {end}",
+                self.discarded
+            ),
+            (Some(Stopped::AfterClient), end) => format!(
+                "{}, then the application stopped reading, {} bytes discarded",
+                end.unwrap_or("open"),
+                self.discarded
+            ),
+        };
+        let outbound = match (&self.outbound, self.outbound_end) {
+            (Outbound::Open { .. }, _) | (_, None) => "open".to_string(),
+            // Closed, or flushing when an error came: everything queued
+            // has left only if nothing waits for fd 1 any more.
+            (_, Some((why, close_notify))) => match (close_notify, !self.conn.wants_write()) {
+                (false, true) => why.to_string(),
+                (false, false) => format!("{why}, not all sent"),
+                (true, true) => format!("{why}, close_notify sent"),
+                (true, false) => format!("{why}, close_notify not sent"),
+            },
+        };
         self.settings.log.info(format_args!(
-            "connection ended after {} ms: client to app {} bytes ({}), app to client {} bytes ({})",
+            "connection ended after {} ms: client to app {} bytes ({inbound}), app to client {} bytes ({outbound})",
             self.started.elapsed().as_millis(),
             self.client_to_app,
-            self.inbound_end,
             self.app_to_client,
-            self.outbound_end,
         ));
     }
 
@@ -789,6 +994,7 @@ where
         let ends = match inbound {
             Inbound::Open { net, app } => [Some(net), Some(app)],
             Inbound::Draining { app } => [Some(app), None],
+            Inbound::Discarding { net } => [Some(net), None],
             Inbound::Closed => [None, None],
         };
         let more = match outbound {

@@ -131,6 +131,17 @@ impl Client {
         }
     }
 
+    /// Writes `data` to the client's stdin from a thread of its own, then
+    /// closes it. The client may end before it has read everything (a
+    /// server that answers early): a broken pipe is no error here.
+    pub fn feed(&mut self, data: Vec<u8>) {
+        if let Some(mut stdin) = self.stdin.take() {
+            self.readers.push(std::thread::spawn(move || {
+                let _ = stdin.write_all(&data);
+            }));
+        }
+    }
+
     pub fn close_stdin(&mut self) {
         self.stdin.take();
     }
@@ -258,6 +269,30 @@ pub fn gnutls_cli_args(port: u16, extra: &[&str]) -> Vec<String> {
     .collect();
     args.extend(extra.iter().map(|s| s.to_string()));
     args.push("127.0.0.1".to_string());
+    args
+}
+
+/// `curl` arguments to reach the engine on 127.0.0.1:`port` as `localhost`
+/// (no curlrc, no proxy, 20 s at most), trusting only the test CA, then
+/// `extra` (the URL among them).
+pub fn curl_args(port: u16, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "-q",
+        "--silent",
+        "--show-error",
+        "--noproxy",
+        "*",
+        "--max-time",
+        "20",
+        "--cacert",
+        &ca().pem_path.display().to_string(),
+        "--resolve",
+        &format!("localhost:{port}:127.0.0.1"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
     args
 }
 
