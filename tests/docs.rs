@@ -768,3 +768,62 @@ fn both_documents_name_the_same_options() {
         "options named by only one of {HTML} and {MAN}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// The threat model: each claim names the test that shows it.
+
+/// The words of the threat model section of a document that look like a
+/// Rust test's name (four or more lowercase words joined by `_`).
+fn cited_tests(text: &str, start: &str, end: &str) -> BTreeSet<String> {
+    let from = text
+        .find(start)
+        .unwrap_or_else(|| panic!("no {start:?} in the document"));
+    let rest = &text[from + start.len()..];
+    let section = &rest[..rest.find(end).unwrap_or(rest.len())];
+    section
+        .split(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+        .filter(|w| w.split('_').filter(|p| !p.is_empty()).count() >= 4)
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every test function's name under tests/ and src/.
+fn test_names() -> BTreeSet<String> {
+    let mut files = Vec::new();
+    rust_files(&path("src"), &mut files);
+    rust_files(&path("tests"), &mut files);
+    let mut names = BTreeSet::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("read a source file");
+        let mut after_test = false;
+        for line in text.lines().map(str::trim) {
+            if line.starts_with("#[test]") {
+                after_test = true;
+            } else if after_test {
+                if let Some(rest) = line.strip_prefix("fn ") {
+                    let name: String = rest
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_')
+                        .collect();
+                    names.insert(name);
+                    after_test = false;
+                }
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn the_threat_model_cites_tests_that_exist_and_both_documents_cite_the_same() {
+    let html = cited_tests(&read(HTML), "<h2 id=\"threats\">", "<h2");
+    let man = cited_tests(&read(MAN), ".Ss Threat model", "\n.S");
+    assert!(html.len() >= 20, "too few tests cited: {html:?}");
+    assert_eq!(html, man, "the HTML page and the man page cite other tests");
+    let tests = test_names();
+    let missing: Vec<_> = html.difference(&tests).collect();
+    assert!(
+        missing.is_empty(),
+        "the threat model cites tests that do not exist: {missing:?}"
+    );
+}
