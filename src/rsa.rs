@@ -24,8 +24,9 @@
 //! runs in constant time, as everything else here that touches the key:
 //! no branch or memory access depends on a secret number, only on its
 //! length in bytes, which its DER encoding shows anyway. None of aws-lc's
-//! variable-time functions is called (BN_mul trims its product to its
-//! length, BN_mod_mul divides with BN_div; tests/build_env.rs): the key is
+//! variable-time functions is called (its plain product trims the result
+//! to its length, its modular one divides in variable time; the names are
+//! listed in tests/build_env.rs): the key is
 //! loaded again by every connection, and a local user who connects as
 //! often as they like, watching shared caches or SMT ports, would get as
 //! many identical traces to average. aws-lc still blinds every private
