@@ -1,7 +1,8 @@
 //! The one DER reader: a walk over tag-length-value elements, used for the
 //! certificate's subject (subject.rs), its serial number and issuer
-//! (crl.rs), and the private keys (keys.rs, rsa.rs). Not named `der`: that
-//! is the crate it reads with.
+//! (crl.rs), the private keys (keys.rs, rsa.rs), and the validity dates and
+//! a CRL's next update (check.rs). Not named `der`: that is the crate it
+//! reads with.
 //!
 //! Lenient where it must be: the tag is read by hand, not by der's
 //! `Header`, which refuses the universal tags it has no type for
@@ -12,13 +13,16 @@
 //! DER is: der reads the length (definite, minimal) and every element must
 //! lie within its parent. Never panics on anything (fuzz/).
 
-use der::{Decode, Length, Reader, SliceReader};
+use der::asn1::{AnyRef, GeneralizedTime, UtcTime};
+use der::{DateTime, Decode, Length, Reader, SliceReader};
 
 pub const INTEGER: u8 = 0x02;
 pub const OCTET_STRING: u8 = 0x04;
 pub const OID: u8 = 0x06;
 pub const SEQUENCE: u8 = 0x30;
 pub const SET: u8 = 0x31;
+const UTC_TIME: u8 = 0x17;
+const GENERALIZED_TIME: u8 = 0x18;
 /// A certificate's version, `[0] EXPLICIT` (constructed).
 const VERSION: u8 = 0xa0;
 
@@ -92,18 +96,69 @@ pub fn elements(der: &[u8]) -> Option<Vec<(u8, &[u8])>> {
     go(der).ok()
 }
 
+/// A reader at the first field of the signed part of a certificate or a
+/// CRL (its TBSCertificate, its TBSCertList).
+fn signed_part(der: &[u8]) -> Result<SliceReader<'_>, Malformed> {
+    let mut r = reader(der)?;
+    let whole = expect(&mut r, SEQUENCE)?;
+    let mut r = reader(whole)?;
+    let tbs = expect(&mut r, SEQUENCE)?;
+    reader(tbs)
+}
+
 /// A reader at the TBSCertificate's first field after the version: the
 /// serial number, then signature, issuer, validity, subject...
 pub fn tbs_fields(cert: &[u8]) -> Result<SliceReader<'_>, Malformed> {
-    let mut r = reader(cert)?;
-    let cert = expect(&mut r, SEQUENCE)?;
-    let mut r = reader(cert)?;
-    let tbs = expect(&mut r, SEQUENCE)?;
-    let mut r = reader(tbs)?;
+    let mut r = signed_part(cert)?;
     if r.peek_byte() == Some(VERSION) {
         tlv(&mut r)?;
     }
     Ok(r)
+}
+
+/// A Time (RFC 5280, 4.1.2.5): UTCTime or GeneralizedTime.
+fn time(r: &mut SliceReader<'_>) -> Result<DateTime, Malformed> {
+    Ok(match tlv(r)? {
+        (Tag::Short(UTC_TIME), t) => AnyRef::new(der::Tag::UtcTime, t)?
+            .decode_as::<UtcTime>()?
+            .into(),
+        (Tag::Short(GENERALIZED_TIME), t) => AnyRef::new(der::Tag::GeneralizedTime, t)?
+            .decode_as::<GeneralizedTime>()?
+            .into(),
+        _ => return Err(Malformed),
+    })
+}
+
+/// A certificate's notBefore and notAfter.
+pub fn validity(cert: &[u8]) -> Option<(DateTime, DateTime)> {
+    fn go(cert: &[u8]) -> Result<(DateTime, DateTime), Malformed> {
+        let mut r = tbs_fields(cert)?;
+        expect(&mut r, INTEGER)?; // serial number
+        expect(&mut r, SEQUENCE)?; // signature
+        expect(&mut r, SEQUENCE)?; // issuer
+        let mut v = reader(expect(&mut r, SEQUENCE)?)?;
+        let times = (time(&mut v)?, time(&mut v)?);
+        match v.is_finished() {
+            true => Ok(times),
+            false => Err(Malformed),
+        }
+    }
+    go(cert).ok()
+}
+
+/// A CRL's nextUpdate (absent, or not a Time: None).
+pub fn next_update(crl: &[u8]) -> Option<DateTime> {
+    fn go(crl: &[u8]) -> Result<DateTime, Malformed> {
+        let mut r = signed_part(crl)?;
+        if r.peek_byte() == Some(INTEGER) {
+            tlv(&mut r)?; // version
+        }
+        expect(&mut r, SEQUENCE)?; // signature
+        expect(&mut r, SEQUENCE)?; // issuer
+        time(&mut r)?; // thisUpdate
+        time(&mut r)
+    }
+    go(crl).ok()
 }
 
 /// The serial number (the INTEGER's contents) and the issuer Name's
@@ -148,5 +203,19 @@ mod tests {
         assert_eq!(tlv(&mut r), Ok((Tag::Long, &[0xaa][..])));
         assert_eq!(expect(&mut r, INTEGER), Ok(&[][..]));
         assert!(r.is_finished());
+    }
+
+    #[test]
+    fn validity_of_a_generated_certificate() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["x".into()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2020, 1, 2);
+        params.not_after = rcgen::date_time_ymd(2051, 3, 4);
+        let cert = params.self_signed(&key).unwrap();
+        let (from, to) = validity(cert.der()).unwrap();
+        assert_eq!(from.to_string(), "2020-01-02T00:00:00Z");
+        assert_eq!(to.to_string(), "2051-03-04T00:00:00Z");
+        assert_eq!(validity(b"\x30\x00"), None);
+        assert_eq!(next_update(b"garbage"), None);
     }
 }

@@ -17,11 +17,11 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use der::asn1::{AnyRef, GeneralizedTime, UtcTime};
-use der::{DateTime, Decode, Reader, SliceReader, Tag, Tagged};
+use der::DateTime;
 use rustls::sign::CertifiedKey;
 use rustls::{SignatureAlgorithm, SignatureScheme};
 
+use crate::asn1::{next_update, validity};
 use crate::cli::{ClientCert, Options};
 use crate::env::Env;
 use crate::error::{io_reason, Error, PROG};
@@ -419,56 +419,6 @@ fn unix(t: &DateTime) -> i64 {
     t.unix_duration().as_secs() as i64
 }
 
-/// The elements of a DER SEQUENCE's contents (or of any run of elements).
-fn elements(der: &[u8]) -> Option<Vec<AnyRef<'_>>> {
-    let mut r = SliceReader::new(der).ok()?;
-    let mut out = Vec::new();
-    while !r.is_finished() {
-        out.push(AnyRef::decode(&mut r).ok()?);
-    }
-    Some(out)
-}
-
-/// The fields of the signed part (a TBSCertificate, a TBSCertList) of a
-/// certificate or CRL: the first element of the outer SEQUENCE.
-fn signed_fields(der: &[u8]) -> Option<Vec<AnyRef<'_>>> {
-    let outer = elements(der)?;
-    let [whole] = &outer[..] else { return None };
-    let parts = elements(whole.value())?;
-    let tbs = parts.first().filter(|p| p.tag() == Tag::Sequence)?;
-    elements(tbs.value())
-}
-
-/// A Time (RFC 5280, 4.1.2.5): UTCTime or GeneralizedTime.
-fn time(any: &AnyRef<'_>) -> Option<DateTime> {
-    match any.tag() {
-        Tag::UtcTime => any.decode_as::<UtcTime>().ok().map(DateTime::from),
-        Tag::GeneralizedTime => any.decode_as::<GeneralizedTime>().ok().map(DateTime::from),
-        _ => None,
-    }
-}
-
-/// A certificate's notBefore and notAfter: after the optional version,
-/// the serial, the signature algorithm and the issuer.
-fn validity(cert: &[u8]) -> Option<(DateTime, DateTime)> {
-    let fields = signed_fields(cert)?;
-    let skip = usize::from(fields.first()?.tag() != Tag::Integer);
-    let validity = fields.get(skip + 3).filter(|v| v.tag() == Tag::Sequence)?;
-    let times = elements(validity.value())?;
-    let [not_before, not_after] = &times[..] else {
-        return None;
-    };
-    Some((time(not_before)?, time(not_after)?))
-}
-
-/// A CRL's nextUpdate: after the optional version, the signature
-/// algorithm, the issuer and thisUpdate.
-fn next_update(crl: &[u8]) -> Option<DateTime> {
-    let fields = signed_fields(crl)?;
-    let skip = usize::from(fields.first()?.tag() == Tag::Integer);
-    time(fields.get(skip + 3)?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,20 +431,6 @@ mod tests {
         assert!(!covers("*.example.org", "a.b.example.org"));
         assert!(covers("*.example.org", "*.example.org"));
         assert!(!covers("www.example.org", "*.example.org"));
-    }
-
-    #[test]
-    fn validity_of_a_generated_certificate() {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(vec!["x".into()]).unwrap();
-        params.not_before = rcgen::date_time_ymd(2020, 1, 2);
-        params.not_after = rcgen::date_time_ymd(2051, 3, 4);
-        let cert = params.self_signed(&key).unwrap();
-        let (from, to) = validity(cert.der()).unwrap();
-        assert_eq!(from.to_string(), "2020-01-02T00:00:00Z");
-        assert_eq!(to.to_string(), "2051-03-04T00:00:00Z");
-        assert_eq!(validity(b"\x30\x00"), None);
-        assert_eq!(next_update(b"garbage"), None);
     }
 
     #[test]
