@@ -29,6 +29,29 @@ impl Env {
         Some(&self.0[i].1)
     }
 
+    /// The client, as the super-server exported it (s6-tcpserver and
+    /// tcpserver set TCPREMOTEIP and TCPREMOTEPORT; s6-tlsd passes them
+    /// on): `ip_port`, the form of s6-tcpserverd's own `accept` line, so
+    /// that one grep finds both, and one that needs no brackets for IPv6
+    /// (`::1_40404`). A value that is not an address or a port is left
+    /// out: it could not be one the client has.
+    pub fn remote(&self) -> Option<String> {
+        let is = |name: &str, ok: fn(&u8) -> bool, max: usize| {
+            self.get(name)
+                .and_then(|v| v.to_str())
+                .filter(|v| !v.is_empty() && v.len() <= max && v.bytes().all(|b| ok(&b)))
+        };
+        let ip = is(
+            "TCPREMOTEIP",
+            |b| b.is_ascii_hexdigit() || b".:".contains(b),
+            45,
+        )?;
+        Some(match is("TCPREMOTEPORT", u8::is_ascii_digit, 5) {
+            Some(port) => format!("{ip}_{port}"),
+            None => ip.to_string(),
+        })
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&OsStr, &OsStr)> {
         self.0.iter().map(|(k, v)| (k.as_os_str(), v.as_os_str()))
     }

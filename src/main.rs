@@ -164,34 +164,15 @@ fn run(opts: &Options) -> Result<(), Error> {
 }
 
 /// `pid 1234 127.0.0.1_40404`: this engine, and the client as the
-/// super-server exported it (s6-tcpserver and tcpserver set TCPREMOTEIP
-/// and TCPREMOTEPORT; s6-tlsd passes them on). `ip_port` is the form of
-/// s6-tcpserverd's own `accept` line, so that one grep finds both, and it
-/// needs no brackets for IPv6 (`::1_40404`). A value that is not an
-/// address or a port is left out: it could not be one the client has.
-/// Leaked, once per process, so that `Log` stays a `Copy` value.
+/// super-server exported it (env.rs). Leaked, once per process, so that
+/// `Log` stays a `Copy` value.
 fn connection(env: &Env) -> &'static str {
-    let is = |name: &str, ok: fn(&u8) -> bool, max: usize| {
-        env.get(name)
-            .and_then(|v| v.to_str())
-            .filter(|v| !v.is_empty() && v.len() <= max && v.bytes().all(|b| ok(&b)))
+    let pid = std::process::id();
+    let name = match env.remote() {
+        Some(client) => format!("pid {pid} {client}"),
+        None => format!("pid {pid}"),
     };
-    let ip = is(
-        "TCPREMOTEIP",
-        |b| b.is_ascii_hexdigit() || b".:".contains(b),
-        45,
-    );
-    let port = is("TCPREMOTEPORT", u8::is_ascii_digit, 5);
-    let mut context = format!("pid {}", std::process::id());
-    if let Some(ip) = ip {
-        context.push(' ');
-        context.push_str(ip);
-        if let Some(port) = port {
-            context.push('_');
-            context.push_str(port);
-        }
-    }
-    Box::leak(context.into_boxed_str())
+    Box::leak(name.into_boxed_str())
 }
 
 /// The ticket keys, the client certificate policy a ticket is bound to,

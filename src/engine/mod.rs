@@ -948,23 +948,17 @@ where
     /// The closing line at `-v 2`: what went each way, and how each
     /// direction ended, as far as it did.
     fn report(&self) {
+        let stopped = format!(
+            "the application stopped reading, {} bytes discarded",
+            self.discarded
+        );
         let inbound = match (self.stopped, self.inbound_end) {
             (None, end) => end.unwrap_or("open").to_string(),
-            (Some(Stopped::First), None) => {
-                format!(
-                    "the application stopped reading, {} bytes discarded",
-                    self.discarded
-                )
+            (Some(Stopped::First), None) => stopped,
+            (Some(Stopped::First), Some(end)) => format!("{stopped}, then {end}"),
+            (Some(Stopped::AfterClient), end) => {
+                format!("{}, then {stopped}", end.unwrap_or("open"))
             }
-            (Some(Stopped::First), Some(end)) => format!(
-                "the application stopped reading, {} bytes discarded, then {end}",
-                self.discarded
-            ),
-            (Some(Stopped::AfterClient), end) => format!(
-                "{}, then the application stopped reading, {} bytes discarded",
-                end.unwrap_or("open"),
-                self.discarded
-            ),
         };
         let outbound = match (&self.outbound, self.outbound_end) {
             (Outbound::Open { .. }, _) | (_, None) => "open".to_string(),
