@@ -23,3 +23,4 @@ pub mod sni;
 pub mod subject;
 pub mod ticket;
 pub mod tls;
+mod wire;

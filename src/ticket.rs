@@ -53,6 +53,7 @@ use crate::env::Env;
 use crate::error::{io_reason, Error};
 use crate::keys::Secret;
 use crate::log::Log;
+use crate::wire::Reader;
 
 /// The variable naming the key file.
 pub const VAR: &str = "TLS_TICKET_KEYFILE";
@@ -346,35 +347,6 @@ struct State<'a> {
     version: u16,
     /// The client certificate chain, end entity first; empty without one.
     chain: Vec<CertificateDer<'a>>,
-}
-
-/// A cursor over an encoding: each read fails past the end.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if n > self.0.len() {
-            return None;
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Some(head)
-    }
-
-    fn u8(&mut self) -> Option<u8> {
-        Some(self.take(1)?[0])
-    }
-
-    fn u24(&mut self) -> Option<usize> {
-        let b = self.take(3)?;
-        Some(usize::from(b[0]) << 16 | usize::from(b[1]) << 8 | usize::from(b[2]))
-    }
-
-    /// A u8-length-prefixed field.
-    fn short(&mut self) -> Option<&'a [u8]> {
-        let n = self.u8()?;
-        self.take(n.into())
-    }
 }
 
 fn parse_state(plain: &[u8]) -> Option<State<'_>> {

@@ -15,6 +15,8 @@
 
 use rustls::AlertDescription;
 
+use crate::wire::Reader;
+
 /// What TLS allows in a plaintext record (RFC 8446 section 5.1).
 const MAX_PLAINTEXT: usize = 1 << 14;
 /// rustls' own limit on a handshake message: beyond it, rustls decides.
@@ -245,28 +247,6 @@ impl Fields {
             );
         }
         Step::ToRustls(Some(Hello { offers_tls13 }))
-    }
-}
-
-/// Big-endian fields off the front of a slice; None past its end.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Some(head)
-    }
-
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|b| b[0])
-    }
-
-    fn u16(&mut self) -> Option<u16> {
-        self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
     }
 }
 
