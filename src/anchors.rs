@@ -1,20 +1,23 @@
 //! Trust anchors for client certificates (spec section 3): CADIR if set,
 //! else CAFILE. Read after the privilege drop, as upstream does.
 
-use std::ffi::OsStr;
-
 use rustls::pki_types::CertificateDer;
 use rustls::RootCertStore;
 
 use crate::env::Env;
-use crate::error::{io_reason, Error};
+use crate::error::Error;
 use crate::keys::decode_chain;
+use crate::source::Source;
 
 pub fn read_trust_anchors(env: &Env) -> Result<RootCertStore, Error> {
-    let (var, kind, source, certs) = if let Some(dir) = env.get("CADIR") {
-        ("CADIR", "directory", dir, read_ca_dir(dir)?)
+    let (source, certs) = if let Some(dir) = env.get("CADIR") {
+        let source = Source::directory("CADIR", dir);
+        let certs = read_ca_dir(&source)?;
+        (source, certs)
     } else if let Some(file) = env.get("CAFILE") {
-        ("CAFILE", "file", file, read_ca_file(file)?)
+        let source = Source::file("CAFILE", file);
+        let certs = read_ca_file(&source)?;
+        (source, certs)
     } else {
         return Err(Error::BadUsage("CADIR or CAFILE not set".into()));
     };
@@ -26,28 +29,20 @@ pub fn read_trust_anchors(env: &Env) -> Result<RootCertStore, Error> {
             n => format!(": {n} of its certificates cannot be decoded (damaged or cut?)"),
         };
         return Err(Error::Config(format!(
-            "no trust anchor found in {var} {kind} {}{why}",
-            source.to_string_lossy()
+            "no trust anchor found in {}{why}",
+            source.named()
         )));
     }
     Ok(roots)
 }
 
-fn unreadable(var: &str, kind: &str, source: &OsStr, reason: impl std::fmt::Display) -> Error {
-    Error::Config(format!(
-        "unable to read {var} {kind} {}: {reason}",
-        source.to_string_lossy()
-    ))
-}
-
 /// An OpenSSL hashed directory: only `XXXXXXXX.N` names are read (upstream
 /// reads `.0` only); unreadable or unparsable files are skipped.
-fn read_ca_dir(dir: &OsStr) -> Result<Vec<CertificateDer<'static>>, Error> {
+fn read_ca_dir(dir: &Source) -> Result<Vec<CertificateDer<'static>>, Error> {
     let mut certs = Vec::new();
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| unreadable("CADIR", "directory", dir, io_reason(&e)))?;
+    let entries = std::fs::read_dir(&dir.path).map_err(|e| dir.unreadable(&e))?;
     for entry in entries {
-        let entry = entry.map_err(|e| unreadable("CADIR", "directory", dir, io_reason(&e)))?;
+        let entry = entry.map_err(|e| dir.unreadable(&e))?;
         if !is_hashed_name(entry.file_name().as_encoded_bytes()) {
             continue;
         }
@@ -66,19 +61,12 @@ fn is_hashed_name(name: &[u8]) -> bool {
 }
 
 /// A PEM bundle (or one DER certificate); an empty file has no anchor.
-fn read_ca_file(file: &OsStr) -> Result<Vec<CertificateDer<'static>>, Error> {
-    let bytes =
-        std::fs::read(file).map_err(|e| unreadable("CAFILE", "file", file, io_reason(&e)))?;
+fn read_ca_file(file: &Source) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let bytes = file.read()?;
     if bytes.is_empty() {
         return Ok(Vec::new());
     }
-    decode_chain(&bytes).map_err(|reason| {
-        let var = "CAFILE";
-        Error::Config(format!(
-            "invalid {var} file {}: {reason}",
-            file.to_string_lossy()
-        ))
-    })
+    decode_chain(&bytes).map_err(|reason| file.invalid(reason))
 }
 
 #[cfg(test)]

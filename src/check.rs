@@ -24,9 +24,10 @@ use rustls::{SignatureAlgorithm, SignatureScheme};
 use crate::asn1::{next_update, validity};
 use crate::cli::{ClientCert, Options};
 use crate::env::Env;
-use crate::error::{io_reason, Error, PROG};
+use crate::error::{Error, PROG};
 use crate::keys::KeyPair;
 use crate::rsa::Faulty;
+use crate::source::Source;
 use crate::ticket::{self, TicketKeys};
 use crate::{alpn, anchors, crl, sni, tls};
 
@@ -308,11 +309,7 @@ fn tickets(report: &mut Report, env: &Env) {
                 });
             report.info(format_args!("{} {shown}: {keys} keys, {age}", ticket::VAR));
         }
-        Err(e) => report.error(&Error::Config(format!(
-            "unable to read {} file {shown}: {}",
-            ticket::VAR,
-            io_reason(&e)
-        ))),
+        Err(e) => report.error(&Source::file(ticket::VAR, path).unreadable(&e)),
     }
 }
 
@@ -350,17 +347,14 @@ fn client_certificates(report: &mut Report, opts: &Options, env: &Env) {
     match crl::files(env) {
         Ok(files) => {
             for file in files {
-                match file.read() {
+                match crl::read_file(&file) {
                     Ok(found) => {
                         for (i, one) in found.iter().enumerate() {
                             let what = match found.len() {
-                                1 => format!("{} {}", file.var, file.path.display()),
-                                n => format!(
-                                    "{} {} (CRL {} of {n})",
-                                    file.var,
-                                    file.path.display(),
-                                    i + 1
-                                ),
+                                1 => format!("{} {}", file.var, file.shown()),
+                                n => {
+                                    format!("{} {} (CRL {} of {n})", file.var, file.shown(), i + 1)
+                                }
                             };
                             crl_line(report, &what, one);
                         }

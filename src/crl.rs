@@ -12,7 +12,6 @@
 //! unknown); a certificate whose issuer has no CRL is accepted, so that one
 //! CA's CRL does not lock out the clients of the others.
 
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::HandshakeSignatureValid;
@@ -23,7 +22,8 @@ use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Signatu
 use webpki::{CertRevocationList, OwnedCertRevocationList};
 
 use crate::env::Env;
-use crate::error::{io_reason, pem_reason, Error};
+use crate::error::{pem_reason, Error};
+use crate::source::Source;
 
 pub const FILE_VAR: &str = "CRLFILE";
 
@@ -31,70 +31,33 @@ pub const FILE_VAR: &str = "CRLFILE";
 pub fn read_crls(env: &Env) -> Result<Vec<CertificateRevocationListDer<'static>>, Error> {
     let mut crls = Vec::new();
     for file in files(env)? {
-        crls.extend(file.read()?);
+        crls.extend(read_file(&file)?);
     }
     Ok(crls)
 }
 
-/// A file of CRLs, and the variable that names it (or its directory).
-pub struct File {
-    pub var: &'static str,
-    pub path: PathBuf,
-}
-
-impl File {
-    fn shown(&self) -> std::borrow::Cow<'_, str> {
-        self.path.to_string_lossy()
-    }
-
-    /// Its CRLs, each decoded and checked.
-    pub fn read(&self) -> Result<Vec<CertificateRevocationListDer<'static>>, Error> {
-        let bytes = std::fs::read(&self.path).map_err(|e| {
-            Error::Config(format!(
-                "unable to read {} file {}: {}",
-                self.var,
-                self.shown(),
-                io_reason(&e)
-            ))
-        })?;
-        decode(&bytes).map_err(|reason| {
-            Error::Config(format!(
-                "invalid {} file {}: {reason}",
-                self.var,
-                self.shown()
-            ))
-        })
-    }
+/// The CRLs of a file (named by CRLFILE, or one of CADIR's), each decoded
+/// and checked.
+pub fn read_file(file: &Source) -> Result<Vec<CertificateRevocationListDer<'static>>, Error> {
+    decode(&file.read()?).map_err(|reason| file.invalid(reason))
 }
 
 /// The `XXXXXXXX.rN` files of CADIR, in a fixed order so that the first
 /// bad file reported is always the same one, then CRLFILE.
-pub fn files(env: &Env) -> Result<Vec<File>, Error> {
+pub fn files(env: &Env) -> Result<Vec<Source>, Error> {
     let mut files = Vec::new();
     if let Some(dir) = env.get("CADIR") {
-        let unreadable = |e: std::io::Error| {
-            Error::Config(format!(
-                "unable to read CADIR directory {}: {}",
-                dir.to_string_lossy(),
-                io_reason(&e)
-            ))
-        };
+        let unreadable = |e: std::io::Error| Source::directory("CADIR", dir).unreadable(&e);
         for entry in std::fs::read_dir(dir).map_err(unreadable)? {
             let entry = entry.map_err(unreadable)?;
             if is_hashed_crl_name(entry.file_name().as_encoded_bytes()) {
-                files.push(File {
-                    var: "CADIR",
-                    path: entry.path(),
-                });
+                files.push(Source::file("CADIR", entry.path()));
             }
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
     }
     if let Some(file) = env.get(FILE_VAR) {
-        files.push(File {
-            var: FILE_VAR,
-            path: file.into(),
-        });
+        files.push(Source::file(FILE_VAR, file));
     }
     Ok(files)
 }

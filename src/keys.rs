@@ -24,8 +24,9 @@ use rustls::pki_types::{
 use rustls::sign::{CertifiedKey, SigningKey};
 
 use crate::env::Env;
-use crate::error::{io_reason, pem_reason, Error};
+use crate::error::{pem_reason, Error};
 use crate::rsa::{Faulty, Refused, RsaKey, FAULTY};
+use crate::source::Source;
 
 /// A chain and its key, decoded but not yet loaded.
 pub struct KeyPair {
@@ -74,35 +75,11 @@ impl Drop for Secret {
     }
 }
 
-/// Which variable named which file, for messages.
-struct Source {
-    var: String,
-    path: String,
-}
-
-impl Source {
-    fn new(var: String, path: &OsStr) -> Source {
-        Source {
-            var,
-            path: path.to_string_lossy().into_owned(),
-        }
-    }
-
-    fn invalid(&self, reason: impl std::fmt::Display) -> Error {
-        Error::Config(format!("invalid {} file {}: {reason}", self.var, self.path))
-    }
-
-    fn read(&self) -> Result<Vec<u8>, Error> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) if bytes.is_empty() => Err(self.invalid("the file is empty")),
-            Ok(bytes) => Ok(bytes),
-            Err(e) => Err(Error::Config(format!(
-                "unable to read {} file {}: {}",
-                self.var,
-                self.path,
-                io_reason(&e)
-            ))),
-        }
+/// The whole file, which must not be empty.
+fn read_nonempty(source: &Source) -> Result<Vec<u8>, Error> {
+    match source.read()? {
+        bytes if bytes.is_empty() => Err(source.invalid("the file is empty")),
+        bytes => Ok(bytes),
     }
 }
 
@@ -114,10 +91,12 @@ impl KeyPair {
         key_var: String,
         key_path: &OsStr,
     ) -> Result<KeyPair, Error> {
-        let cert_source = Source::new(cert_var, cert_path);
-        let key_source = Source::new(key_var, key_path);
-        let chain = decode_chain(&cert_source.read()?).map_err(|r| cert_source.invalid(r))?;
-        let key = decode_key(Secret(key_source.read()?)).map_err(|r| key_source.invalid(r))?;
+        let cert_source = Source::file(cert_var, cert_path);
+        let key_source = Source::file(key_var, key_path);
+        let chain =
+            decode_chain(&read_nonempty(&cert_source)?).map_err(|r| cert_source.invalid(r))?;
+        let key =
+            decode_key(Secret(read_nonempty(&key_source)?)).map_err(|r| key_source.invalid(r))?;
         Ok(KeyPair {
             chain,
             key,
@@ -167,8 +146,9 @@ impl KeyPair {
                 Ok(Arc::new(pair))
             }
             Err(rustls::Error::InconsistentKeys(_)) => Err(Error::Config(format!(
-                "the private key in {} file {} does not match the certificate in {} file {}",
-                key_source.var, key_source.path, cert_source.var, cert_source.path
+                "the private key in {} does not match the certificate in {}",
+                key_source.named(),
+                cert_source.named()
             ))),
             // The leaf's key cannot be read from it: webpki calls that an
             // "invalid peer certificate", which this is not.

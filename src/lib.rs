@@ -20,6 +20,7 @@ pub mod privilege;
 pub mod rsa;
 pub mod sandbox;
 pub mod sni;
+pub mod source;
 pub mod subject;
 pub mod ticket;
 pub mod tls;

@@ -50,9 +50,10 @@ use rustls::server::danger::ClientCertVerifier;
 use rustls::server::ProducesTickets;
 
 use crate::env::Env;
-use crate::error::{io_reason, Error};
+use crate::error::Error;
 use crate::keys::Secret;
 use crate::log::Log;
+use crate::source::Source;
 use crate::wire::Reader;
 
 /// The variable naming the key file.
@@ -150,14 +151,9 @@ impl Recheck {
 }
 
 fn read(path: &OsStr) -> Result<TicketKeys, Error> {
-    let shown = path.to_string_lossy();
-    let unable = |e: &std::io::Error| {
-        Error::Config(format!(
-            "unable to read {VAR} file {shown}: {}",
-            io_reason(e)
-        ))
-    };
-    let invalid = |why: &str| Error::Config(format!("invalid {VAR} file {shown}: {why}"));
+    let source = Source::file(VAR, path);
+    let unable = |e: &std::io::Error| source.unreadable(e);
+    let invalid = |why: &str| source.invalid(why);
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_CLOEXEC)
