@@ -2,7 +2,7 @@
 //! only, server preference, one key pair per connection. No session cache
 //! (one process per connection: it would die with the connection); TLS 1.3
 //! tickets only when `TLS_TICKET_KEYFILE` gives keys that every engine
-//! shares (ticket.rs), and never 0-RTT.
+//! shares (ticket/mod.rs), and never 0-RTT.
 
 use std::sync::Arc;
 
@@ -54,7 +54,7 @@ pub fn client_verifier(
 /// The configuration for a connection whose key pair is already chosen.
 /// `alpn`: the protocols to negotiate, the server's first choice first
 /// (rustls picks the first of ours that the client offers); empty: none.
-/// `ticketer` only for a client that offers TLS 1.3 (see ticket.rs).
+/// `ticketer` only for a client that offers TLS 1.3 (see ticket/mod.rs).
 /// `vet`, when given, is asked of every ClientHello rustls handles.
 pub fn server_config(
     provider: Arc<CryptoProvider>,

@@ -1,22 +1,26 @@
-//! Session tickets shared by every engine of a service (issue 10): the key
-//! file named by `TLS_TICKET_KEYFILE`, and the `ProducesTickets` that seals
-//! and opens tickets with it. Each connection is its own process, so
-//! rustls' own `Ticketer` (keys born and dead with the process) could never
-//! resume anything; a file that every engine reads can.
+//! Session tickets shared by every engine of a service (issue 10). Each
+//! connection is its own process, so rustls' own `Ticketer` (keys born and
+//! dead with the process) could never resume anything; keys that every
+//! engine reads from one file can.
 //!
-//! The file: 1 to 16 raw 32-byte keys, concatenated, newest first (`head -c
-//! 64 /dev/urandom` makes one of two keys). The first key seals new
-//! tickets; every key opens them. It must be readable by its owner only.
+//! Two sides, which meet at `Seal` (issue 25: the keys leave the process
+//! that talks to the network):
 //!
-//! A ticket: key name (8 bytes) || nonce (12) || AES-256-GCM sealed (issue
-//! time, 8 bytes big-endian || rustls' session state) || tag (16). The name
-//! and the AEAD key are both derived from the file key with HKDF, so the
-//! name reveals nothing of the key, and nothing in the clear identifies the
-//! client. The associated data binds the ticket to the configuration that
-//! issued it (server name, client certificate mode, trust anchors): a
-//! ticket from elsewhere fails to open and the client gets a full
-//! handshake. rustls checks neither the client certificate policy nor the
-//! age of a stateless ticket, so both are done here.
+//! - the file keys' side, `keys` (the key holder's): the file, the keys
+//!   derived from it, sealing with the newest and opening with any;
+//! - the policy side, here (the engine's): what a ticket is bound to (the
+//!   associated data), its issue time and lifetime, the client chain's
+//!   check, and the `ProducesTickets` that rustls calls. It never sees a
+//!   key, and does not import `keys`.
+//!
+//! The associated data binds the ticket to the configuration that issued
+//! it (server name, client certificate mode, trust anchors): a ticket from
+//! elsewhere fails to open and the client gets a full handshake. rustls
+//! checks neither the client certificate policy nor the age of a
+//! stateless ticket, so both are done here.
+//!
+//! The sealed plaintext: the issue time (8 bytes, big-endian), then
+//! rustls' session state.
 //!
 //! Resumption checks what a full handshake checks (issue 19). rustls does
 //! not call the client certificate verifier on a resumption: the session's
@@ -36,33 +40,34 @@
 //! TLS 1.3, and `encrypt` refuses any state that is not TLS 1.3's, so that
 //! no TLS 1.2 ticket (which carries the master secret) is ever issued.
 
-use std::ffi::OsStr;
-use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+pub mod keys;
+mod recheck;
+
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
-use aws_lc_rs::hkdf::{Prk, HKDF_SHA256};
-use rustls::pki_types::{CertificateDer, UnixTime};
-use rustls::server::danger::ClientCertVerifier;
+use rustls::pki_types::CertificateDer;
 use rustls::server::ProducesTickets;
 
-use crate::env::Env;
-use crate::error::Error;
-use crate::keys::Secret;
-use crate::log::Log;
-use crate::source::Source;
+use crate::secret::Secret;
 use crate::wire::Reader;
 
-/// The variable naming the key file.
-pub const VAR: &str = "TLS_TICKET_KEYFILE";
-/// Bytes per key in the file.
-pub const KEY_LEN: usize = 32;
-/// Keys a file may hold: enough for any rotation schedule, small enough
-/// that deriving them all stays in the microseconds.
-pub const MAX_KEYS: usize = 16;
+pub use recheck::Recheck;
+
+/// The ticket keys' one job, behind the process boundary.
+pub trait Seal: Send + Sync {
+    /// `plain` sealed with the newest key, bound to `aad`: a whole ticket.
+    fn seal(&self, aad: &[u8], plain: &[u8]) -> Option<Vec<u8>>;
+    /// What `ticket` holds, if a key of the file sealed it with `aad`.
+    fn open(&self, aad: &[u8], ticket: &[u8]) -> Option<Vec<u8>>;
+}
+
+/// How many tickets one connection may try to open: rustls tries every
+/// PSK identity of a hello until one resumes, and a real client offers one.
+/// The rest of a longer list opens nothing (the key holder enforces it
+/// too: an engine taken over gets no opening oracle).
+pub const MAX_OPENS: usize = 4;
 /// How long a ticket resumes, in seconds, counted from the full handshake
 /// its session descends from (the hint sent to clients counts down too).
 pub const LIFETIME: u32 = 4 * 3600;
@@ -71,132 +76,7 @@ pub const LIFETIME: u32 = 4 * 3600;
 /// ahead of ours by no more than this counts as now.
 const SKEW: u64 = 60;
 
-const NAME_LEN: usize = 8;
-const TAG_LEN: usize = 16;
 const TIME_LEN: usize = 8;
-const HEADER: usize = NAME_LEN + NONCE_LEN;
-
-/// The raw keys of the file, overwritten when dropped.
-pub struct TicketKeys {
-    raw: Secret,
-}
-
-impl TicketKeys {
-    /// The keys of the file `TLS_TICKET_KEYFILE` names; None when it is
-    /// unset or empty (tickets off).
-    pub fn load(env: &Env) -> Result<Option<TicketKeys>, Error> {
-        match env.get(VAR) {
-            None => Ok(None),
-            Some(path) if path.is_empty() => Ok(None),
-            Some(path) => read(path).map(Some),
-        }
-    }
-
-    /// A ticketer for one connection, bound to `context` (see `Context`).
-    /// Keys are derived when first needed: a full handshake derives the
-    /// first only, a resumption the one that opens its ticket too. A ticket
-    /// whose session has a client certificate opens only if `recheck`
-    /// accepts it again; without `recheck`, never.
-    pub fn ticketer(
-        &self,
-        context: &Context,
-        recheck: Option<Recheck>,
-    ) -> Arc<dyn ProducesTickets> {
-        Arc::new(self.sealer(context, recheck))
-    }
-
-    fn sealer(&self, context: &Context, recheck: Option<Recheck>) -> Ticketer {
-        Ticketer {
-            derived: (0..self.raw.0.len() / KEY_LEN)
-                .map(|_| OnceLock::new())
-                .collect(),
-            raw: Secret(self.raw.0.clone()),
-            aad: context.bytes(),
-            chain_required: context.client_cert_mode == 2,
-            recheck,
-            opened: Mutex::new(None),
-            hint: AtomicU32::new(LIFETIME),
-        }
-    }
-}
-
-/// How the client certificate chain of a session is checked again when its
-/// ticket comes back: the verifier of a full handshake, and where to say
-/// why a chain no longer passes (`-v 2`).
-#[derive(Clone)]
-pub struct Recheck {
-    pub verifier: Arc<dyn ClientCertVerifier>,
-    pub log: Log,
-}
-
-impl Recheck {
-    /// Whether a full handshake would accept `chain` (end entity first) now.
-    fn accepts(&self, chain: &[CertificateDer<'_>]) -> bool {
-        let Some((end_entity, intermediates)) = chain.split_first() else {
-            return false;
-        };
-        match self
-            .verifier
-            .verify_client_cert(end_entity, intermediates, UnixTime::now())
-        {
-            Ok(_) => true,
-            Err(e) => {
-                self.log.info(format_args!(
-                    "ticket refused, full handshake: its client certificate no longer verifies: {e}"
-                ));
-                false
-            }
-        }
-    }
-}
-
-fn read(path: &OsStr) -> Result<TicketKeys, Error> {
-    let source = Source::file(VAR, path);
-    let unable = |e: &std::io::Error| source.unreadable(e);
-    let invalid = |why: &str| source.invalid(why);
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| unable(&e))?;
-    // The mode of the file actually opened, not of whatever the name points
-    // to a moment later.
-    let meta = file.metadata().map_err(|e| unable(&e))?;
-    if !meta.is_file() {
-        return Err(invalid("not a regular file"));
-    }
-    if meta.mode() & 0o077 != 0 {
-        return Err(invalid(&format!(
-            "readable or writable by group or others (mode {:o}; make it 600)",
-            meta.mode() & 0o777
-        )));
-    }
-    // Sized from the open file, so that it is read in one read(2).
-    let size = meta.len();
-    let max = (KEY_LEN * MAX_KEYS) as u64;
-    if size == 0 {
-        return Err(invalid("the file is empty"));
-    }
-    if size > max {
-        return Err(invalid(&format!(
-            "more than {MAX_KEYS} keys of {KEY_LEN} bytes"
-        )));
-    }
-    if size % KEY_LEN as u64 != 0 {
-        return Err(invalid(&format!(
-            "{size} bytes, not a multiple of {KEY_LEN} (the file holds raw {KEY_LEN}-byte keys)"
-        )));
-    }
-    let mut raw = Secret(Vec::with_capacity(size as usize));
-    (&mut file)
-        .take(size)
-        .read_to_end(&mut raw.0)
-        .map_err(|e| unable(&e))?;
-    if raw.0.len() as u64 != size {
-        return Err(invalid("the file changed while it was read"));
-    }
-    Ok(TicketKeys { raw })
-}
 
 /// What a ticket is bound to: it resumes only where all of it is the same.
 pub struct Context<'a> {
@@ -242,48 +122,29 @@ pub fn anchors_digest<'a>(anchors: impl Iterator<Item = (&'a [u8], &'a [u8])>) -
     out
 }
 
-struct Key {
-    name: [u8; NAME_LEN],
-    aead: LessSafeKey,
-}
-
-/// The name and the AEAD key of one file key: one HKDF-Expand of 40
-/// bytes, the name first. No Extract step: the file's keys are uniformly
-/// random already (RFC 5869, section 3.3). None cannot happen (40 bytes is
-/// far below HKDF-SHA256's limit, 32 is AES-256's key size); it would only
-/// mean no ticket.
-fn derive(file_key: &[u8]) -> Option<Key> {
-    let prk = Prk::new_less_safe(HKDF_SHA256, file_key);
-    let mut out = Secret(vec![0; NAME_LEN + KEY_LEN]);
-    prk.expand(&[b"s6-tlsd-io ticket key v1"], Len(out.0.len()))
-        .and_then(|okm| okm.fill(&mut out.0))
-        .ok()?;
-    let mut name = [0; NAME_LEN];
-    name.copy_from_slice(&out.0[..NAME_LEN]);
-    let aead = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &out.0[NAME_LEN..]).ok()?);
-    Some(Key { name, aead })
-}
-
-struct Len(usize);
-
-impl aws_lc_rs::hkdf::KeyType for Len {
-    fn len(&self) -> usize {
-        self.0
-    }
+/// The ticketer of one connection: tickets sealed and opened by `seal`,
+/// bound to `context` (see `Context`). A ticket whose session has a
+/// client certificate opens only if `recheck` accepts it again; without
+/// `recheck`, never.
+pub fn ticketer(
+    seal: Arc<dyn Seal>,
+    context: &Context,
+    recheck: Option<Recheck>,
+) -> Arc<dyn ProducesTickets> {
+    Arc::new(Ticketer::new(seal, context, recheck))
 }
 
 struct Ticketer {
-    /// The file's keys, newest first: the first seals.
-    raw: Secret,
-    /// Each key's name and AEAD key, derived on first use.
-    derived: Vec<OnceLock<Option<Key>>>,
-    /// The context, after the key name in the associated data.
+    seal: Arc<dyn Seal>,
+    /// The context, as associated data.
     aad: Vec<u8>,
     /// Under `-y`: a session without a client chain cannot be ours (the
     /// context says so already); a second guard on the state's reading.
     chain_required: bool,
     /// Checks a session's client certificate chain again (see the top).
     recheck: Option<Recheck>,
+    /// How many tickets this connection has tried to open.
+    opens: AtomicUsize,
     /// The last ticket this connection opened: the ticket issued on the
     /// connection it resumes inherits its time.
     opened: Mutex<Option<Opened>>,
@@ -304,8 +165,8 @@ struct Opened {
 
 impl std::fmt::Debug for Ticketer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // No key material, not even names.
-        write!(f, "Ticketer({} keys)", self.derived.len())
+        // The keys are not ours to show; nothing else is worth it.
+        f.write_str("Ticketer")
     }
 }
 
@@ -313,20 +174,6 @@ fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-impl Ticketer {
-    fn key(&self, i: usize) -> Option<&Key> {
-        let raw = self.raw.0.get(i * KEY_LEN..(i + 1) * KEY_LEN)?;
-        self.derived.get(i)?.get_or_init(|| derive(raw)).as_ref()
-    }
-
-    fn aad(&self, name: &[u8]) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(NAME_LEN + self.aad.len());
-        aad.extend_from_slice(name);
-        aad.extend_from_slice(&self.aad);
-        aad
-    }
 }
 
 /// What the ticketer reads of rustls' encoding of a server session
@@ -384,6 +231,18 @@ fn parse_state(plain: &[u8]) -> Option<State<'_>> {
 }
 
 impl Ticketer {
+    fn new(seal: Arc<dyn Seal>, context: &Context, recheck: Option<Recheck>) -> Ticketer {
+        Ticketer {
+            seal,
+            aad: context.bytes(),
+            chain_required: context.client_cert_mode == 2,
+            recheck,
+            opens: AtomicUsize::new(0),
+            opened: Mutex::new(None),
+            hint: AtomicU32::new(LIFETIME),
+        }
+    }
+
     fn encrypt_at(&self, plain: &[u8], now: u64) -> Option<Vec<u8>> {
         // Second guard after `configure`: a TLS 1.2 session gets no ticket
         // (rustls then sends an empty one, which carries nothing).
@@ -399,46 +258,23 @@ impl Ticketer {
             // Nothing left to resume: no ticket (rustls sends none).
             return None;
         }
-        let key = self.key(0)?;
-        let mut nonce = [0; NONCE_LEN];
-        aws_lc_rs::rand::fill(&mut nonce).ok()?;
-        let mut out = Vec::with_capacity(HEADER + TIME_LEN + plain.len() + TAG_LEN);
-        out.extend_from_slice(&key.name);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&issued.to_be_bytes());
-        out.extend_from_slice(plain);
-        let mut body = out.split_off(HEADER);
-        key.aead
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(self.aad(&key.name)),
-                &mut body,
-            )
-            .ok()?;
-        out.append(&mut body);
+        // The plaintext holds the session's resumption secret: wiped once
+        // sealed.
+        let mut body = Secret(Vec::with_capacity(TIME_LEN + plain.len()));
+        body.0.extend_from_slice(&issued.to_be_bytes());
+        body.0.extend_from_slice(plain);
+        let ticket = self.seal.seal(&self.aad, &body.0)?;
         // `left` is at most LIFETIME, a u32.
         self.hint.store(left as u32, Ordering::Relaxed);
-        Some(out)
+        Some(ticket)
     }
 
     fn decrypt_at(&self, ticket: &[u8], now: u64) -> Option<Vec<u8>> {
-        if ticket.len() < HEADER + TIME_LEN + TAG_LEN {
+        if self.opens.fetch_add(1, Ordering::Relaxed) >= MAX_OPENS {
             return None;
         }
-        let (name, rest) = ticket.split_at(NAME_LEN);
-        let (nonce, sealed) = rest.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-        let key = (0..self.derived.len())
-            .filter_map(|i| self.key(i))
-            .find(|k| k.name == name)?;
-        // The opened state holds the session's resumption secret: this copy
-        // is wiped; rustls owns the one returned.
-        let mut body = Secret(sealed.to_vec());
-        let plain = key
-            .aead
-            .open_in_place(nonce, Aad::from(self.aad(name)), &mut body.0)
-            .ok()?;
-        let (issued, state) = plain.split_at(TIME_LEN);
+        let body = Secret(self.seal.open(&self.aad, ticket)?);
+        let (issued, state) = body.0.split_at_checked(TIME_LEN)?;
         let mut t = [0; TIME_LEN];
         t.copy_from_slice(issued);
         let issued = u64::from_be_bytes(t);
@@ -487,15 +323,17 @@ impl ProducesTickets for Ticketer {
         self.decrypt_at(ticket, now())
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::Log;
+    use rustls::pki_types::UnixTime;
+    use rustls::server::danger::ClientCertVerifier;
 
-    fn keys(raw: &[u8]) -> TicketKeys {
-        TicketKeys {
-            raw: Secret(raw.to_vec()),
-        }
+    /// Keys as the holder would hold them: the tests seal with the file
+    /// side, so that what they check is what a real ticket does.
+    fn keys(raw: &[u8]) -> Arc<dyn Seal> {
+        Arc::new(keys::TicketKeys::from_bytes(raw))
     }
 
     fn ctx(name: Option<&str>, mode: u8) -> Context<'_> {
@@ -546,79 +384,44 @@ mod tests {
         state(Some("a.b"), 0x0304, AES256, &[])
     }
 
-    fn ticketer(k: &TicketKeys, c: &Context) -> Ticketer {
-        k.sealer(c, None)
+    fn sealer(k: &Arc<dyn Seal>, c: &Context) -> Ticketer {
+        Ticketer::new(k.clone(), c, None)
     }
 
-    /// A ticket sealed by `t`'s first key, as if at `when`, for `plain`.
+    /// A ticket sealed by `t`'s seal, as if at `when`, for `plain`.
     fn seal_at(t: &Ticketer, when: u64, plain: &[u8]) -> Vec<u8> {
-        let key = t.key(0).unwrap();
-        let nonce = [5u8; NONCE_LEN];
-        let mut body = [&when.to_be_bytes()[..], plain].concat();
-        key.aead
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(t.aad(&key.name)),
-                &mut body,
-            )
-            .unwrap();
-        [&key.name[..], &nonce, &body].concat()
+        let body = [&when.to_be_bytes()[..], plain].concat();
+        t.seal.seal(&t.aad, &body).unwrap()
     }
 
     /// The issue time sealed in `ticket`.
     fn sealed_time(t: &Ticketer, ticket: &[u8]) -> u64 {
-        let key = t.key(0).unwrap();
-        let nonce = Nonce::try_assume_unique_for_key(&ticket[NAME_LEN..HEADER]).unwrap();
-        let mut body = ticket[HEADER..].to_vec();
-        let plain = key
-            .aead
-            .open_in_place(nonce, Aad::from(t.aad(&key.name)), &mut body)
-            .unwrap();
+        let plain = t.seal.open(&t.aad, ticket).unwrap();
         u64::from_be_bytes(plain[..TIME_LEN].try_into().unwrap())
     }
 
-    #[test]
-    fn seals_and_opens_with_rotation() {
-        let (a, b, c) = ([1u8; 32], [2u8; 32], [3u8; 32]);
-        let state13 = &state13()[..];
-        let old = keys(&a).ticketer(&ctx(Some("a.b"), 0), None);
-        let ticket = old.encrypt(state13).unwrap();
-        assert!(!ticket.windows(4).any(|w| w == b"rest"));
-        assert_eq!(old.decrypt(&ticket).as_deref(), Some(state13));
-        // One rotation: the old key still opens.
-        let rotated = keys(&[b, a].concat()).ticketer(&ctx(Some("a.b"), 0), None);
-        assert_eq!(rotated.decrypt(&ticket).as_deref(), Some(state13));
-        let new = rotated.encrypt(state13).unwrap();
-        assert_ne!(new[..NAME_LEN], ticket[..NAME_LEN]);
-        // Two rotations, the old key dropped: no more.
-        let dropped = keys(&[c, b].concat()).ticketer(&ctx(Some("a.b"), 0), None);
-        assert_eq!(dropped.decrypt(&ticket), None);
-        assert_eq!(dropped.decrypt(&new).as_deref(), Some(state13));
-    }
-
+    /// A ticket opens only under the context it was sealed for (the
+    /// server name's case aside); what the seal does with changed bytes is
+    /// keys.rs's test.
     #[test]
     fn context_tampering_and_versions() {
         let k = keys(&[7u8; 32]);
-        let t = k
-            .ticketer(&ctx(Some("a.b"), 1), None)
+        let t = ticketer(k.clone(), &ctx(Some("a.b"), 1), None)
             .encrypt(&state13())
             .unwrap();
-        assert!(k.ticketer(&ctx(Some("A.B"), 1), None).decrypt(&t).is_some());
-        assert!(k.ticketer(&ctx(Some("a.c"), 1), None).decrypt(&t).is_none());
-        assert!(k.ticketer(&ctx(None, 1), None).decrypt(&t).is_none());
-        assert!(k.ticketer(&ctx(Some("a.b"), 2), None).decrypt(&t).is_none());
+        let opens = |c: &Context| ticketer(k.clone(), c, None).decrypt(&t).is_some();
+        assert!(opens(&ctx(Some("a.b"), 1)));
+        assert!(opens(&ctx(Some("A.B"), 1)));
+        assert!(!opens(&ctx(Some("a.c"), 1)));
+        assert!(!opens(&ctx(None, 1)));
+        assert!(!opens(&ctx(Some("a.b"), 2)));
         let mut other = ctx(Some("a.b"), 1);
         other.anchors[0] = 1;
-        assert!(k.ticketer(&other, None).decrypt(&t).is_none());
-        let same = k.ticketer(&ctx(Some("a.b"), 1), None);
-        for i in 0..t.len() {
-            let mut bad = t.clone();
-            bad[i] ^= 0x80;
-            assert!(same.decrypt(&bad).is_none(), "byte {i}");
-        }
-        for n in 0..t.len() {
-            assert!(same.decrypt(&t[..n]).is_none());
-        }
+        assert!(!opens(&other));
+        let mut bad = t.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        let same = ticketer(k.clone(), &ctx(Some("a.b"), 1), None);
+        assert!(same.decrypt(&bad).is_none());
         // TLS 1.2 states, or anything unparsable, are never sealed.
         assert!(same.encrypt(&state(None, 0x0303, AES256, &[])).is_none());
         assert!(same
@@ -633,13 +436,30 @@ mod tests {
         assert!(same.encrypt(&full).is_some());
     }
 
+    /// One connection opens at most MAX_OPENS tickets, good or bad: the
+    /// next, even a good one, opens nothing.
+    #[test]
+    fn a_connection_opens_at_most_max_opens_tickets() {
+        let k = keys(&[7u8; 32]);
+        let t = sealer(&k, &ctx(None, 0));
+        let ticket = t.encrypt(&state(None, 0x0304, AES256, &[])).unwrap();
+        for _ in 0..MAX_OPENS - 1 {
+            assert!(t.decrypt(b"not a ticket").is_none());
+        }
+        assert!(t.decrypt(&ticket).is_some());
+        assert!(t.decrypt(&ticket).is_none());
+        assert!(sealer(&k, &ctx(None, 0)).decrypt(&ticket).is_some());
+    }
+
     #[test]
     fn expired_tickets_do_not_open() {
         let k = keys(&[9u8; 32]);
-        let t = ticketer(&k, &ctx(None, 0));
         let plain = state(None, 0x0304, AES256, &[]);
         let now = 1_000_000_000;
-        let open = |when| t.decrypt_at(&seal_at(&t, when, &plain), now).is_some();
+        let open = |when| {
+            let t = sealer(&k, &ctx(None, 0));
+            t.decrypt_at(&seal_at(&t, when, &plain), now).is_some()
+        };
         assert!(open(now - 10));
         assert!(open(now - u64::from(LIFETIME)));
         assert!(!open(now - u64::from(LIFETIME) - 1));
@@ -657,7 +477,7 @@ mod tests {
         let plain = state(None, 0x0304, AES256, &[]);
         let now = 1_000_000_000;
         for ahead in [1, SKEW] {
-            let t = ticketer(&k, &ctx(None, 0));
+            let t = sealer(&k, &ctx(None, 0));
             assert!(t
                 .decrypt_at(&seal_at(&t, now + ahead, &plain), now)
                 .is_some());
@@ -666,7 +486,7 @@ mod tests {
             assert_eq!(sealed_time(&t, &next), now);
             assert_eq!(t.lifetime(), LIFETIME);
         }
-        let t = ticketer(&k, &ctx(None, 0));
+        let t = sealer(&k, &ctx(None, 0));
         assert!(t
             .decrypt_at(&seal_at(&t, now + SKEW + 1, &plain), now)
             .is_none());
@@ -683,33 +503,33 @@ mod tests {
         let plain = state(Some("a.b"), 0x0304, AES256, &[]);
         let now = 1_000_000_000;
         let first = now - 1000;
-        let t = ticketer(&k, &ctx(Some("a.b"), 0));
+        let t = sealer(&k, &ctx(Some("a.b"), 0));
         assert!(t.decrypt_at(&seal_at(&t, first, &plain), now).is_some());
         let next = t.encrypt_at(&plain, now).unwrap();
         assert_eq!(sealed_time(&t, &next), first);
         assert_eq!(t.lifetime(), LIFETIME - 1000);
         // The next link, later: still the first time.
         let later = now + 3000;
-        let t = ticketer(&k, &ctx(Some("a.b"), 0));
+        let t = sealer(&k, &ctx(Some("a.b"), 0));
         assert!(t.decrypt_at(&next, later).is_some());
         let last = t.encrypt_at(&plain, later).unwrap();
         assert_eq!(sealed_time(&t, &last), first);
         assert_eq!(t.lifetime(), LIFETIME - 4000);
         // At the very end: it opens, but nothing is left to issue.
         let end = first + u64::from(LIFETIME);
-        let t = ticketer(&k, &ctx(Some("a.b"), 0));
+        let t = sealer(&k, &ctx(Some("a.b"), 0));
         assert!(t.decrypt_at(&last, end).is_some());
         assert!(t.encrypt_at(&plain, end).is_none());
         assert!(t.decrypt_at(&last, end + 1).is_none());
         // Opened, but the session is another suite's: a full handshake.
-        let t = ticketer(&k, &ctx(Some("a.b"), 0));
+        let t = sealer(&k, &ctx(Some("a.b"), 0));
         assert!(t.decrypt_at(&last, now).is_some());
         let other = state(Some("a.b"), 0x0304, AES128, &[]);
         let fresh = t.encrypt_at(&other, now).unwrap();
         assert_eq!(sealed_time(&t, &fresh), now);
         assert_eq!(t.lifetime(), LIFETIME);
         // Nothing opened: a full handshake.
-        let t = ticketer(&k, &ctx(Some("a.b"), 0));
+        let t = sealer(&k, &ctx(Some("a.b"), 0));
         assert_eq!(sealed_time(&t, &t.encrypt_at(&plain, now).unwrap()), now);
         assert_eq!(t.lifetime(), LIFETIME);
     }
@@ -769,54 +589,48 @@ mod tests {
         let k = keys(&[9u8; 32]);
         let chain: [&[u8]; 2] = [b"end entity", b"intermediate"];
         let with_chain = state(Some("a.b"), 0x0304, AES256, &chain);
-        let ticket = seal_at(&ticketer(&k, &ctx(Some("a.b"), 1)), now(), &with_chain);
-        let without = seal_at(&ticketer(&k, &ctx(Some("a.b"), 1)), now(), &state13());
+        let ticket = seal_at(&sealer(&k, &ctx(Some("a.b"), 1)), now(), &with_chain);
+        let without = seal_at(&sealer(&k, &ctx(Some("a.b"), 1)), now(), &state13());
         for (answer, opens) in [
             (None, true),
             (Some(rustls::CertificateError::Revoked), false),
             (Some(rustls::CertificateError::Expired), false),
         ] {
             let says = Arc::new(Says(answer, Default::default()));
-            let recheck = Recheck {
-                verifier: says.clone(),
-                log: Log::new(0),
-            };
-            let t = k.ticketer(&ctx(Some("a.b"), 1), Some(recheck.clone()));
+            let recheck = Recheck::new(says.clone(), Log::new(0));
+            let t = ticketer(k.clone(), &ctx(Some("a.b"), 1), Some(recheck.clone()));
             assert_eq!(t.decrypt(&ticket).is_some(), opens);
             assert_eq!(*says.1.lock().unwrap(), chain.map(<[u8]>::to_vec));
-            let t = k.ticketer(&ctx(Some("a.b"), 1), Some(recheck));
+            let t = ticketer(k.clone(), &ctx(Some("a.b"), 1), Some(recheck));
             assert!(t.decrypt(&without).is_some());
             assert_eq!(says.1.lock().unwrap().len(), 2, "no chain, no check");
         }
-        let t = k.ticketer(&ctx(Some("a.b"), 1), None);
+        let t = ticketer(k.clone(), &ctx(Some("a.b"), 1), None);
         assert!(t.decrypt(&ticket).is_none());
         assert!(t.decrypt(&without).is_some());
         // Under -y, a state read as having no chain never opens.
         let y = ctx(Some("a.b"), 2);
-        let accepts = Recheck {
-            verifier: Arc::new(Says(None, Default::default())),
-            log: Log::new(0),
-        };
-        let t = k.ticketer(&y, Some(accepts));
+        let accepts = Recheck::new(Arc::new(Says(None, Default::default())), Log::new(0));
+        let t = ticketer(k.clone(), &y, Some(accepts));
         assert!(t
-            .decrypt(&seal_at(&ticketer(&k, &y), now(), &state13()))
+            .decrypt(&seal_at(&sealer(&k, &y), now(), &state13()))
             .is_none());
         assert!(t
-            .decrypt(&seal_at(&ticketer(&k, &y), now(), &with_chain))
+            .decrypt(&seal_at(&sealer(&k, &y), now(), &with_chain))
             .is_some());
         // A chain whose encoding is cut short or empty does not open.
         let mut bad = state(Some("a.b"), 0x0304, AES256, &chain);
         let at = bad.len() - b"\x00rest of the state".len() - 2;
         bad[at] = 0xff;
-        let t = k.ticketer(&ctx(Some("a.b"), 1), None);
+        let t = ticketer(k.clone(), &ctx(Some("a.b"), 1), None);
         assert!(t
-            .decrypt(&seal_at(&ticketer(&k, &ctx(Some("a.b"), 1)), now(), &bad))
+            .decrypt(&seal_at(&sealer(&k, &ctx(Some("a.b"), 1)), now(), &bad))
             .is_none());
         let mut empty = state(Some("a.b"), 0x0304, AES256, &[]);
         let flag = empty.len() - b"\x00rest of the state".len() - 1;
         empty.splice(flag..=flag, [1, 0, 0, 0]);
         assert!(t
-            .decrypt(&seal_at(&ticketer(&k, &ctx(Some("a.b"), 1)), now(), &empty))
+            .decrypt(&seal_at(&sealer(&k, &ctx(Some("a.b"), 1)), now(), &empty))
             .is_none());
     }
 
@@ -920,7 +734,7 @@ mod tests {
                     .with_root_certificates(roots.clone())
                     .with_no_client_auth(),
             );
-            let spy = Spy::new(keys.ticketer(&ctx(Some("localhost"), 0), None));
+            let spy = Spy::new(ticketer(keys.clone(), &ctx(Some("localhost"), 0), None));
             let mut kinds = Vec::new();
             for _ in 0..2 {
                 let config = crate::tls::server_config(
@@ -987,11 +801,12 @@ mod tests {
             crate::tls::client_verifier(provider.clone(), anchors, Vec::new(), true).unwrap();
         let keys = keys(&[4u8; 32]);
         let connect = |recheck: Arc<dyn ClientCertVerifier>| {
-            let recheck = Recheck {
-                verifier: recheck,
-                log: Log::new(0),
-            };
-            let spy = Spy::new(keys.ticketer(&ctx(Some("localhost"), 2), Some(recheck)));
+            let recheck = Recheck::new(recheck, Log::new(0));
+            let spy = Spy::new(ticketer(
+                keys.clone(),
+                &ctx(Some("localhost"), 2),
+                Some(recheck),
+            ));
             let config = crate::tls::server_config(
                 provider.clone(),
                 pair.clone(),
@@ -1016,46 +831,5 @@ mod tests {
         let refuses = says(Some(rustls::CertificateError::Revoked));
         assert_eq!(connect(refuses.clone()), Some(Full));
         assert_eq!(*refuses.1.lock().unwrap(), [carol.der().to_vec()]);
-    }
-
-    #[test]
-    fn file_errors() {
-        let dir =
-            std::env::temp_dir().join(format!("s6-tlsd-io-ticket-unit-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let load = |name: &str, data: Option<&[u8]>, mode: u32| {
-            let path = dir.join(name);
-            if let Some(data) = data {
-                std::fs::write(&path, data).unwrap();
-                std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))
-                    .unwrap();
-            }
-            let env = Env::from_pairs(&[(VAR, path.to_str().unwrap())]);
-            TicketKeys::load(&env)
-                .err()
-                .map(|e| (e.exit_code(), e.to_string()))
-        };
-        assert_eq!(load("ok", Some(&[1; 64]), 0o600), None);
-        let (code, msg) = load("missing", None, 0).unwrap();
-        assert_eq!(code, 96);
-        assert!(
-            msg.starts_with("s6-tlsd-io: fatal: unable to read TLS_TICKET_KEYFILE file /"),
-            "{msg}"
-        );
-        assert!(msg.ends_with("missing: No such file or directory"), "{msg}");
-        let msg = load("empty", Some(b""), 0o600).unwrap().1;
-        assert!(msg.ends_with("empty: the file is empty"), "{msg}");
-        let msg = load("short", Some(&[1; 33]), 0o600).unwrap().1;
-        assert!(msg.contains("33 bytes, not a multiple of 32"), "{msg}");
-        let msg = load("big", Some(&[1; 32 * 17]), 0o600).unwrap().1;
-        assert!(msg.contains("more than 16 keys"), "{msg}");
-        let msg = load("open", Some(&[1; 32]), 0o640).unwrap().1;
-        assert!(msg.contains("mode 640; make it 600"), "{msg}");
-        assert_eq!(load("max", Some(&[1; 32 * 16]), 0o400), None);
-        assert!(TicketKeys::load(&Env::from_pairs(&[])).unwrap().is_none());
-        assert!(TicketKeys::load(&Env::from_pairs(&[(VAR, "")]))
-            .unwrap()
-            .is_none());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
