@@ -161,6 +161,25 @@ pub fn next_update(crl: &[u8]) -> Option<DateTime> {
     go(crl).ok()
 }
 
+/// The contents of a certificate's SubjectPublicKeyInfo: what keys.rs
+/// matches the private key against. Of what precedes it only the tags and
+/// lengths are read, so any version will do (a version 1 certificate, of
+/// `openssl x509 -req` without extensions, which webpki refuses), and any
+/// serial number, name or date: it is our own certificate, and only the
+/// client judges it.
+pub fn subject_public_key_info(cert: &[u8]) -> Option<&[u8]> {
+    fn go(cert: &[u8]) -> Result<&[u8], Malformed> {
+        let mut r = tbs_fields(cert)?;
+        expect(&mut r, INTEGER)?; // serial number
+        expect(&mut r, SEQUENCE)?; // signature
+        expect(&mut r, SEQUENCE)?; // issuer
+        expect(&mut r, SEQUENCE)?; // validity
+        expect(&mut r, SEQUENCE)?; // subject
+        expect(&mut r, SEQUENCE)
+    }
+    go(cert).ok()
+}
+
 /// The serial number (the INTEGER's contents) and the issuer Name's
 /// contents: what a CRL lists a revoked certificate by (crl.rs).
 pub fn serial_and_issuer(cert: &[u8]) -> Option<(&[u8], &[u8])> {
