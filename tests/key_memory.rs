@@ -313,11 +313,12 @@ fn private_numbers(label: &str, alg: Alg, key_der: &[u8]) -> Vec<Secret> {
     }
 }
 
-/// The AES-256-GCM key src/ticket.rs derives from a file key (`derive`):
-/// HKDF-Expand (the file key as PRK) of 40 bytes, the ticket key name
-/// first (public: it leads every ticket), the key after it. aws-lc's AES-NI
-/// key schedule begins with the key's bytes, so the key is seen wherever
-/// a schedule is. Keep in step with src/ticket.rs.
+/// The AES-256-GCM key the ticket code derives from a file key (its
+/// `derive`): HKDF-Expand (the file key as PRK) of 40 bytes, the ticket
+/// key name first (public: it leads every ticket), the key after it.
+/// aws-lc's AES-NI key schedule begins with the key's bytes, so the key is
+/// seen wherever a schedule is. Should the derivation change, the resumed
+/// connection's check of the holder fails and says so.
 fn derived_ticket_key(file_key: &[u8]) -> Vec<u8> {
     use aws_lc_rs::hkdf::{KeyType, Prk, HKDF_SHA256};
     struct Len(usize);
@@ -458,15 +459,17 @@ struct Mapping {
     name: String,
 }
 
-/// Every readable private mapping of `pid`.
-fn private_mappings(pid: u32) -> Vec<Mapping> {
+/// Every readable mapping of `pid`: private ones, and shared ones too (a
+/// key in memory shared between the engine and its holder would be the
+/// engine's as much).
+fn mappings(pid: u32) -> Vec<Mapping> {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
         .unwrap_or_else(|e| panic!("/proc/{pid}/maps: {e}"));
     maps.lines()
         .filter_map(|line| {
             let mut f = line.split_whitespace();
             let (range, perms) = (f.next()?, f.next()?);
-            if !perms.starts_with('r') || !perms.ends_with('p') {
+            if !perms.starts_with('r') {
                 return None;
             }
             let name = f.nth(3).unwrap_or("anonymous").to_string();
@@ -495,8 +498,8 @@ struct Found<'a> {
 /// page past the file's end) loses only its chunk.
 const CHUNK: u64 = 1 << 20;
 
-/// Reads every readable private mapping of `pid` through /proc/PID/mem
-/// and looks for every piece of `needles` in it.
+/// Reads every readable mapping of `pid` through /proc/PID/mem and looks
+/// for every piece of `needles` in it.
 fn scan<'a>(pid: u32, needles: &'a Needles<'a>) -> Found<'a> {
     let mut mem = std::fs::File::open(format!("/proc/{pid}/mem"))
         .unwrap_or_else(|e| panic!("/proc/{pid}/mem: {e}"));
@@ -507,7 +510,7 @@ fn scan<'a>(pid: u32, needles: &'a Needles<'a>) -> Found<'a> {
         unreadable: Vec::new(),
     };
     let mut buf = Vec::new();
-    for m in private_mappings(pid) {
+    for m in mappings(pid) {
         for at in (m.start..m.end).step_by(CHUNK as usize) {
             // Each chunk overlaps the next by a piece less one byte, so
             // that a piece across the boundary is found.
@@ -695,6 +698,8 @@ struct Scans<'a> {
     mid: Found<'a>,
     holder: Option<(u32, Found<'a>)>,
     relaying: Found<'a>,
+    /// The engine's children once the relay runs: none, not even a zombie.
+    left: Vec<(u32, Stat)>,
 }
 
 /// One connection to an engine started with `args` and `env`, as `sni`,
@@ -723,6 +728,7 @@ fn scanned_connection<'a>(
         "engine pid {engine}: {how}"
     );
     let relaying = scan(engine, needles);
+    let left = children(engine);
     let _ = drop_both_ends(e, tls);
     Scans {
         how,
@@ -731,6 +737,7 @@ fn scanned_connection<'a>(
         mid,
         holder,
         relaying,
+        left,
     }
 }
 
@@ -858,7 +865,7 @@ fn no_key_in_the_engine(pairs: [Pair; 3]) {
         if c.kind == Resumed && !found.holds(index(&derived[0])) {
             missing.push(format!(
                 "{} (either the holder drops its AES keys once used, or this test's \
-                 derived_ticket_key is no longer src/ticket.rs's derivation, and the \
+                 derived_ticket_key is no longer the ticket code's `derive`, and the \
                  scans cannot see a derived key)",
                 derived[0].name
             ));
@@ -874,6 +881,15 @@ fn no_key_in_the_engine(pairs: [Pair; 3]) {
         seen.push_str(&detail);
     }
     eprintln!("found in the holder, as it should be:\n{seen}");
+    for c in &scans {
+        assert!(
+            c.left.is_empty(),
+            "engine pid {} ({}) still had children once the relay ran: {}",
+            c.engine,
+            c.how,
+            describe(&c.left)
+        );
+    }
 }
 
 #[test]
@@ -929,8 +945,9 @@ fn keys_of(uid: u32, gid: u32) -> Keys {
 
 /// Started by root with TLS_UID and TLS_GID, the holder drops to them as
 /// the engine does (one group, TLS_GID), and confines itself: seccomp's
-/// filter mode, no new privileges. Once the relay runs, it is gone and
-/// reaped: the engine has no child, not even a zombie.
+/// filter mode, no new privileges, no descriptor but its socket. Once the
+/// relay runs, it is gone and reaped: the engine has no child, not even a
+/// zombie.
 #[test]
 fn the_key_holder_is_confined_runs_as_tls_uid_and_is_gone_once_the_relay_runs() {
     if !is_root() {
@@ -969,6 +986,19 @@ fn the_key_holder_is_confined_runs_as_tls_uid_and_is_gone_once_the_relay_runs() 
         words(&of("Groups")),
         vec![gid],
         "{who}: supplementary groups"
+    );
+    // Its one descriptor, the socket to the engine: no file, no stdio.
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", h.pid))
+        .unwrap()
+        .map(|fd| {
+            let fd = fd.unwrap().path();
+            let to = std::fs::read_link(&fd).unwrap_or_default();
+            format!("{} -> {}", fd.display(), to.display())
+        })
+        .collect();
+    assert!(
+        fds.len() == 1 && fds[0].contains(" -> socket:["),
+        "{who}: descriptors other than its socket: {fds:?}"
     );
     finish_and_relay(&mut e, &mut tls);
     assert_childless(&e, "once the relay runs");
