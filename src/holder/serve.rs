@@ -439,6 +439,127 @@ fn send(fd: RawFd, mut frame: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ticket::keys::TicketKeys;
+
+    /// A holder's state with one ECDSA P-256 pair, loaded, and a ticket key.
+    fn held() -> Held {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["x".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!(
+            "s6-tlsd-io-serve-unit-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (c, k) = (dir.join("c.pem"), dir.join("k.pem"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        let pair = KeyPair::read("C".into(), c.as_os_str(), "K".into(), k.as_os_str());
+        let loaded = pair.and_then(KeyPair::load).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        Held {
+            pairs: vec![Pair {
+                name: None,
+                key: Key::Loaded(loaded),
+            }],
+            tickets: Some(TicketKeys::from_bytes(&[7; 32])),
+            asked_to_sign: false,
+            sealed: 0,
+            opens: 0,
+            signed: false,
+            opened: false,
+        }
+    }
+
+    /// The answer's kind, and whether the holder ends after it.
+    fn kind(a: &Answer) -> (u8, bool) {
+        (a.frame[4], a.last)
+    }
+
+    fn sign_body(pair: u32, scheme: SignatureScheme, message: &[u8]) -> Vec<u8> {
+        [
+            &pair.to_be_bytes()[..],
+            &u16::from(scheme).to_be_bytes(),
+            message,
+        ]
+        .concat()
+    }
+
+    fn ticket_body(aad: &[u8], rest: &[u8]) -> Vec<u8> {
+        [&(aad.len() as u32).to_be_bytes()[..], aad, rest].concat()
+    }
+
+    const P256: SignatureScheme = SignatureScheme::ECDSA_NISTP256_SHA256;
+
+    /// An engine taken over gets one signature, over a handshake's
+    /// message, with the key's own scheme and a pair the holder has: any
+    /// other question is refused, and the holder ends.
+    #[test]
+    fn one_signature_per_connection_and_a_refusal_ends_the_holder() {
+        let mut h = held();
+        let good = sign_body(0, P256, &tls13(32));
+        assert_eq!(kind(&h.sign(&good)), (DONE, false));
+        assert_eq!(kind(&h.sign(&good)), (FAILED, true), "a second one");
+        let refused = [
+            sign_body(0, P256, b"anything at all, say a client's message"),
+            sign_body(0, SignatureScheme::RSA_PSS_SHA256, &tls13(32)),
+            sign_body(1, P256, &tls13(32)),
+            vec![0, 0],
+        ];
+        for body in refused {
+            assert_eq!(kind(&held().sign(&body)), (FAILED, true), "{body:02x?}");
+        }
+        assert_eq!(
+            kind(&held().sign(&sign_body(0, P256, &tls12(0x17, &point(65))))),
+            (DONE, false)
+        );
+    }
+
+    /// Tickets: sealed only once the handshake has authenticated, and no
+    /// more than a connection sends; opened no more than MAX_OPENS times.
+    #[test]
+    fn tickets_are_sealed_once_authenticated_and_opened_a_few_times() {
+        let aad = b"context";
+        let plain = b"a session";
+        let mut h = held();
+        assert_eq!(
+            kind(&h.seal(&ticket_body(aad, plain))),
+            (FAILED, true),
+            "before"
+        );
+        let mut h = held();
+        h.sign(&sign_body(0, P256, &tls13(48)));
+        let sealed = h.seal(&ticket_body(aad, plain));
+        assert_eq!(kind(&sealed), (DONE, false));
+        assert_eq!(
+            kind(&h.seal(&ticket_body(aad, plain))),
+            (FAILED, true),
+            "a second"
+        );
+        // Resumed: a ticket that opens authenticates.
+        let ticket = &sealed.frame[5..];
+        let mut h = held();
+        for _ in 1..MAX_OPENS {
+            assert_eq!(
+                kind(&h.open(&ticket_body(aad, b"not a ticket"))),
+                (NOTHING, false)
+            );
+        }
+        let opened = h.open(&ticket_body(aad, ticket));
+        assert_eq!(
+            (kind(&opened), &opened.frame[5..]),
+            ((DONE, false), &plain[..])
+        );
+        assert_eq!(kind(&h.seal(&ticket_body(aad, plain))), (DONE, false));
+        assert_eq!(
+            kind(&h.open(&ticket_body(aad, ticket))),
+            (FAILED, true),
+            "one too many"
+        );
+    }
 
     fn tls13(hash: usize) -> Vec<u8> {
         [&[b' '; 64][..], TLS13_SERVER, &[0], &vec![7; hash]].concat()
