@@ -1215,3 +1215,38 @@ fn a_key_holder_that_hangs_ends_the_connection_with_111() {
     let _client = send_client_hello(&e);
     assert_holder_failure(e, &h, HANG_BOUND);
 }
+
+// ------------------------------------------------ 5: the holder's copies
+
+/// The key holder holds the keys, but no copy of a key file's text: every
+/// block it frees is wiped (src/alloc.rs), the PEM decoder's base64 text
+/// among them, which rustls-pki-types frees as it is. The scan's control
+/// is the key itself, which the holder must hold.
+#[test]
+fn the_key_holder_keeps_no_copy_of_a_key_file_s_text() {
+    if !is_root() {
+        return;
+    }
+    for alg in [Alg::EcdsaP256, Alg::Rsa2048] {
+        let pair = Pair::new(None, alg, "localhost");
+        let numbers = private_numbers(&pair.label(), alg, &pair.keys.key_der);
+        let texts = key_text(&pair.label(), &pair.keys.key_pem);
+        let all: Vec<&Secret> = numbers.iter().chain(&texts).collect();
+        let needles = Needles::new(&all);
+        let mut e = spawn().env(pair.env().to_vec()).start();
+        let mut tls = to_the_clients_finished(&e, tls13(), "localhost");
+        let h = holder(&e);
+        let found = scan(h.pid, &needles);
+        let who = format!("holder pid {} ({alg:?})", h.pid);
+        assert!(
+            (0..numbers.len()).any(|i| found.holds(i)),
+            "the scan of {who} does not even find its key:\n{}",
+            found.report(&who, |_| true)
+        );
+        let text = found.report(&who, |i| i >= numbers.len());
+        assert!(text.is_empty(), "{who} keeps its key file's text:\n{text}");
+        finish_and_relay(&mut e, &mut tls);
+        let exit = close_both(e, tls);
+        assert_eq!((exit.code, exit.stderr.as_str()), (Some(0), ""));
+    }
+}
