@@ -172,8 +172,8 @@ fn child_entry() {
     match std::env::var(CHILD).as_deref() {
         Ok("probe") => probe(),
         Ok("segv") => segv(),
-        Ok("seccomp-refused") => no_seccomp(libc::EPERM, libc::EPERM),
-        Ok("seccomp-missing") => no_seccomp(libc::ENOSYS, libc::EINVAL),
+        Ok(which @ "seccomp-refused") => no_seccomp(which, libc::EPERM, libc::EPERM),
+        Ok(which @ "seccomp-missing") => no_seccomp(which, libc::ENOSYS, libc::EINVAL),
         _ => {}
     }
 }
@@ -351,8 +351,9 @@ fn segv() {
 /// An outer filter answers seccomp(2) with `seccomp` and
 /// prctl(PR_SET_SECCOMP) with `prctl`: EPERM for both, as a container's
 /// sandbox that forbids filters; ENOSYS and EINVAL, as a kernel built
-/// without them. Then the real engine runs in it.
-fn no_seccomp(seccomp: i32, prctl: i32) {
+/// without them. Then the real engine runs in it. `which`: the child's
+/// name, said at the end.
+fn no_seccomp(which: &str, seccomp: i32, prctl: i32) {
     outer_sandbox(seccomp, prctl);
     let (call, errno) = match seccomp {
         libc::ENOSYS => ("prctl(PR_SET_SECCOMP)", prctl),
@@ -373,21 +374,10 @@ fn no_seccomp(seccomp: i32, prctl: i32) {
     }
     // The opt-out: it relays, unconfined but for the outer filter, and
     // says nothing of it.
-    let mut e = spawn().set(sandbox::OPT_OUT, "1").start();
-    let mut tls = connect(&e, tls13(), "localhost");
+    let e = spawn().set(sandbox::OPT_OUT, "1").start();
+    let tls = connect(&e, tls13(), "localhost");
     assert_eq!(e.proc_status("Seccomp_filters").as_deref(), Some("1"));
-    tls.write_all(b"ping").unwrap();
-    assert_eq!(read_app(&mut e, 4), b"ping");
-    tls.conn.send_close_notify();
-    tls.conn.complete_io(&mut tls.sock).unwrap();
-    e.close_app_tx();
-    let exit = e.wait_exit();
-    assert_eq!(exit.code, Some(0), "stderr: {}", exit.stderr);
-    assert_eq!(exit.stderr, "");
-    let which = match seccomp {
-        libc::EPERM => "seccomp-refused",
-        _ => "seccomp-missing",
-    };
+    echo_and_close(e, tls);
     say(&format!("{which}: done"));
 }
 
