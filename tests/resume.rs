@@ -443,6 +443,47 @@ fn key_file_errors_are_start_up_failures_naming_the_file() {
     assert!(msg.contains("48 bytes, not a multiple of 32"), "{msg}");
 }
 
+/// The key file is a credential (issue 25): a symbolic link to a good file
+/// is refused (the file is opened without following it), and so is a file
+/// owned by another uid than root or the reader's, here read as root.
+#[test]
+fn a_key_file_that_is_a_symlink_or_owned_by_another_uid_is_refused() {
+    let dir = tmpdir("ticket-owner");
+    let with = |path: &Path| {
+        let mut env = key_env(default_keys());
+        env.push((VAR.into(), path.display().to_string()));
+        startup_failure(&[], env)
+    };
+    let good = key_file(&dir, &[[1; 32]]);
+    let link = dir.join("link");
+    std::os::unix::fs::symlink(&good, &link).unwrap();
+    assert_eq!(
+        with(&link),
+        (
+            Some(96),
+            fatal(&format!(
+                "invalid {VAR} file {}: a symbolic link (name the file itself)",
+                link.display()
+            ))
+        )
+    );
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("not running as root: the owner's refusal is not tested");
+        return;
+    }
+    std::os::unix::fs::chown(&good, Some(65534), None).unwrap();
+    assert_eq!(
+        with(&good),
+        (
+            Some(96),
+            fatal(&format!(
+                "invalid {VAR} file {}: owned by uid 65534, not by root",
+                good.display()
+            ))
+        )
+    );
+}
+
 // ------------------------------------------------------ key exchange modes
 
 /// A TLS 1.3 resumption runs a fresh (EC)DHE exchange (`psk_dhe_ke`), so
