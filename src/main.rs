@@ -103,12 +103,20 @@ fn run(opts: &Options) -> Result<(), Error> {
                 crls.clone(),
                 mode == ClientCert::Mandatory,
             )?;
-            if let Some(t) = &mut tickets {
-                // A resumption checks the session's chain with the same
-                // verifier, anchors and CRLs (ticket/recheck.rs); what it finds is
-                // not this connection's refusal, so not `revoked`'s.
-                t.recheck = Some(ticket::Recheck::new(verifier.clone(), log));
-            }
+            // A resumption checks the session's chain with the same
+            // verifier, anchors and CRLs (ticket/recheck.rs); what it finds
+            // is not this connection's refusal, so not `revoked`'s. The
+            // chain this connection's verifier accepts is the one its
+            // ticket records: it is watched.
+            let verifier = match &mut tickets {
+                Some(t) => {
+                    let recheck = ticket::Recheck::new(verifier.clone(), log);
+                    let watched = recheck.watching(verifier);
+                    t.recheck = Some(recheck);
+                    watched
+                }
+                None => verifier,
+            };
             let (verifier, revoked) = crl::naming_revoked(verifier, &crls);
             (Some(verifier), revoked)
         }

@@ -403,18 +403,21 @@ fn gnutls_cli_resumes_across_processes() {
 
 // ------------------------------------------------------ start-up errors
 
+/// How an engine with the default keys and the ticket key file `path`
+/// fails at start-up: its exit code and stderr.
+fn start_with_key_file(path: &Path) -> (Option<i32>, String) {
+    let mut env = key_env(default_keys());
+    env.push((VAR.into(), path.display().to_string()));
+    startup_failure(&[], env)
+}
+
 #[test]
 fn key_file_errors_are_start_up_failures_naming_the_file() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tmpdir("ticket-errors");
-    let with = |path: &Path| {
-        let mut env = key_env(default_keys());
-        env.push((VAR.into(), path.display().to_string()));
-        startup_failure(&[], env)
-    };
     let missing = dir.join("missing");
     assert_eq!(
-        with(&missing),
+        start_with_key_file(&missing),
         (
             Some(96),
             fatal(&format!(
@@ -426,7 +429,7 @@ fn key_file_errors_are_start_up_failures_naming_the_file() {
     let open = key_file(&dir, &[[1; 32]]);
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
     assert_eq!(
-        with(&open),
+        start_with_key_file(&open),
         (
             Some(96),
             fatal(&format!(
@@ -438,7 +441,7 @@ fn key_file_errors_are_start_up_failures_naming_the_file() {
     let short = dir.join("short");
     std::fs::write(&short, [0u8; 48]).unwrap();
     std::fs::set_permissions(&short, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let (code, msg) = with(&short);
+    let (code, msg) = start_with_key_file(&short);
     assert_eq!(code, Some(96));
     assert!(msg.contains("48 bytes, not a multiple of 32"), "{msg}");
 }
@@ -449,16 +452,11 @@ fn key_file_errors_are_start_up_failures_naming_the_file() {
 #[test]
 fn a_key_file_that_is_a_symlink_or_owned_by_another_uid_is_refused() {
     let dir = tmpdir("ticket-owner");
-    let with = |path: &Path| {
-        let mut env = key_env(default_keys());
-        env.push((VAR.into(), path.display().to_string()));
-        startup_failure(&[], env)
-    };
     let good = key_file(&dir, &[[1; 32]]);
     let link = dir.join("link");
     std::os::unix::fs::symlink(&good, &link).unwrap();
     assert_eq!(
-        with(&link),
+        start_with_key_file(&link),
         (
             Some(96),
             fatal(&format!(
@@ -473,7 +471,7 @@ fn a_key_file_that_is_a_symlink_or_owned_by_another_uid_is_refused() {
     }
     std::os::unix::fs::chown(&good, Some(65534), None).unwrap();
     assert_eq!(
-        with(&good),
+        start_with_key_file(&good),
         (
             Some(96),
             fatal(&format!(
