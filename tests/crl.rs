@@ -558,7 +558,7 @@ fn a_session_saved_before_its_certificate_was_revoked_does_not_resume() {
 }
 
 /// Issue 26: rustls opens every PSK identity of a hello until one resumes,
-/// and checks a ticket's client chain (ticket.rs) before any binder. One
+/// and checks a ticket's client chain (ticket/recheck.rs) before any binder. One
 /// captured ticket of carol's, revoked since, offered as often as fits in
 /// one 64 KiB ClientHello (tlslite-ng, tests/support/ticket_copies.py; the
 /// hello offers another suite, so that no copy can resume and rustls opens
