@@ -28,7 +28,7 @@ use crate::error::{Error, PROG};
 use crate::keys::KeyPair;
 use crate::rsa::Faulty;
 use crate::source::Source;
-use crate::ticket::{self, TicketKeys};
+use crate::ticket::keys::{self as ticket, TicketKeys};
 use crate::{alpn, anchors, crl, sni, tls};
 
 /// Under this many days left, a certificate's expiry is a warning.

@@ -26,6 +26,7 @@ use rustls::sign::{CertifiedKey, SigningKey};
 use crate::env::Env;
 use crate::error::{pem_reason, Error};
 use crate::rsa::{Faulty, Refused, RsaKey, FAULTY};
+use crate::secret::Secret;
 use crate::source::Source;
 
 /// A chain and its key, decoded but not yet loaded.
@@ -57,21 +58,6 @@ impl Key {
             Encoding::Pkcs1 => PrivatePkcs1KeyDer::from(der).into(),
             Encoding::Sec1 => PrivateSec1KeyDer::from(der).into(),
         }
-    }
-}
-
-/// Private key bytes we hold (and ticket.rs its keys): overwritten before
-/// their memory is freed.
-pub(crate) struct Secret(pub(crate) Vec<u8>);
-
-impl Drop for Secret {
-    fn drop(&mut self) {
-        for b in self.0.iter_mut() {
-            // SAFETY: a valid, exclusive reference; volatile so that the
-            // compiler cannot drop the stores as dead.
-            unsafe { std::ptr::write_volatile(b, 0) };
-        }
-        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
     }
 }
 
