@@ -15,7 +15,6 @@
 
 #![no_main]
 
-use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,8 +56,7 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
         Ok(()) => 0,
         Err(e) => {
             if e.is_reported(verbosity) {
-                // Nothing more can be done if stderr itself is gone.
-                let _ = writeln!(std::io::stderr(), "{e}");
+                s6_tlsd_io::log::fatal(&e);
             }
             e.exit_code()
         }

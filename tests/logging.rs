@@ -5,6 +5,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
 
 use common::*;
 
@@ -197,4 +198,48 @@ fn a_full_stderr_pipe_never_stalls_the_tunnel() {
     let exit = e.wait_exit();
     assert_eq!(exit.code, Some(0));
     drop(reader);
+}
+
+// ------------------------------------------- no line a peer can forge
+
+/// Issue 26 item 4: an ALPN offer is the client's bytes, control bytes
+/// and bytes that are not UTF-8 included; the refusal that quotes it stays
+/// one line, every byte escaped (`\n`, `\x1b`, `\xff`), none lost. So does
+/// the server name, which rustls refuses (illegal_parameter) when it is
+/// not a DNS name: the engine never writes it.
+#[test]
+fn an_alpn_offer_or_a_server_name_with_control_bytes_stays_on_one_line() {
+    let mut config = (*tls13()).clone();
+    config.alpn_protocols = vec![
+        b"h3\ns6-tlsd-io: info: forged\r\x1b[1A".to_vec(),
+        b"\xff\xfe\x85".to_vec(),
+    ];
+    let mut e = spawn().args(&["-v", "2"]).set("TLS_ALPN", "h2").start();
+    let _ = try_connect(&e, Arc::new(config), "localhost");
+    let exit = e.wait_exit();
+    assert_eq!(exit.code, Some(98), "{}", exit.raw_stderr);
+    assert_unforged(&exit.raw_stderr);
+    let lines: Vec<&str> = exit.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{:?}", exit.raw_stderr);
+    assert!(lines[0].ends_with(" ms: the handshake failed"), "{lines:?}");
+    assert_eq!(
+        lines[1],
+        "s6-tlsd-io: fatal: the TLS engine closed the connection during the handshake: no \
+application protocol in common: the client offers \"h3\\ns6-tlsd-io: info: forged\\r\\x1b[1A\", \
+\"\\xff\\xfe\\x85\", the server speaks h2"
+    );
+
+    // A ClientHello whose server name holds a newline and an ESC: a real
+    // hello, its name swapped for one of the same length.
+    let conn = rustls::ClientConnection::new(tls13(), "localhost".try_into().unwrap());
+    let mut hello = Vec::new();
+    conn.unwrap().write_tls(&mut hello).unwrap();
+    let at = hello.windows(9).position(|w| w == b"localhost").unwrap();
+    hello[at..at + 9].copy_from_slice(b"lo\ncal\x1b[t");
+    let mut e = spawn().args(&["-v", "3"]).start();
+    e.client().write_all(&hello).unwrap();
+    let exit = e.wait_exit();
+    assert_eq!(exit.code, Some(98), "{}", exit.raw_stderr);
+    assert_unforged(&exit.raw_stderr);
+    assert_eq!(exit.stderr.lines().count(), 2, "{:?}", exit.raw_stderr);
 }

@@ -366,6 +366,20 @@ pub fn without_context(stderr: &str, pid: u32) -> String {
         .collect()
 }
 
+/// Every line of `stderr` as written: one line each, the engine's, with no
+/// control character, line separator or bidirectional control in it (a
+/// peer's, escaped: src/log.rs).
+pub fn assert_unforged(stderr: &str) {
+    assert!(stderr.ends_with('\n'), "{stderr:?}");
+    for line in stderr.lines() {
+        assert!(line.starts_with("s6-tlsd-io: "), "a forged line: {line:?}");
+        let bad = line
+            .chars()
+            .find(|&c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202e}'));
+        assert_eq!(bad, None, "a raw control character in {line:?}");
+    }
+}
+
 impl Engine {
     pub fn client(&self) -> &TcpStream {
         self.client.as_ref().expect("in-process client")
