@@ -2,9 +2,10 @@
 //! format, and the fatal line main prints before it exits.
 //!
 //! Every line names its connection after the level (`s6-tlsd-io: info:
-//! pid 1234 127.0.0.1_40404: handshake complete: ...`): each connection is
-//! an engine of its own, and lines of engines running at once interleave
-//! in one log. main computes that context from the environment.
+//! pid 1234 engine 1235 127.0.0.1_40404: handshake complete: ...`): each
+//! connection is an engine of its own, and lines of engines running at once
+//! interleave in one log. [`Log::connection`] computes that name from the
+//! process and the environment (see [`name`]).
 //!
 //! No line can be forged by a peer. Whatever went into a line (a client
 //! certificate's subject, an ALPN offer, a rustls error, a file name),
@@ -23,6 +24,7 @@ use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 use std::os::fd::AsFd;
 
+use crate::env::Env;
 use crate::error::PROG;
 
 #[derive(Clone, Copy)]
@@ -40,9 +42,19 @@ impl Log {
         }
     }
 
-    /// The same log, each line naming its connection with `context`.
-    pub fn naming(self, context: &'static str) -> Log {
-        Log { context, ..self }
+    /// The log of this process's connection, each line naming it (see
+    /// [`name`]). Computed once, and leaked, so that `Log` stays a `Copy`
+    /// value.
+    pub fn connection(verbosity: u32, env: &Env) -> Log {
+        let name = name(
+            std::os::unix::process::parent_id(),
+            std::process::id(),
+            env.remote().as_deref(),
+        );
+        Log {
+            verbosity,
+            context: Box::leak(name.into_boxed_str()),
+        }
     }
 
     /// The connection's name, for a fatal error's line (error.rs).
@@ -77,6 +89,37 @@ impl Log {
             emit("debug", self.context, args);
         }
     }
+}
+
+/// `pid 1234 engine 1235 127.0.0.1_40404`: the connection as the
+/// super-server knows it, then this engine, then the client.
+///
+/// `pid` is the engine's parent: the process the super-server spawned for
+/// the connection and names in its own lines (s6-tcpserverd's `accept
+/// 127.0.0.1_40404 pid 1234` and `end pid 1234 exitcode 0`, s6-ipcserverd's
+/// the same, tcpserver's `pid 1234 from`, `ok 1234`, `end 1234`), which
+/// s6-tlsd and s6-ucspitlsd both are or exec into (each starts the engine
+/// as its child, then becomes the application), as proxy-server does (it
+/// names itself `proxy-server: pid 1234`), and the pid s6-ucspitlsd's own
+/// `pid 1234 accepted opportunistic TLS` names. So `grep -wF 'pid 1234'`
+/// finds all of a connection's lines, the super-server's included, and no
+/// other's. A parent that is already gone (the engine was reparented to
+/// init) is not the connection's: then the engine alone.
+///
+/// `engine` is this process, for ps and kill. The client is as the
+/// super-server, or proxy-server behind a load balancer, exported it
+/// (env.rs): it may differ from the address in the super-server's line,
+/// which is why the pid is the name.
+fn name(parent: u32, engine: u32, client: Option<&str>) -> String {
+    let mut name = match parent {
+        0 | 1 => format!("engine {engine}"),
+        parent => format!("pid {parent} engine {engine}"),
+    };
+    if let Some(client) = client {
+        name.push(' ');
+        name.push_str(client);
+    }
+    name
 }
 
 /// One line, one write(2). A reader of stderr that is slow or gone (a full
@@ -188,6 +231,16 @@ pub fn subject(block_form: &str) -> impl fmt::Display + '_ {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_connection_is_named_by_the_super_servers_pid() {
+        assert_eq!(
+            name(12806, 12807, Some("127.0.0.1_57336")),
+            "pid 12806 engine 12807 127.0.0.1_57336"
+        );
+        assert_eq!(name(12806, 12807, None), "pid 12806 engine 12807");
+        assert_eq!(name(1, 12807, Some("::1_443")), "engine 12807 ::1_443");
+    }
 
     #[test]
     fn clean_escapes_what_could_break_or_disguise_a_line() {

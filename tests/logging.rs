@@ -51,9 +51,10 @@ fn every_line_names_the_engine_and_the_client() {
         .set("TCPREMOTEIP", "127.0.0.1")
         .set("TCPREMOTEPORT", "40404");
     let (pid, stderr) = session_as(s);
+    let parent = std::process::id();
     assert_named(
         &stderr,
-        &format!("pid {pid} 127.0.0.1_40404"),
+        &format!("pid {parent} engine {pid} 127.0.0.1_40404"),
         &["info", "debug"],
     );
     assert!(stderr.contains(" 127.0.0.1_40404: handshake complete: TLSv1.3 "));
@@ -61,7 +62,8 @@ fn every_line_names_the_engine_and_the_client() {
 }
 
 /// The context of a `-v 2` session whose super-server exported `ip` and
-/// `port`, after the pid.
+/// `port`, after the pids (the test's, which started the engine, then the
+/// engine's).
 fn context_for(ip: Option<&str>, port: &str) -> String {
     let mut s = spawn().args(&["-v", "2"]);
     if let Some(ip) = ip {
@@ -70,10 +72,18 @@ fn context_for(ip: Option<&str>, port: &str) -> String {
     let (pid, stderr) = session_as(s);
     let first = stderr.lines().next().unwrap_or_default();
     let rest = first
-        .strip_prefix(&format!("s6-tlsd-io: info: pid {pid}"))
+        .strip_prefix(&format!(
+            "s6-tlsd-io: info: pid {} engine {pid}",
+            std::process::id()
+        ))
         .unwrap_or_else(|| panic!("{first:?}"));
     let client = rest[..rest.find(": ").unwrap()].to_string();
-    assert_named(&stderr, &format!("pid {pid}{client}"), &["info"]);
+    let parent = std::process::id();
+    assert_named(
+        &stderr,
+        &format!("pid {parent} engine {pid}{client}"),
+        &["info"],
+    );
     client
 }
 
@@ -104,8 +114,9 @@ fn a_connections_fatal_line_names_it_a_start_up_one_does_not() {
     assert_eq!(
         exit.raw_stderr,
         format!(
-            "s6-tlsd-io: fatal: pid {pid} 192.0.2.7_5: the TLS engine closed the connection \
-during the handshake: the client closed the connection\n"
+            "s6-tlsd-io: fatal: pid {} engine {pid} 192.0.2.7_5: the TLS engine closed the \
+connection during the handshake: the client closed the connection\n",
+            std::process::id()
         )
     );
     // A start-up error is the configuration's, the same for every client.

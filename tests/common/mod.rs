@@ -350,18 +350,23 @@ pub struct Exit {
 }
 
 /// The lines of the engine `pid` without the name of its connection
-/// (`pid 1234 127.0.0.1_40404: ` after the level), which tests/logging.rs
-/// checks: every other test is about the rest of the line.
+/// (`pid 1234 engine 1235 127.0.0.1_40404: ` after the level), which
+/// tests/logging.rs checks: every other test is about the rest of the line.
 pub fn without_context(stderr: &str, pid: u32) -> String {
-    let tag = format!(": pid {pid}");
+    let engine = format!(" engine {pid} ");
     stderr
         .split_inclusive('\n')
-        .map(|line| match line.find(&tag) {
-            Some(at) => match line[at + 2..].find(": ") {
-                Some(end) => format!("{}{}", &line[..at + 2], &line[at + 2 + end + 2..]),
-                None => line.to_string(),
-            },
-            None => line.to_string(),
+        .map(|line| {
+            // `s6-tlsd-io: level: `, then the name up to the next `: `.
+            let Some(at) = line.match_indices(": ").nth(1).map(|(i, _)| i + 2) else {
+                return line.to_string();
+            };
+            match line[at..].find(": ") {
+                Some(end) if format!(" {} ", &line[at..at + end]).contains(&engine) => {
+                    format!("{}{}", &line[..at], &line[at + end + 2..])
+                }
+                _ => line.to_string(),
+            }
         })
         .collect()
 }
