@@ -15,7 +15,6 @@
 
 #![no_main]
 
-use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,8 +57,7 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
         Ok(()) => 0,
         Err(e) => {
             if e.is_reported(verbosity) {
-                // Nothing more can be done if stderr itself is gone.
-                let _ = writeln!(std::io::stderr(), "{e}");
+                s6_tlsd_io::log::fatal(&e);
             }
             e.exit_code()
         }
@@ -69,7 +67,7 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
 
 fn run(opts: &Options) -> Result<(), Error> {
     let env = Env::from_process();
-    let log = Log::new(opts.verbosity).naming(connection(&env));
+    let log = Log::connection(opts.verbosity, &env);
     let provider = tls::provider();
     let keys = KeyStore::load(&env, opts.sni_level)?;
     let faulty = keys.faulty();
@@ -167,18 +165,6 @@ fn run(opts: &Options) -> Result<(), Error> {
             .explain(revoked.explain(e))
             .in_connection(log.context())
     })
-}
-
-/// `pid 1234 127.0.0.1_40404`: this engine, and the client as the
-/// super-server exported it (env.rs). Leaked, once per process, so that
-/// `Log` stays a `Copy` value.
-fn connection(env: &Env) -> &'static str {
-    let pid = std::process::id();
-    let name = match env.remote() {
-        Some(client) => format!("pid {pid} {client}"),
-        None => format!("pid {pid}"),
-    };
-    Box::leak(name.into_boxed_str())
 }
 
 /// The ticket keys, the client certificate policy a ticket is bound to,
