@@ -139,7 +139,7 @@ impl KeyPair {
             ..
         } = self;
         let pair = CertifiedKey::new(chain, signer);
-        match pair.keys_match() {
+        match keys_match(&pair) {
             // Unknown: the provider cannot tell for this key type, and
             // rustls accepts it too.
             Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
@@ -187,6 +187,29 @@ fn rsa_pkcs1(key: &Key) -> Option<&[u8]> {
             }
         }
         Encoding::Sec1 => None,
+    }
+}
+
+/// rustls' `CertifiedKey::keys_match`, its answers and all, but for how
+/// it reads the leaf: webpki refuses a version 1 certificate (of `openssl
+/// x509 -req` without extensions), and a critical extension it does not
+/// know, which upstream serves. Only the leaf's SubjectPublicKeyInfo is
+/// read here (asn1.rs); the client judges the rest.
+fn keys_match(pair: &CertifiedKey) -> Result<(), rustls::Error> {
+    let leaf = pair
+        .cert
+        .first()
+        .and_then(|c| crate::asn1::subject_public_key_info(c))
+        .ok_or(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::BadEncoding,
+        ))?;
+    let key = pair
+        .key
+        .public_key()
+        .ok_or(rustls::InconsistentKeys::Unknown)?;
+    match crate::asn1::elements(&key).as_deref() {
+        Some([(crate::asn1::SEQUENCE, ours)]) if *ours == leaf => Ok(()),
+        _ => Err(rustls::InconsistentKeys::KeyMismatch.into()),
     }
 }
 
