@@ -12,9 +12,8 @@ mod common;
 use std::ffi::OsStr;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use common::client::*;
 use common::*;
@@ -44,6 +43,18 @@ struct Pair {
 }
 
 impl Pair {
+    /// `cert` and `key` (PEM) written to files in a new directory.
+    fn written(tag: &str, cert: &str, key: &str) -> Pair {
+        let dir = tmpdir(tag);
+        let pair = Pair {
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+        };
+        std::fs::write(&pair.cert, cert).unwrap();
+        std::fs::write(&pair.key, key).unwrap();
+        pair
+    }
+
     fn env(&self) -> Vec<(String, String)> {
         vec![
             ("CERTFILE".into(), self.cert.display().to_string()),
@@ -103,46 +114,29 @@ fn v1_leaf() -> &'static Pair {
     })
 }
 
-/// `s6-tlsd-io -t` with only `env`: exit code, stdout, stderr.
-fn check(env: &[(String, String)]) -> (Option<i32>, String, String) {
-    let mut cmd = direct(&["-t"], env);
-    cmd.stdout(Stdio::piped());
-    let mut child = cmd.spawn().expect("run s6-tlsd-io -t");
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap());
-    let err = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
-    let status = wait_or_kill(&mut child, Duration::from_secs(30), || {
-        "s6-tlsd-io -t still running after 30 s".into()
-    });
-    (status.code(), out.join().unwrap(), err.join().unwrap())
+/// An engine (`-S`) serving `pair` to `openssl s_client` with the
+/// arguments `args` makes for the port: the handshake done, a line from the
+/// application read, both ends gone well. What s_client printed.
+fn served_to_s_client(pair: &Pair, args: impl FnOnce(u16) -> Vec<String>) -> String {
+    let (listener, port) = listen();
+    let mut client = Client::start("openssl", &args(port));
+    let mut e = accept(
+        spawn().env(pair.env()).args(&["-S"]),
+        &listener,
+        &mut client,
+    );
+    s_client_hello_and_close(&mut client, &mut e);
+    client.stdout()
 }
 
 // ------------------------------------------------------------ version 1
 
 #[test]
 fn a_version_1_certificate_is_served_to_openssl_s_client_which_verifies_it() {
-    let (listener, port) = listen();
-    let mut client = Client::start(
-        "openssl",
-        &s_client_args(
-            port,
-            &[
-                "-servername",
-                "localhost",
-                "-verify_hostname",
-                "localhost",
-                "-ign_eof",
-            ],
-        ),
-    );
-    let mut e = accept(
-        spawn().env(v1_leaf().env()).args(&["-S"]),
-        &listener,
-        &mut client,
-    );
-    s_client_hello_and_close(&mut client, &mut e);
-    let out = client.stdout();
+    let out = served_to_s_client(v1_leaf(), |port| {
+        let name = ["-servername", "localhost", "-verify_hostname", "localhost"];
+        s_client_args(port, &[&name[..], &["-ign_eof"]].concat())
+    });
     assert!(out.contains("Verify return code: 0 (ok)"), "{out}");
     assert!(out.contains("Verified peername: localhost"), "{out}");
 }
@@ -205,7 +199,7 @@ fn rustls_clients_refuse_a_version_1_certificate_themselves() {
 
 #[test]
 fn check_reports_a_version_1_certificate_without_error() {
-    let (code, out, err) = check(&v1_leaf().env());
+    let (code, out, err) = check(&[], &v1_leaf().env());
     assert_eq!((code, err.as_str()), (Some(0), ""), "{out}");
     assert!(
         out.contains(
@@ -233,38 +227,23 @@ fn a_chain_with_a_version_1_ca_is_served_and_checked() {
     .concat();
     std::fs::write(&chain.cert, pem).unwrap();
 
-    let (code, out, err) = check(&chain.env());
+    let (code, out, err) = check(&[], &chain.env());
     assert_eq!((code, err.as_str()), (Some(0), ""), "{out}");
     assert!(
         out.contains("; ECDSA P-256; chain of 2 certificates; "),
         "{out}"
     );
 
-    let (listener, port) = listen();
     let ca_file = ca.cert.display().to_string();
-    let args: Vec<String> = [
-        "s_client",
-        "-connect",
-        &format!("127.0.0.1:{port}"),
-        "-CAfile",
-        &ca_file,
-        "-verify_return_error",
-        "-verify_hostname",
-        "localhost",
-        "-showcerts",
-        "-ign_eof",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut client = Client::start("openssl", &args);
-    let mut e = accept(
-        spawn().env(chain.env()).args(&["-S"]),
-        &listener,
-        &mut client,
-    );
-    s_client_hello_and_close(&mut client, &mut e);
-    let out = client.stdout();
+    let out = served_to_s_client(&chain, |port| {
+        let connect = format!("127.0.0.1:{port}");
+        ["s_client", "-connect", &connect, "-CAfile", &ca_file]
+            .iter()
+            .chain(&["-verify_return_error", "-verify_hostname", "localhost"])
+            .chain(&["-showcerts", "-ign_eof"])
+            .map(|s| s.to_string())
+            .collect()
+    });
     assert!(out.contains("Verify return code: 0 (ok)"), "{out}");
     assert!(out.contains(" 1 s:CN = old internal CA"), "{out}");
 }
@@ -288,7 +267,7 @@ fn a_key_that_does_not_match_a_version_1_certificate_is_refused_saying_so() {
         startup_failure(&[], pair.env()),
         (Some(96), fatal(&message))
     );
-    let (code, _, err) = check(&pair.env());
+    let (code, _, err) = check(&[], &pair.env());
     assert_eq!(
         (code, err),
         (Some(96), format!("s6-tlsd-io: error: {message}\n"))
@@ -354,13 +333,11 @@ fn a_chain_with_an_expired_ca_is_served_and_check_reports_it() {
         .unwrap()
         .signed_by(&key, &expired, &ca_key)
         .unwrap();
-    let dir = tmpdir("expired-ca");
-    let pair = Pair {
-        cert: dir.join("chain.pem"),
-        key: dir.join("key.pem"),
-    };
-    std::fs::write(&pair.cert, leaf.pem() + &expired.pem()).unwrap();
-    std::fs::write(&pair.key, key.serialize_pem()).unwrap();
+    let pair = Pair::written(
+        "expired-ca",
+        &(leaf.pem() + &expired.pem()),
+        &key.serialize_pem(),
+    );
 
     let e = spawn().env(pair.env()).start();
     let config = std::sync::Arc::new(
@@ -372,7 +349,7 @@ fn a_chain_with_an_expired_ca_is_served_and_check_reports_it() {
     assert_eq!(tls.conn.peer_certificates().map(|c| c.len()), Some(2));
     finish(e, tls);
 
-    let (code, _, err) = check(&pair.env());
+    let (code, _, err) = check(&[], &pair.env());
     assert_eq!(code, Some(96), "{err}");
     assert!(
         err.contains("; expired on 2010-01-01T00:00:00Z (certificate 2 of the chain) ("),
@@ -392,33 +369,20 @@ fn a_certificate_with_an_unknown_critical_extension_is_served() {
     unknown.set_criticality(true);
     params.custom_extensions.push(unknown);
     let cert = params.signed_by(&key, &ca().cert, &ca().key).unwrap();
-    let dir = tmpdir("critical");
-    let pair = Pair {
-        cert: dir.join("cert.pem"),
-        key: dir.join("key.pem"),
-    };
-    std::fs::write(&pair.cert, cert.pem()).unwrap();
-    std::fs::write(&pair.key, key.serialize_pem()).unwrap();
+    let pair = Pair::written("critical", &cert.pem(), &key.serialize_pem());
 
-    let (code, out, err) = check(&pair.env());
+    let (code, out, err) = check(&[], &pair.env());
     assert_eq!((code, err.as_str()), (Some(0), ""), "{out}");
     assert!(out.contains("; names localhost; ECDSA P-256; "), "{out}");
 
     // openssl does not know the extension either, and says so; the
     // handshake is done all the same.
-    let (listener, port) = listen();
-    let args: Vec<String> = s_client_args(port, &["-ign_eof"])
-        .into_iter()
-        .filter(|a| a != "-verify_return_error")
-        .collect();
-    let mut client = Client::start("openssl", &args);
-    let mut e = accept(
-        spawn().env(pair.env()).args(&["-S"]),
-        &listener,
-        &mut client,
-    );
-    s_client_hello_and_close(&mut client, &mut e);
-    let out = client.stdout();
+    let out = served_to_s_client(&pair, |port| {
+        s_client_args(port, &["-ign_eof"])
+            .into_iter()
+            .filter(|a| a != "-verify_return_error")
+            .collect()
+    });
     assert!(
         out.contains("Verify return code: 34 (unhandled critical extension)"),
         "{out}"
@@ -450,7 +414,7 @@ fn certificate_blocks_of_the_legacy_label_are_read() {
         key: keys.key.clone(),
     };
     std::fs::write(&pair.cert, format!("{leaf_pem}{legacy}")).unwrap();
-    let (code, out, err) = check(&pair.env());
+    let (code, out, err) = check(&[], &pair.env());
     assert_eq!((code, err.as_str()), (Some(0), ""), "{out}");
     assert!(out.contains("; chain of 2 certificates; "), "{out}");
     let e = spawn().env(pair.env()).start();
@@ -479,7 +443,7 @@ fn dates_check_cannot_read_are_a_warning() {
         key: keys.key.clone(),
     };
     std::fs::write(&pair.cert, odd).unwrap();
-    let (code, out, err) = check(&pair.env());
+    let (code, out, err) = check(&[], &pair.env());
     assert_eq!(code, Some(0), "{out}{err}");
     assert_eq!(
         err,
