@@ -150,7 +150,7 @@ impl KeyPair {
                 key_source.named(),
                 cert_source.named()
             ))),
-            // The leaf's key cannot be read from it: webpki calls that an
+            // The leaf's key cannot be read from it: rustls calls that an
             // "invalid peer certificate", which this is not.
             Err(_) => Err(cert_source.invalid(
                 "the first certificate cannot be decoded (a damaged or incomplete file?)",
