@@ -595,6 +595,22 @@ pub fn code_and_stderr(mut cmd: Command, late: impl FnOnce() -> String) -> (Opti
     (status.code(), stderr)
 }
 
+/// `s6-tlsd-io -t ARGS` with only `env`, as a `direct` run: exit code,
+/// stdout, stderr.
+pub fn check(args: &[&str], env: &[(String, String)]) -> (Option<i32>, String, String) {
+    let mut cmd = direct(&[&["-t"], args].concat(), env);
+    cmd.stdout(Stdio::piped());
+    let mut child = cmd.spawn().expect("run s6-tlsd-io -t");
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap());
+    let err = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
+    let status = wait_or_kill(&mut child, Duration::from_secs(30), || {
+        "s6-tlsd-io -t still running after 30 s".into()
+    });
+    (status.code(), out.join().unwrap(), err.join().unwrap())
+}
+
 // ---------------------------------------------------------------- clients
 
 /// A root store that trusts `der` alone.
