@@ -19,7 +19,6 @@
 
 #![no_main]
 
-use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,8 +65,7 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
         Ok(()) => 0,
         Err(e) => {
             if e.is_reported(verbosity) {
-                // Nothing more can be done if stderr itself is gone.
-                let _ = writeln!(std::io::stderr(), "{e}");
+                s6_tlsd_io::log::fatal(&e);
             }
             e.exit_code()
         }
@@ -77,7 +75,7 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
 
 fn run(opts: &Options) -> Result<(), Error> {
     let env = Env::from_process();
-    let log = Log::new(opts.verbosity).naming(connection(&env));
+    let log = Log::connection(opts.verbosity, &env);
     // Checked before the holder's socket can take a number that was to be
     // one of them (a closed fd 3, say).
     let fds = take_fds(opts);
@@ -241,28 +239,19 @@ fn client_auth(
     let verifier = tls::client_verifier(provider.clone(), roots, crls.clone(), mode == 2)?;
     // A resumption checks the session's chain with the same verifier,
     // anchors and CRLs (ticket/recheck.rs); what it finds is not this
-    // connection's refusal, so not `revoked`'s.
-    let recheck = Some(ticket::Recheck::new(verifier.clone(), log));
+    // connection's refusal, so not `revoked`'s. The chain this connection's
+    // verifier accepts is the one its ticket records: it is watched
+    // (whether tickets are on, the holder says later).
+    let recheck = ticket::Recheck::new(verifier.clone(), log);
+    let verifier = recheck.watching(verifier);
     let (verifier, revoked) = crl::naming_revoked(verifier, &crls);
     Ok(ClientAuth {
         verifier: Some(verifier),
         revoked,
         mode,
         anchors,
-        recheck,
+        recheck: Some(recheck),
     })
-}
-
-/// `pid 1234 127.0.0.1_40404`: this engine, and the client as the
-/// super-server exported it (env.rs). Leaked, once per process, so that
-/// `Log` stays a `Copy` value.
-fn connection(env: &Env) -> &'static str {
-    let pid = std::process::id();
-    let name = match env.remote() {
-        Some(client) => format!("pid {pid} {client}"),
-        None => format!("pid {pid}"),
-    };
-    Box::leak(name.into_boxed_str())
 }
 
 /// The ticket keys, the client certificate policy a ticket is bound to,

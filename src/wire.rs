@@ -1,9 +1,10 @@
 //! TLS's own encoding (RFC 8446, section 3), read: big-endian fields and
 //! length-prefixed vectors off the front of a slice, each read None past
 //! its end. The ClientHello step reads a hello with it (engine/hello.rs),
-//! the ticket policy rustls' encoding of a session (ticket/mod.rs), the key
-//! holder and the engine each other's frames (holder/wire.rs), the holder
-//! the messages it is asked to sign.
+//! the ticket policy its own part of a ticket and the version field of
+//! rustls' session (ticket/mod.rs), the key holder and the engine each
+//! other's frames (holder/wire.rs), the holder the messages it is asked to
+//! sign.
 
 pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 

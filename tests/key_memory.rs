@@ -184,14 +184,26 @@ fn words(s: &str) -> Vec<String> {
     s.split_whitespace().map(str::to_string).collect()
 }
 
-/// Waits until the engine has confined itself (`Seccomp: 2`): its start-up
-/// is over and it waits for the ClientHello.
+/// Waits until the engine's start-up is over and it waits for the
+/// ClientHello: it has confined itself (`Seccomp: 2`) and made fd 0
+/// non-blocking (its relay's first step, /proc/PID/fdinfo/0's flags). The
+/// engine confines itself while its key holder still reads the key files,
+/// and takes the holder's chains after: confined alone is not over.
 fn wait_confined(e: &Engine) {
     let start = Instant::now();
-    while status(e.pid(), "Seccomp") != "2" {
+    let nonblocking = || {
+        let info = std::fs::read_to_string(format!("/proc/{}/fdinfo/0", e.pid()));
+        info.ok()
+            .and_then(|i| {
+                let flags = i.lines().find_map(|l| l.strip_prefix("flags:"))?;
+                u32::from_str_radix(flags.trim(), 8).ok()
+            })
+            .is_some_and(|flags| flags & libc::O_NONBLOCK as u32 != 0)
+    };
+    while status(e.pid(), "Seccomp") != "2" || !nonblocking() {
         assert!(
             start.elapsed() <= BOUND,
-            "engine pid {} not confined after {BOUND:?}",
+            "engine pid {} not confined and waiting for the ClientHello after {BOUND:?}",
             e.pid()
         );
         std::thread::sleep(Duration::from_millis(10));

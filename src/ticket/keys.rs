@@ -142,16 +142,36 @@ fn read(path: &OsStr) -> Result<Secret, Error> {
     let source = Source::file(VAR, path);
     let unable = |e: &std::io::Error| source.unreadable(e);
     let invalid = |why: &str| source.invalid(why);
+    // Not through a symbolic link: whoever may change the link chooses
+    // the keys (a directory's links on the way are the system's business).
     let mut file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_CLOEXEC)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
         .open(path)
-        .map_err(|e| unable(&e))?;
-    // The mode of the file actually opened, not of whatever the name points
-    // to a moment later.
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_symlink()) => {
+                invalid("a symbolic link (name the file itself)")
+            }
+            _ => unable(&e),
+        })?;
+    // The owner and mode of the file actually opened, not of whatever the
+    // name points to a moment later.
     let meta = file.metadata().map_err(|e| unable(&e))?;
     if !meta.is_file() {
         return Err(invalid("not a regular file"));
+    }
+    // A credential (whoever holds the keys mints tickets for any public
+    // client chain): root's, or that of the process that reads it.
+    let euid = nix::unistd::geteuid().as_raw();
+    match meta.uid() {
+        0 => {}
+        owner if owner == euid => {}
+        owner if euid == 0 => return Err(invalid(&format!("owned by uid {owner}, not by root"))),
+        owner => {
+            return Err(invalid(&format!(
+                "owned by uid {owner}, neither root nor uid {euid}, which reads it"
+            )))
+        }
     }
     if meta.mode() & 0o077 != 0 {
         return Err(invalid(&format!(
@@ -294,6 +314,29 @@ mod tests {
         let msg = load("open", Some(&[1; 32]), 0o640).unwrap().1;
         assert!(msg.contains("mode 640; make it 600"), "{msg}");
         assert_eq!(load("max", Some(&[1; 32 * 16]), 0o400), None);
+        // A credential: no symbolic link, no other owner than root or the
+        // process that reads it.
+        std::os::unix::fs::symlink(dir.join("ok"), dir.join("link")).unwrap();
+        let msg = load("link", None, 0).unwrap().1;
+        assert!(
+            msg.ends_with("link: a symbolic link (name the file itself)"),
+            "{msg}"
+        );
+        let euid = nix::unistd::geteuid().as_raw();
+        let owned = |uid: u32| {
+            let path = dir.join(format!("owned-{uid}"));
+            std::fs::write(&path, [1; 32]).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+            std::os::unix::fs::chown(&path, Some(uid), None).unwrap();
+            load(&format!("owned-{uid}"), None, 0)
+        };
+        assert_eq!(owned(euid), None);
+        if euid == 0 {
+            let (code, msg) = owned(65534).unwrap();
+            assert_eq!(code, 96);
+            assert!(msg.ends_with("owned by uid 65534, not by root"), "{msg}");
+        }
         assert!(TicketKeys::load(&Env::from_pairs(&[])).unwrap().is_none());
         assert!(TicketKeys::load(&Env::from_pairs(&[(VAR, "")]))
             .unwrap()

@@ -8,28 +8,36 @@
 //!
 //! - the file keys' side, `keys` (the key holder's): the file, the keys
 //!   derived from it, sealing with the newest and opening with any;
-//! - the policy side, here (the engine's): what a ticket is bound to (the
-//!   associated data), its issue time and lifetime, the client chain's
-//!   check, and the `ProducesTickets` that rustls calls. It never sees a
-//!   key, and does not import `keys`.
+//! - the policy side, here and in `recheck` (the engine's): what a ticket
+//!   is bound to (the associated data), its issue time and lifetime, the
+//!   client chain's check, and the `ProducesTickets` that rustls calls. It
+//!   never sees a key, and does not import `keys`.
 //!
 //! The associated data binds the ticket to the configuration that issued
-//! it (server name, client certificate mode, trust anchors): a ticket from
-//! elsewhere fails to open and the client gets a full handshake. rustls
-//! checks neither the client certificate policy nor the age of a
-//! stateless ticket, so both are done here.
+//! it (server name, client certificate mode, trust anchors) and to this
+//! format's version: a ticket from elsewhere, or of an older format, fails
+//! to open and the client gets a full handshake. rustls checks neither the
+//! client certificate policy nor the age of a stateless ticket, so both are
+//! done here.
 //!
-//! The sealed plaintext: the issue time (8 bytes, big-endian), then
-//! rustls' session state.
+//! The sealed plaintext, format 2: the issue time (8 bytes, big-endian),
+//! the session's client chain (a 3-byte length, then each certificate with
+//! a 3-byte length, end entity first; empty without one), then rustls'
+//! session state, which only rustls reads.
 //!
 //! Resumption checks what a full handshake checks (issue 19). rustls does
 //! not call the client certificate verifier on a resumption: the session's
-//! chain comes out of the ticket as it went in. So a ticket whose session
-//! has a client certificate opens only if the verifier of a full handshake
-//! accepts that chain again now, against the trust anchors and CRLs this
-//! engine read: a certificate revoked (or expired) since, even under a CRL
-//! published after the ticket, opens nothing, and the client gets a full
-//! handshake, which refuses its certificate exactly as it refuses any other.
+//! chain comes out of the ticket as it went in. So a ticket that records a
+//! client chain opens only if the verifier of a full handshake accepts that
+//! chain again now, against the trust anchors and CRLs this engine read: a
+//! certificate revoked (or expired) since, even under a CRL published
+//! after the ticket, opens nothing, and the client gets a full handshake,
+//! which refuses its certificate exactly as it refuses any other. The
+//! chain recorded is ours, not read out of rustls' encoding (issue 26):
+//! the one the connection's own verifier accepted, or, on a connection
+//! that opened a ticket, the one that ticket recorded and the recheck
+//! passed (see `Ticketer::encrypt_at`). No change of rustls' encoding can
+//! make a ticket skip the check.
 //!
 //! A chain of resumptions ends: the issue time sealed in a ticket is that
 //! of the full handshake its session descends from, and the lifetime hint
@@ -37,8 +45,10 @@
 //! client last authenticated (RFC 8446, section 4.6.1).
 //!
 //! TLS 1.3 only: the caller enables tickets only for clients that offer
-//! TLS 1.3, and `encrypt` refuses any state that is not TLS 1.3's, so that
-//! no TLS 1.2 ticket (which carries the master secret) is ever issued.
+//! TLS 1.3, and `encrypt` refuses any state that does not read as TLS
+//! 1.3's, so that no TLS 1.2 ticket (which carries the master secret) is
+//! ever issued. That is the one reading of rustls' encoding left, and it
+//! fails closed: a state it cannot read gets no ticket.
 
 pub mod keys;
 mod recheck;
@@ -52,6 +62,7 @@ use rustls::server::ProducesTickets;
 
 use crate::secret::Secret;
 use crate::wire::Reader;
+use recheck::Chain;
 
 pub use recheck::Recheck;
 
@@ -94,7 +105,9 @@ pub struct Context<'a> {
 impl Context<'_> {
     fn bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64);
-        out.extend_from_slice(b"s6-tlsd-io ticket v1\0");
+        // The format's version: a ticket of format 1 (which had no chain
+        // of ours) opens nothing.
+        out.extend_from_slice(b"s6-tlsd-io ticket v2\0");
         out.push(self.client_cert_mode);
         out.extend_from_slice(&self.anchors);
         if let Some(name) = self.server_name {
@@ -123,9 +136,11 @@ pub fn anchors_digest<'a>(anchors: impl Iterator<Item = (&'a [u8], &'a [u8])>) -
 }
 
 /// The ticketer of one connection: tickets sealed and opened by `seal`,
-/// bound to `context` (see `Context`). A ticket whose session has a
-/// client certificate opens only if `recheck` accepts it again; without
-/// `recheck`, never.
+/// bound to `context` (see `Context`). A ticket that records a client
+/// chain opens only if `recheck` accepts it again; without `recheck`,
+/// never. With `recheck`, the connection's verifier must be the one
+/// `Recheck::watching` returns: the chain it accepts is the one a ticket
+/// records.
 pub fn ticketer(
     seal: Arc<dyn Seal>,
     context: &Context,
@@ -139,28 +154,27 @@ struct Ticketer {
     /// The context, as associated data.
     aad: Vec<u8>,
     /// Under `-y`: a session without a client chain cannot be ours (the
-    /// context says so already); a second guard on the state's reading.
+    /// context says so already); a second guard.
     chain_required: bool,
     /// Checks a session's client certificate chain again (see the top).
     recheck: Option<Recheck>,
     /// How many tickets this connection has tried to open.
     opens: AtomicUsize,
-    /// The last ticket this connection opened: the ticket issued on the
-    /// connection it resumes inherits its time.
+    /// What the tickets this connection opened pass on to the one it
+    /// issues.
     opened: Mutex<Option<Opened>>,
     /// The lifetime hint of the ticket last sealed (rustls asks right after
     /// `encrypt`).
     hint: AtomicU32,
 }
 
-/// What a ticket that opened leaves to the next one.
+/// What the tickets a connection opened leave to the next one.
 struct Opened {
-    /// Its issue time (not later than when it opened).
+    /// The earliest issue time among them (none later than when it opened).
     issued: u64,
-    /// Its session's `State::resumes`: rustls resumes from a ticket only
-    /// when these match the connection's, so a ticket issued with others
-    /// comes from a full handshake.
-    resumes: Vec<u8>,
+    /// The client chain one of them recorded (all that record one record
+    /// the same: `Recheck` refuses a second).
+    chain: Option<Chain>,
 }
 
 impl std::fmt::Debug for Ticketer {
@@ -176,24 +190,13 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// What the ticketer reads of rustls' encoding of a server session
-/// (`ServerSessionValue`: an optional SNI, the version, the cipher suite,
-/// the secret, the extended-master-secret flag, the optional client chain,
-/// then what is of no concern here). The unit tests below read real
-/// sessions of the rustls that Cargo.lock pins, so a change of encoding
-/// fails them when rustls is updated.
-struct State<'a> {
-    /// The SNI, version and cipher suite: what rustls requires to be the
-    /// same for a ticket to resume (besides the EMS flag, always off in
-    /// TLS 1.3).
-    resumes: &'a [u8],
-    version: u16,
-    /// The client certificate chain, end entity first; empty without one.
-    chain: Vec<CertificateDer<'a>>,
-}
-
-fn parse_state(plain: &[u8]) -> Option<State<'_>> {
-    let mut r = Reader(plain);
+/// The protocol version in rustls' encoding of a server session
+/// (`ServerSessionValue`: an optional SNI, then the version). The one
+/// field of it read here, for a guard that fails closed; the unit tests
+/// read real sessions of the rustls that Cargo.lock pins, so a change of
+/// encoding fails them when rustls is updated.
+fn rustls_version(state: &[u8]) -> Option<u16> {
+    let mut r = Reader(state);
     match r.u8()? {
         0 => {}
         1 => {
@@ -201,33 +204,48 @@ fn parse_state(plain: &[u8]) -> Option<State<'_>> {
         }
         _ => return None,
     }
-    let v = r.take(2)?;
-    let version = u16::from_be_bytes([v[0], v[1]]);
-    r.take(2)?;
-    let resumes = &plain[..plain.len() - r.0.len()];
-    r.short()?;
-    r.u8()?;
-    let mut chain = Vec::new();
-    match r.u8()? {
-        0 => {}
-        1 => {
-            let len = r.u24()?;
-            let mut list = Reader(r.take(len)?);
-            while !list.0.is_empty() {
-                let len = list.u24()?;
-                chain.push(CertificateDer::from(list.take(len)?));
-            }
-            if chain.is_empty() {
-                return None;
-            }
-        }
-        _ => return None,
+    r.u16()
+}
+
+fn u24(n: usize) -> Option<[u8; 3]> {
+    let n = u32::try_from(n).ok().filter(|&n| n < 1 << 24)?;
+    let [_, a, b, c] = n.to_be_bytes();
+    Some([a, b, c])
+}
+
+/// Our part of the plaintext: the issue time and the client chain.
+fn ours(issued: u64, chain: Option<&[CertificateDer<'_>]>) -> Option<Vec<u8>> {
+    let chain = chain.unwrap_or_default();
+    let mut list = Vec::new();
+    for cert in chain {
+        list.extend_from_slice(&u24(cert.len())?);
+        list.extend_from_slice(cert);
     }
-    Some(State {
-        resumes,
-        version,
-        chain,
-    })
+    let mut out = Vec::with_capacity(TIME_LEN + 3 + list.len());
+    out.extend_from_slice(&issued.to_be_bytes());
+    out.extend_from_slice(&u24(list.len())?);
+    out.append(&mut list);
+    Some(out)
+}
+
+/// Our part read back: the issue time, the chain (empty without one), and
+/// rustls' state after them. None if it is not ours (a certificate of no
+/// bytes included: an empty chain is an empty list).
+fn read_ours(plain: &[u8]) -> Option<(u64, Vec<CertificateDer<'_>>, &[u8])> {
+    let mut r = Reader(plain);
+    let mut t = [0; TIME_LEN];
+    t.copy_from_slice(r.take(TIME_LEN)?);
+    let len = r.u24()?;
+    let mut list = Reader(r.take(len)?);
+    let mut chain = Vec::new();
+    while !list.0.is_empty() {
+        let len = list.u24()?;
+        if len == 0 {
+            return None;
+        }
+        chain.push(CertificateDer::from(list.take(len)?));
+    }
+    Some((u64::from_be_bytes(t), chain, r.0))
 }
 
 impl Ticketer {
@@ -243,16 +261,36 @@ impl Ticketer {
         }
     }
 
-    fn encrypt_at(&self, plain: &[u8], now: u64) -> Option<Vec<u8>> {
+    /// The ticket for the session rustls encoded as `state`. Which client
+    /// chain and which issue time it records, without reading either out
+    /// of `state`:
+    ///
+    /// - a chain this connection's verifier accepted: a full handshake
+    ///   with a client certificate, so that chain, and now;
+    /// - otherwise, if this connection opened tickets: perhaps a
+    ///   resumption of one of them, so the chain one of them recorded and
+    ///   the earliest of their times. When rustls resumed none of them (a
+    ///   full handshake without a client certificate), that is a ticket
+    ///   checked against a chain its session never had, or a shorter life:
+    ///   a refusal or a full handshake sooner, never a check skipped;
+    /// - otherwise a full handshake without a client certificate: no
+    ///   chain, and now.
+    fn encrypt_at(&self, state: &[u8], now: u64) -> Option<Vec<u8>> {
         // Second guard after `configure`: a TLS 1.2 session gets no ticket
-        // (rustls then sends an empty one, which carries nothing).
-        let state = parse_state(plain).filter(|s| s.version == 0x0304)?;
-        // The time of the full handshake this session descends from: that
-        // of the ticket it resumed from, if it resumed; now otherwise.
-        let issued = match &*self.opened.lock().ok()? {
-            Some(o) if o.resumes == state.resumes => o.issued,
-            _ => now,
+        // (rustls then sends none).
+        if rustls_version(state)? != 0x0304 {
+            return None;
+        }
+        let accepted = self.recheck.as_ref().and_then(Recheck::accepted);
+        let opened = self.opened.lock().ok()?;
+        let (issued, chain) = match (accepted, &*opened) {
+            (Some(chain), _) => (now, Some(chain)),
+            (None, Some(o)) => (o.issued, o.chain.clone()),
+            (None, None) => (now, None),
         };
+        if chain.is_none() && self.chain_required {
+            return None;
+        }
         let left = u64::from(LIFETIME).saturating_sub(now.saturating_sub(issued));
         if left == 0 {
             // Nothing left to resume: no ticket (rustls sends none).
@@ -260,9 +298,9 @@ impl Ticketer {
         }
         // The plaintext holds the session's resumption secret: wiped once
         // sealed.
-        let mut body = Secret(Vec::with_capacity(TIME_LEN + plain.len()));
-        body.0.extend_from_slice(&issued.to_be_bytes());
-        body.0.extend_from_slice(plain);
+        let mut body = Secret(ours(issued, chain.as_deref())?);
+        body.0.reserve_exact(state.len());
+        body.0.extend_from_slice(state);
         let ticket = self.seal.seal(&self.aad, &body.0)?;
         // `left` is at most LIFETIME, a u32.
         self.hint.store(left as u32, Ordering::Relaxed);
@@ -274,10 +312,7 @@ impl Ticketer {
             return None;
         }
         let body = Secret(self.seal.open(&self.aad, ticket)?);
-        let (issued, state) = body.0.split_at_checked(TIME_LEN)?;
-        let mut t = [0; TIME_LEN];
-        t.copy_from_slice(issued);
-        let issued = u64::from_be_bytes(t);
+        let (issued, chain, state) = read_ours(&body.0)?;
         if issued > now.saturating_add(SKEW) {
             return None;
         }
@@ -286,22 +321,21 @@ impl Ticketer {
         if now - issued > u64::from(LIFETIME) {
             return None;
         }
-        let parsed = parse_state(state)?;
-        if parsed.chain.is_empty() && self.chain_required {
+        if chain.is_empty() && self.chain_required {
             return None;
         }
-        if !parsed.chain.is_empty()
-            && !self
-                .recheck
-                .as_ref()
-                .is_some_and(|r| r.accepts(&parsed.chain))
-        {
+        if !chain.is_empty() && !self.recheck.as_ref().is_some_and(|r| r.accepts(&chain)) {
             return None;
         }
-        *self.opened.lock().ok()? = Some(Opened {
+        let mut opened = self.opened.lock().ok()?;
+        let o = opened.get_or_insert(Opened {
             issued,
-            resumes: parsed.resumes.to_vec(),
+            chain: None,
         });
+        o.issued = o.issued.min(issued);
+        if !chain.is_empty() {
+            o.chain = Some(chain.into_iter().map(CertificateDer::into_owned).collect());
+        }
         Some(state.to_vec())
     }
 }
@@ -323,6 +357,7 @@ impl ProducesTickets for Ticketer {
         self.decrypt_at(ticket, now())
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,16 +423,24 @@ mod tests {
         Ticketer::new(k.clone(), c, None)
     }
 
-    /// A ticket sealed by `t`'s seal, as if at `when`, for `plain`.
-    fn seal_at(t: &Ticketer, when: u64, plain: &[u8]) -> Vec<u8> {
-        let body = [&when.to_be_bytes()[..], plain].concat();
+    /// A ticket sealed by `t`'s seal, as if at `when`, recording the
+    /// client `chain`, for rustls' `state`.
+    fn seal_at(t: &Ticketer, when: u64, chain: &[&[u8]], state: &[u8]) -> Vec<u8> {
+        let chain: Vec<_> = chain.iter().map(|c| CertificateDer::from(*c)).collect();
+        let body = [ours(when, Some(&chain)).unwrap(), state.to_vec()].concat();
         t.seal.seal(&t.aad, &body).unwrap()
+    }
+
+    /// The issue time and the client chain sealed in `ticket`.
+    fn sealed(t: &Ticketer, ticket: &[u8]) -> (u64, Vec<Vec<u8>>) {
+        let plain = t.seal.open(&t.aad, ticket).unwrap();
+        let (issued, chain, _) = read_ours(&plain).unwrap();
+        (issued, chain.iter().map(|c| c.to_vec()).collect())
     }
 
     /// The issue time sealed in `ticket`.
     fn sealed_time(t: &Ticketer, ticket: &[u8]) -> u64 {
-        let plain = t.seal.open(&t.aad, ticket).unwrap();
-        u64::from_be_bytes(plain[..TIME_LEN].try_into().unwrap())
+        sealed(t, ticket).0
     }
 
     /// A ticket opens only under the context it was sealed for (the
@@ -422,14 +465,15 @@ mod tests {
         *bad.last_mut().unwrap() ^= 1;
         let same = ticketer(k.clone(), &ctx(Some("a.b"), 1), None);
         assert!(same.decrypt(&bad).is_none());
-        // TLS 1.2 states, or anything unparsable, are never sealed.
+        // TLS 1.2 states, or any whose version cannot be read, are never
+        // sealed.
         assert!(same.encrypt(&state(None, 0x0303, AES256, &[])).is_none());
         assert!(same
             .encrypt(&state(Some("a.b"), 0x0303, AES256, &[]))
             .is_none());
         assert!(same.encrypt(b"").is_none());
-        assert!(same.encrypt(b"\x00\x03\x04").is_none());
-        let full = state(None, 0x0304, AES256, &[]);
+        assert!(same.encrypt(b"\x02\x03\x04").is_none());
+        let full = state(Some("a.b"), 0x0304, AES256, &[]);
         for n in 0..7 {
             assert!(same.encrypt(&full[..n]).is_none(), "{n} bytes");
         }
@@ -458,7 +502,7 @@ mod tests {
         let now = 1_000_000_000;
         let open = |when| {
             let t = sealer(&k, &ctx(None, 0));
-            t.decrypt_at(&seal_at(&t, when, &plain), now).is_some()
+            t.decrypt_at(&seal_at(&t, when, &[], &plain), now).is_some()
         };
         assert!(open(now - 10));
         assert!(open(now - u64::from(LIFETIME)));
@@ -479,7 +523,7 @@ mod tests {
         for ahead in [1, SKEW] {
             let t = sealer(&k, &ctx(None, 0));
             assert!(t
-                .decrypt_at(&seal_at(&t, now + ahead, &plain), now)
+                .decrypt_at(&seal_at(&t, now + ahead, &[], &plain), now)
                 .is_some());
             // The next ticket: sealed at now, a whole lifetime.
             let next = t.encrypt_at(&plain, now).unwrap();
@@ -488,15 +532,17 @@ mod tests {
         }
         let t = sealer(&k, &ctx(None, 0));
         assert!(t
-            .decrypt_at(&seal_at(&t, now + SKEW + 1, &plain), now)
+            .decrypt_at(&seal_at(&t, now + SKEW + 1, &[], &plain), now)
             .is_none());
     }
 
     /// RFC 8446, 4.6.1: a ticket issued on a resumed connection keeps the
     /// time of the full handshake, its lifetime hint counts down from it,
-    /// and at the end no ticket is issued; a full handshake (a ticket that
-    /// opened but that rustls could not resume from: another cipher suite
-    /// or server name) starts a new lifetime.
+    /// and at the end no ticket is issued. Whether rustls resumed from the
+    /// ticket is not read out of its encoding: a ticket that opened passes
+    /// its time on even if rustls could not resume from it (another cipher
+    /// suite), a shorter life, never a longer one; a client chain verified
+    /// on the connection (a full handshake) starts a new lifetime.
     #[test]
     fn a_ticket_issued_on_a_resumed_connection_keeps_the_original_time() {
         let k = keys(&[9u8; 32]);
@@ -504,7 +550,9 @@ mod tests {
         let now = 1_000_000_000;
         let first = now - 1000;
         let t = sealer(&k, &ctx(Some("a.b"), 0));
-        assert!(t.decrypt_at(&seal_at(&t, first, &plain), now).is_some());
+        assert!(t
+            .decrypt_at(&seal_at(&t, first, &[], &plain), now)
+            .is_some());
         let next = t.encrypt_at(&plain, now).unwrap();
         assert_eq!(sealed_time(&t, &next), first);
         assert_eq!(t.lifetime(), LIFETIME - 1000);
@@ -521,12 +569,27 @@ mod tests {
         assert!(t.decrypt_at(&last, end).is_some());
         assert!(t.encrypt_at(&plain, end).is_none());
         assert!(t.decrypt_at(&last, end + 1).is_none());
-        // Opened, but the session is another suite's: a full handshake.
+        // Opened, but the session is another suite's: still the first time.
         let t = sealer(&k, &ctx(Some("a.b"), 0));
         assert!(t.decrypt_at(&last, now).is_some());
         let other = state(Some("a.b"), 0x0304, AES128, &[]);
+        let full = t.encrypt_at(&other, now).unwrap();
+        assert_eq!(sealed_time(&t, &full), first);
+        assert_eq!(t.lifetime(), LIFETIME - 1000);
+        // Opened, then a client chain verified: a full handshake, now.
+        let y = ctx(Some("a.b"), 1);
+        let recheck = Recheck::new(Arc::new(Says(None, Default::default())), Log::new(0));
+        let t = Ticketer::new(k.clone(), &y, Some(recheck.clone()));
+        assert!(t
+            .decrypt_at(&seal_at(&t, first, &[], &plain), now)
+            .is_some());
+        let cert = CertificateDer::from(&b"end entity"[..]);
+        recheck
+            .watching(Arc::new(Says(None, Default::default())))
+            .verify_client_cert(&cert, &[], UnixTime::now())
+            .unwrap();
         let fresh = t.encrypt_at(&other, now).unwrap();
-        assert_eq!(sealed_time(&t, &fresh), now);
+        assert_eq!(sealed(&t, &fresh), (now, vec![cert.to_vec()]));
         assert_eq!(t.lifetime(), LIFETIME);
         // Nothing opened: a full handshake.
         let t = sealer(&k, &ctx(Some("a.b"), 0));
@@ -588,58 +651,90 @@ mod tests {
     fn a_ticket_opens_only_if_its_client_chain_still_verifies() {
         let k = keys(&[9u8; 32]);
         let chain: [&[u8]; 2] = [b"end entity", b"intermediate"];
-        let with_chain = state(Some("a.b"), 0x0304, AES256, &chain);
-        let ticket = seal_at(&sealer(&k, &ctx(Some("a.b"), 1)), now(), &with_chain);
-        let without = seal_at(&sealer(&k, &ctx(Some("a.b"), 1)), now(), &state13());
+        let y = ctx(Some("a.b"), 1);
+        let ticket = seal_at(&sealer(&k, &y), now(), &chain, &state13());
+        let without = seal_at(&sealer(&k, &y), now(), &[], &state13());
         for (answer, opens) in [
             (None, true),
             (Some(rustls::CertificateError::Revoked), false),
             (Some(rustls::CertificateError::Expired), false),
         ] {
             let says = Arc::new(Says(answer, Default::default()));
-            let recheck = Recheck::new(says.clone(), Log::new(0));
-            let t = ticketer(k.clone(), &ctx(Some("a.b"), 1), Some(recheck.clone()));
+            let recheck = || Some(Recheck::new(says.clone(), Log::new(0)));
+            let t = ticketer(k.clone(), &y, recheck());
             assert_eq!(t.decrypt(&ticket).is_some(), opens);
             assert_eq!(*says.1.lock().unwrap(), chain.map(<[u8]>::to_vec));
-            let t = ticketer(k.clone(), &ctx(Some("a.b"), 1), Some(recheck));
+            let t = ticketer(k.clone(), &y, recheck());
             assert!(t.decrypt(&without).is_some());
             assert_eq!(says.1.lock().unwrap().len(), 2, "no chain, no check");
         }
-        let t = ticketer(k.clone(), &ctx(Some("a.b"), 1), None);
+        let t = ticketer(k.clone(), &y, None);
         assert!(t.decrypt(&ticket).is_none());
         assert!(t.decrypt(&without).is_some());
-        // Under -y, a state read as having no chain never opens.
-        let y = ctx(Some("a.b"), 2);
-        let accepts = Recheck::new(Arc::new(Says(None, Default::default())), Log::new(0));
-        let t = ticketer(k.clone(), &y, Some(accepts));
+        // Under -y, a ticket that records no chain never opens.
+        let yy = ctx(Some("a.b"), 2);
+        let accepts = || {
+            Some(Recheck::new(
+                Arc::new(Says(None, Default::default())),
+                Log::new(0),
+            ))
+        };
+        let t = ticketer(k.clone(), &yy, accepts());
         assert!(t
-            .decrypt(&seal_at(&sealer(&k, &y), now(), &state13()))
+            .decrypt(&seal_at(&sealer(&k, &yy), now(), &[], &state13()))
             .is_none());
         assert!(t
-            .decrypt(&seal_at(&sealer(&k, &y), now(), &with_chain))
+            .decrypt(&seal_at(&sealer(&k, &yy), now(), &chain, &state13()))
             .is_some());
-        // A chain whose encoding is cut short or empty does not open.
-        let mut bad = state(Some("a.b"), 0x0304, AES256, &chain);
-        let at = bad.len() - b"\x00rest of the state".len() - 2;
-        bad[at] = 0xff;
-        let t = ticketer(k.clone(), &ctx(Some("a.b"), 1), None);
-        assert!(t
-            .decrypt(&seal_at(&sealer(&k, &ctx(Some("a.b"), 1)), now(), &bad))
+        // Nor is one sealed there.
+        assert!(ticketer(k.clone(), &yy, accepts())
+            .encrypt(&state13())
             .is_none());
-        let mut empty = state(Some("a.b"), 0x0304, AES256, &[]);
-        let flag = empty.len() - b"\x00rest of the state".len() - 1;
-        empty.splice(flag..=flag, [1, 0, 0, 0]);
-        assert!(t
-            .decrypt(&seal_at(&sealer(&k, &ctx(Some("a.b"), 1)), now(), &empty))
-            .is_none());
+        // Our part cut short, or holding a certificate of no bytes: nothing.
+        let t = sealer(&k, &y);
+        let good = [ours(now(), None).unwrap(), state13()].concat();
+        assert!(t.decrypt(&t.seal.seal(&t.aad, &good).unwrap()).is_some());
+        for bad in [
+            &good[..TIME_LEN + 2],
+            &[&now().to_be_bytes()[..], b"\x00\x00\x05\x00\x00\x00"].concat(),
+            &[&now().to_be_bytes()[..], b"\x00\x00\x03\x00\x00\x00"].concat(),
+        ] {
+            let t = sealer(&k, &y);
+            assert!(t.decrypt(&t.seal.seal(&t.aad, bad).unwrap()).is_none());
+        }
+    }
+
+    /// One verification per connection: a ticket offered again (rustls
+    /// opens every identity of a hello, before any binder is checked) gets
+    /// the first verdict, unverified; a ticket with another chain opens
+    /// nothing, unverified.
+    #[test]
+    fn one_connection_verifies_one_client_chain() {
+        let k = keys(&[9u8; 32]);
+        let (chain, other): ([&[u8]; 1], [&[u8]; 1]) = ([b"carol"], [b"dave"]);
+        let y = ctx(Some("a.b"), 1);
+        let carol = seal_at(&sealer(&k, &y), now(), &chain, &state13());
+        let dave = seal_at(&sealer(&k, &y), now(), &other, &state13());
+        for (answer, opens) in [
+            (None, true),
+            (Some(rustls::CertificateError::Revoked), false),
+        ] {
+            let says = Arc::new(Says(answer, Default::default()));
+            let t = ticketer(k.clone(), &y, Some(Recheck::new(says.clone(), Log::new(0))));
+            for _ in 0..MAX_OPENS - 1 {
+                assert_eq!(t.decrypt(&carol).is_some(), opens);
+            }
+            assert!(t.decrypt(&dave).is_none());
+            assert_eq!(*says.1.lock().unwrap(), [b"carol".to_vec()]);
+        }
     }
 
     /// Records what `encrypt` was given and answered, for the tests below.
     #[derive(Debug)]
-    struct Spy(
-        Arc<dyn ProducesTickets>,
-        std::sync::Mutex<Vec<(Vec<u8>, bool)>>,
-    );
+    struct Spy(Arc<dyn ProducesTickets>, std::sync::Mutex<Vec<Sealed>>);
+
+    /// rustls' state given to `encrypt`, and the ticket it made, if any.
+    type Sealed = (Vec<u8>, Option<Vec<u8>>);
 
     impl Spy {
         fn new(t: Arc<dyn ProducesTickets>) -> Arc<Spy> {
@@ -647,7 +742,12 @@ mod tests {
         }
 
         fn answers(&self) -> Vec<bool> {
-            self.1.lock().unwrap().iter().map(|a| a.1).collect()
+            self.1
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|a| a.1.is_some())
+                .collect()
         }
     }
 
@@ -660,7 +760,7 @@ mod tests {
         }
         fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
             let t = self.0.encrypt(plain);
-            self.1.lock().unwrap().push((plain.to_vec(), t.is_some()));
+            self.1.lock().unwrap().push((plain.to_vec(), t.clone()));
             t
         }
         fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
@@ -763,8 +863,10 @@ mod tests {
         }
     }
 
-    /// With real rustls sessions and a client certificate: the chain read
-    /// out of rustls' state is the client's; a resumption checks it again
+    /// With real rustls sessions and a client certificate: the chain a
+    /// ticket records is the one the connection's verifier accepted, the
+    /// client's, on a full handshake as on a resumption; a resumption checks
+    /// it again
     /// and resumes while it passes; once the check refuses it (a
     /// revocation), the same client gets a full handshake, in which the
     /// server's verifier sees its certificate again.
@@ -802,25 +904,23 @@ mod tests {
         let keys = keys(&[4u8; 32]);
         let connect = |recheck: Arc<dyn ClientCertVerifier>| {
             let recheck = Recheck::new(recheck, Log::new(0));
-            let spy = Spy::new(ticketer(
-                keys.clone(),
-                &ctx(Some("localhost"), 2),
-                Some(recheck),
-            ));
+            let watched = recheck.watching(verifier.clone());
+            let context = ctx(Some("localhost"), 2);
+            let spy = Spy::new(ticketer(keys.clone(), &context, Some(recheck)));
             let config = crate::tls::server_config(
                 provider.clone(),
                 pair.clone(),
-                Some(verifier.clone()),
+                Some(watched),
                 Vec::new(),
                 Some(spy.clone()),
                 None,
             )
             .unwrap();
             let kind = handshake(config, client.clone());
-            let (plain, sealed) = spy.1.lock().unwrap().pop().unwrap();
-            assert!(sealed);
-            let state = parse_state(&plain).unwrap();
-            assert_eq!(state.chain, [carol.der().clone()]);
+            let (_, ticket) = spy.1.lock().unwrap().pop().unwrap();
+            let plain = keys.open(&context.bytes(), &ticket.unwrap()).unwrap();
+            let (_, chain, _) = read_ours(&plain).unwrap();
+            assert_eq!(chain, [carol.der().clone()]);
             kind
         };
         let says = |answer| Arc::new(Says(answer, Default::default()));
@@ -831,5 +931,61 @@ mod tests {
         let refuses = says(Some(rustls::CertificateError::Revoked));
         assert_eq!(connect(refuses.clone()), Some(Full));
         assert_eq!(*refuses.1.lock().unwrap(), [carol.der().to_vec()]);
+    }
+
+    /// `state` as a later rustls might encode it: a field (one zero byte)
+    /// added before the client chain, which a reading of the old encoding
+    /// takes for "no chain".
+    fn state_moved(chain: &[&[u8]]) -> Vec<u8> {
+        let mut out = state(Some("a.b"), 0x0304, AES256, chain);
+        let secret = out.windows(6).position(|w| w == b"\x04abcd\x00").unwrap();
+        out.insert(secret + 6, 0);
+        out
+    }
+
+    /// Issue 26: the chain a ticket's recheck verifies is the one the
+    /// connection's own verifier accepted, never one read out of rustls'
+    /// encoding. Here rustls' state is as a later rustls might encode it,
+    /// read by the old parser as having no chain: the chain is checked
+    /// again all the same, and, revoked since, opens nothing, under `-Y`
+    /// as under `-y`.
+    #[test]
+    fn a_change_of_rustls_encoding_cannot_skip_the_recheck() {
+        let k = keys(&[9u8; 32]);
+        let chain: [&[u8]; 2] = [b"end entity", b"intermediate"];
+        let certs: Vec<_> = chain.iter().map(|c| CertificateDer::from(*c)).collect();
+        let moved = state_moved(&chain);
+        for mode in [1, 2] {
+            let c = ctx(Some("a.b"), mode);
+            // The first connection: a full handshake whose verifier
+            // accepted the client's chain.
+            let first = Recheck::new(Arc::new(Says(None, Default::default())), Log::new(0));
+            first
+                .watching(Arc::new(Says(None, Default::default())))
+                .verify_client_cert(&certs[0], &certs[1..], UnixTime::now())
+                .unwrap();
+            let ticket = ticketer(k.clone(), &c, Some(first))
+                .encrypt(&moved)
+                .unwrap();
+            // The next: the chain is revoked since.
+            let revoked = Arc::new(Says(
+                Some(rustls::CertificateError::Revoked),
+                Default::default(),
+            ));
+            let t = ticketer(
+                k.clone(),
+                &c,
+                Some(Recheck::new(revoked.clone(), Log::new(0))),
+            );
+            assert!(
+                t.decrypt(&ticket).is_none(),
+                "mode {mode}: opened unchecked"
+            );
+            assert_eq!(
+                *revoked.1.lock().unwrap(),
+                chain.map(<[u8]>::to_vec),
+                "mode {mode}"
+            );
+        }
     }
 }
