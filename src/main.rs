@@ -128,11 +128,19 @@ fn run(opts: &Options) -> Result<(), Error> {
             // Tickets are for TLS 1.3 only: a TLS 1.2 ticket carries the
             // session's master secret, which a stolen key file would reveal.
             let tickets = tickets.as_ref().filter(|_| hello.offers_tls13);
-            let pair = Pair {
+            let pairs = Pairs {
                 keys,
                 holder: &holder,
             };
-            configure(pair, &alpn, client_hello, veto, provider, verifier, tickets)
+            configure(
+                pairs,
+                &alpn,
+                client_hello,
+                veto,
+                provider,
+                verifier,
+                tickets,
+            )
         },
         |conn, server_name| {
             // The signature made and the tickets sealed: the holder goes,
@@ -264,7 +272,7 @@ struct Tickets {
 }
 
 /// The pairs' chains by name, and the holder that keeps their keys.
-struct Pair<'a> {
+struct Pairs<'a> {
     keys: KeyStore,
     holder: &'a Holder,
 }
@@ -275,7 +283,7 @@ struct Pair<'a> {
 /// after a HelloRetryRequest too: rustls asks the configuration's `vet`,
 /// which refuses through `veto`.
 fn configure(
-    Pair { keys, holder }: Pair,
+    Pairs { keys, holder }: Pairs,
     alpn: &Arc<Alpn>,
     hello: &ClientHello,
     veto: &Veto,
