@@ -109,6 +109,22 @@ impl RsaKey {
     /// Builds the key from an `RSAPrivateKey` (RFC 8017, A.1.2), after the
     /// checks above. Should it fail to sign, `error` goes to `faulty`.
     pub fn from_pkcs1(der: &[u8], faulty: Faulty, error: Error) -> Result<RsaKey, Refused> {
+        RsaKey::from_pkcs1_declassifying(der, faulty, error, |_| {})
+    }
+
+    /// [`from_pkcs1`](RsaKey::from_pkcs1), which calls `declassify` with the
+    /// one value it computes from the key's secret numbers, whether
+    /// n = p·q, before anything depends on it: from there it is public (the
+    /// key loads or is refused). Only tests/constant_time.rs passes a
+    /// function that does something (it tells valgrind's memcheck that the
+    /// value is no longer secret, as aws-lc's `constant_time_declassify_int`
+    /// does); it can look at the value, not change it.
+    pub fn from_pkcs1_declassifying(
+        der: &[u8],
+        faulty: Faulty,
+        error: Error,
+        declassify: fn(&bool),
+    ) -> Result<RsaKey, Refused> {
         let outer = elements(der);
         let Some([(SEQUENCE, fields)]) = outer.as_deref() else {
             return Err(Refused::NotMine);
@@ -141,7 +157,7 @@ impl RsaKey {
         let Ok([n, e, d, p, q, dp, dq, qinv]) = <[Bn; 8]>::try_from(numbers) else {
             return Err(NO_MEMORY);
         };
-        check(&n, &e, &p, &q, lengths_fit).map_err(Refused::Invalid)?;
+        check(&n, &e, &p, &q, lengths_fit, declassify).map_err(Refused::Invalid)?;
         let rsa = Rsa::build([n, e, d, p, q, dp, dq, qinv]).ok_or(NO_MEMORY)?;
         Ok(RsaKey {
             key: Arc::new(Key { rsa, faulty, error }),
@@ -194,7 +210,14 @@ fn lengths_fit([n, _e, _d, p, q, _dp, _dq, qinv]: &[&[u8]; 8]) -> bool {
 
 /// The provider's size limits, aws-lc's bound on e, then n = p·q, once
 /// the lengths allow it.
-fn check(n: &Bn, e: &Bn, p: &Bn, q: &Bn, lengths_fit: bool) -> Result<(), &'static str> {
+fn check(
+    n: &Bn,
+    e: &Bn,
+    p: &Bn,
+    q: &Bn,
+    lengths_fit: bool,
+    declassify: fn(&bool),
+) -> Result<(), &'static str> {
     match n.bits() {
         0..=2047 => return Err("the RSA key is too small (2048 to 8192 bits are supported)"),
         8193.. => return Err("the RSA key is too large (2048 to 8192 bits are supported)"),
@@ -208,7 +231,7 @@ fn check(n: &Bn, e: &Bn, p: &Bn, q: &Bn, lengths_fit: bool) -> Result<(), &'stat
     if !lengths_fit || !n.is_odd() {
         return Err(BROKEN);
     }
-    match Bn::is_product(n, p, q) {
+    match Bn::is_product(n, p, q, declassify) {
         Some(true) => Ok(()),
         Some(false) => Err(BROKEN),
         None => Err("out of memory"),
@@ -422,7 +445,7 @@ impl Bn {
     /// R = 2^(64·w) is 1, so it computes p·q·R⁻¹ = p·q (mod M); and
     /// p·q < M, so the result is p·q itself. p and q are below M, as the
     /// function requires; M is public.
-    fn is_product(n: &Bn, p: &Bn, q: &Bn) -> Option<bool> {
+    fn is_product(n: &Bn, p: &Bn, q: &Bn, declassify: fn(&bool)) -> Option<bool> {
         let words = |b: &Bn| b.bytes().div_ceil(8);
         let modulus = Bn::from_be(&vec![0xff; 8 * (words(p) + words(q))])?;
         let ctx = Ctx::new()?;
@@ -433,8 +456,17 @@ impl Bn {
         let ok = unsafe {
             sys::BN_mod_mul_montgomery(r.ptr(), p.ptr(), q.ptr(), mont.0.as_ptr(), ctx.0.as_ptr())
         };
+        if ok != 1 {
+            return None;
+        }
         // SAFETY: two valid BIGNUMs.
-        (ok == 1).then(|| unsafe { sys::BN_equal_consttime(r.ptr(), n.ptr()) } == 1)
+        let equal = unsafe { sys::BN_equal_consttime(r.ptr(), n.ptr()) } == 1;
+        declassify(&equal);
+        // Read from memory again: that is where `declassify` marked it
+        // public; a copy kept in a register would still be secret to
+        // memcheck.
+        // SAFETY: a local bool, valid and aligned.
+        Some(unsafe { std::ptr::read_volatile(&equal) })
     }
 
     fn bytes(&self) -> usize {
