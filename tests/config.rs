@@ -244,6 +244,131 @@ fn rsa_key_whose_primes_do_not_make_its_modulus_fails_at_startup() {
     assert_eq!(reason, "the RSA key is inconsistent");
 }
 
+/// A two-prime RSA key whose primes differ in size by more than a 64-bit
+/// word (1160 and 900 bits: 19 and 15 words), which no usual generator
+/// makes, as PKCS#1 DER, with d changed when `wrong_d`; written with a
+/// self-signed certificate for it into `dir`. Made with aws-lc's
+/// arithmetic, variable time and all: it is a test's key.
+fn rsa_key_of_unequal_primes(dir: &Path, wrong_d: bool) -> (PathBuf, PathBuf) {
+    use aws_lc_sys as sys;
+    use std::ptr::null_mut;
+    /// A DER TLV; contents under 64 KiB.
+    fn tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
+        let len = contents.len();
+        let mut out = vec![tag];
+        match len {
+            0..=0x7f => out.push(len as u8),
+            0x80..=0xff => out.extend([0x81, len as u8]),
+            _ => out.extend([0x82, (len >> 8) as u8, len as u8]),
+        }
+        out.extend_from_slice(contents);
+        out
+    }
+    // SAFETY: every BIGNUM and the context are fresh, checked non-null,
+    // used while alive and freed once at the end; BN_bn2bin writes
+    // BN_num_bytes bytes, the length of the buffer it is given.
+    let numbers = unsafe {
+        let ctx = sys::BN_CTX_new();
+        let bns: Vec<*mut sys::BIGNUM> = (0..11).map(|_| sys::BN_new()).collect();
+        assert!(!ctx.is_null() && !bns.contains(&null_mut()));
+        let [n, e, d, p, q, dp, dq, qinv, p1, q1, phi] = bns[..] else {
+            unreachable!()
+        };
+        assert_eq!(sys::BN_set_word(e, 65537), 1);
+        // Primes until e is invertible modulo (p-1)(q-1).
+        loop {
+            let none = std::ptr::null();
+            let null = null_mut();
+            assert_eq!(sys::BN_generate_prime_ex(p, 1160, 0, none, none, null), 1);
+            assert_eq!(sys::BN_generate_prime_ex(q, 900, 0, none, none, null), 1);
+            assert_eq!(sys::BN_copy(p1, p), p1);
+            assert_eq!(sys::BN_copy(q1, q), q1);
+            assert_eq!(sys::BN_sub_word(p1, 1) & sys::BN_sub_word(q1, 1), 1);
+            assert_eq!(sys::BN_mul(phi, p1, q1, ctx), 1);
+            if !sys::BN_mod_inverse(d, e, phi, ctx).is_null() {
+                break;
+            }
+            sys::ERR_clear_error();
+        }
+        assert_eq!(sys::BN_mul(n, p, q, ctx), 1);
+        assert_eq!(sys::BN_nnmod(dp, d, p1, ctx), 1);
+        assert_eq!(sys::BN_nnmod(dq, d, q1, ctx), 1);
+        assert!(!sys::BN_mod_inverse(qinv, q, p, ctx).is_null());
+        if wrong_d {
+            assert_eq!(sys::BN_add_word(d, 2), 1);
+        }
+        let out: Vec<Vec<u8>> = [n, e, d, p, q, dp, dq, qinv]
+            .iter()
+            .map(|&b| {
+                let mut bytes = vec![0; sys::BN_num_bytes(b) as usize];
+                sys::BN_bn2bin(b, bytes.as_mut_ptr());
+                bytes
+            })
+            .collect();
+        for b in bns {
+            sys::BN_free(b);
+        }
+        sys::BN_CTX_free(ctx);
+        out
+    };
+    let mut fields = tlv(0x02, &[0]);
+    for magnitude in numbers {
+        let sign: &[u8] = if magnitude[0] & 0x80 != 0 { &[0] } else { &[] };
+        fields.extend(tlv(0x02, &[sign, &magnitude].concat()));
+    }
+    let key = dir.join(if wrong_d {
+        "wrong-d.der"
+    } else {
+        "right-d.der"
+    });
+    std::fs::write(&key, tlv(0x30, &fields)).unwrap();
+    let cert = dir.join(if wrong_d {
+        "wrong-d.pem"
+    } else {
+        "right-d.pem"
+    });
+    openssl(&[
+        "req",
+        "-x509",
+        "-keyform",
+        "DER",
+        "-key",
+        &p(&key),
+        "-subj",
+        "/CN=localhost",
+        "-days",
+        "2",
+        "-out",
+        &p(&cert),
+    ]);
+    (key, cert)
+}
+
+/// aws-lc signs with d, not the CRT numbers, when p and q differ in size by
+/// a 64-bit word or more. Such a key serves (`-t` signs once, as the first
+/// handshake does); with d changed, its first signature fails aws-lc's
+/// check with e, and the engine exits 96 naming KEYFILE, as with a wrong
+/// CRT number (with primes of one size, a wrong d is never used: src/rsa.rs,
+/// `a_wrong_d_goes_unused_when_the_primes_have_one_width`).
+#[test]
+fn rsa_key_whose_unequal_primes_have_a_wrong_d_fails_its_first_signature() {
+    let dir = tmpdir("unequal-primes");
+    for wrong_d in [false, true] {
+        let (key, cert) = rsa_key_of_unequal_primes(&dir, wrong_d);
+        let env = env_of(&[("CERTFILE", &cert), ("KEYFILE", &key)]);
+        let (code, stderr) = code_and_stderr(direct(&["-t"], &env), || "-t hangs".into());
+        if wrong_d {
+            assert_eq!(code, Some(96), "{stderr}");
+            assert!(
+                stderr.contains("error: invalid KEYFILE file") && stderr.contains("did not verify"),
+                "{stderr:?}"
+            );
+        } else {
+            assert_eq!(code, Some(0), "{stderr}");
+        }
+    }
+}
+
 /// The rest of an RSA key (its CRT numbers) is checked by each signature,
 /// as aws-lc checks every one with the public exponent: a key whose
 /// q^-1 mod p is wrong starts, fails its first handshake, TLS 1.3 or 1.2,
