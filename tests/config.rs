@@ -9,9 +9,7 @@
 
 mod common;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -40,23 +38,6 @@ fn keys_for(alg: Alg) -> &'static Keys {
         Alg::Rsa4096 => 4,
     };
     CACHE[i].get_or_init(|| keys(alg, &["localhost"]))
-}
-
-/// Runs `openssl args...` (files in, files out), at most 60 s.
-fn openssl(args: &[&str]) {
-    let mut child = Command::new("openssl")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run openssl");
-    let status = wait_or_kill(&mut child, Duration::from_secs(60), || {
-        format!("openssl {args:?} still running after 60 s")
-    });
-    let mut err = String::new();
-    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-    assert!(status.success(), "openssl {args:?}: {err}");
 }
 
 /// `openssl pkey` on `keys`' PKCS#8 key with `extra` options, into a new
@@ -251,38 +232,31 @@ fn rsa_key_whose_primes_do_not_make_its_modulus_fails_at_startup() {
 /// arithmetic, variable time and all: it is a test's key.
 fn rsa_key_of_unequal_primes(dir: &Path, wrong_d: bool) -> (PathBuf, PathBuf) {
     use aws_lc_sys as sys;
-    use std::ptr::null_mut;
-    /// A DER TLV; contents under 64 KiB.
-    fn tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
-        let len = contents.len();
-        let mut out = vec![tag];
-        match len {
-            0..=0x7f => out.push(len as u8),
-            0x80..=0xff => out.extend([0x81, len as u8]),
-            _ => out.extend([0x82, (len >> 8) as u8, len as u8]),
-        }
-        out.extend_from_slice(contents);
-        out
-    }
-    // SAFETY: every BIGNUM and the context are fresh, checked non-null,
-    // used while alive and freed once at the end; BN_bn2bin writes
-    // BN_num_bytes bytes, the length of the buffer it is given.
-    let numbers = unsafe {
+    use std::ptr::{null, null_mut};
+    // SAFETY: every BIGNUM, the context and the RSA are fresh and checked
+    // non-null; the RSA takes the eight numbers (set0), the rest are
+    // freed once at the end, and so is the DER aws-lc allocated, after
+    // its `len` bytes are copied.
+    let der = unsafe {
         let ctx = sys::BN_CTX_new();
         let bns: Vec<*mut sys::BIGNUM> = (0..11).map(|_| sys::BN_new()).collect();
-        assert!(!ctx.is_null() && !bns.contains(&null_mut()));
+        let rsa = sys::RSA_new();
+        assert!(!ctx.is_null() && !bns.contains(&null_mut()) && !rsa.is_null());
         let [n, e, d, p, q, dp, dq, qinv, p1, q1, phi] = bns[..] else {
             unreachable!()
         };
         assert_eq!(sys::BN_set_word(e, 65537), 1);
         // Primes until e is invertible modulo (p-1)(q-1).
         loop {
-            let none = std::ptr::null();
-            let null = null_mut();
-            assert_eq!(sys::BN_generate_prime_ex(p, 1160, 0, none, none, null), 1);
-            assert_eq!(sys::BN_generate_prime_ex(q, 900, 0, none, none, null), 1);
-            assert_eq!(sys::BN_copy(p1, p), p1);
-            assert_eq!(sys::BN_copy(q1, q), q1);
+            assert_eq!(
+                sys::BN_generate_prime_ex(p, 1160, 0, null(), null(), null_mut()),
+                1
+            );
+            assert_eq!(
+                sys::BN_generate_prime_ex(q, 900, 0, null(), null(), null_mut()),
+                1
+            );
+            assert!(!sys::BN_copy(p1, p).is_null() && !sys::BN_copy(q1, q).is_null());
             assert_eq!(sys::BN_sub_word(p1, 1) & sys::BN_sub_word(q1, 1), 1);
             assert_eq!(sys::BN_mul(phi, p1, q1, ctx), 1);
             if !sys::BN_mod_inverse(d, e, phi, ctx).is_null() {
@@ -297,36 +271,26 @@ fn rsa_key_of_unequal_primes(dir: &Path, wrong_d: bool) -> (PathBuf, PathBuf) {
         if wrong_d {
             assert_eq!(sys::BN_add_word(d, 2), 1);
         }
-        let out: Vec<Vec<u8>> = [n, e, d, p, q, dp, dq, qinv]
-            .iter()
-            .map(|&b| {
-                let mut bytes = vec![0; sys::BN_num_bytes(b) as usize];
-                sys::BN_bn2bin(b, bytes.as_mut_ptr());
-                bytes
-            })
-            .collect();
-        for b in bns {
+        assert_eq!(sys::RSA_set0_key(rsa, n, e, d), 1);
+        assert_eq!(sys::RSA_set0_factors(rsa, p, q), 1);
+        assert_eq!(sys::RSA_set0_crt_params(rsa, dp, dq, qinv), 1);
+        let (mut out, mut len) = (null_mut(), 0);
+        assert_eq!(sys::RSA_private_key_to_bytes(&mut out, &mut len, rsa), 1);
+        let der = std::slice::from_raw_parts(out, len).to_vec();
+        sys::OPENSSL_free(out.cast());
+        sys::RSA_free(rsa);
+        for b in [p1, q1, phi] {
             sys::BN_free(b);
         }
         sys::BN_CTX_free(ctx);
-        out
+        der
     };
-    let mut fields = tlv(0x02, &[0]);
-    for magnitude in numbers {
-        let sign: &[u8] = if magnitude[0] & 0x80 != 0 { &[0] } else { &[] };
-        fields.extend(tlv(0x02, &[sign, &magnitude].concat()));
-    }
-    let key = dir.join(if wrong_d {
-        "wrong-d.der"
-    } else {
-        "right-d.der"
-    });
-    std::fs::write(&key, tlv(0x30, &fields)).unwrap();
-    let cert = dir.join(if wrong_d {
-        "wrong-d.pem"
-    } else {
-        "right-d.pem"
-    });
+    let name = if wrong_d { "wrong-d" } else { "right-d" };
+    let (key, cert) = (
+        dir.join(format!("{name}.der")),
+        dir.join(format!("{name}.pem")),
+    );
+    std::fs::write(&key, der).unwrap();
     openssl(&[
         "req",
         "-x509",

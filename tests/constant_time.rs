@@ -44,7 +44,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{tmpdir, wait_or_kill};
+use common::{openssl, tmpdir, wait_or_kill};
 use s6_tlsd_io::asn1::elements;
 use s6_tlsd_io::error::Error;
 use s6_tlsd_io::rsa::{Faulty, Refused, RsaKey};
@@ -208,27 +208,18 @@ fn memcheck_run(mode: &str) -> Option<Run> {
 /// as PKCS#8 around it: either is taken).
 fn pkcs1(bits: u32, dir: &Path) -> Vec<u8> {
     let path = dir.join(format!("{bits}.key"));
-    let mut child = Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-outform",
-            "DER",
-            "-pkeyopt",
-        ])
-        .arg(format!("rsa_keygen_bits:{bits}"))
-        .arg("-out")
-        .arg(&path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run openssl genpkey");
-    let status = wait_or_kill(&mut child, Duration::from_secs(60), || {
-        "openssl genpkey still running after 60 s".into()
-    });
-    assert!(status.success(), "openssl genpkey: {status}");
+    let bits = format!("rsa_keygen_bits:{bits}");
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-outform",
+        "DER",
+        "-pkeyopt",
+        &bits,
+        "-out",
+        &path.display().to_string(),
+    ]);
     let der = std::fs::read(&path).unwrap();
     let [(0x30, fields)] = elements(&der).unwrap()[..] else {
         panic!("openssl genpkey: not a SEQUENCE")
