@@ -209,10 +209,10 @@ const BROKEN: &str = "the RSA key is inconsistent";
 /// An INTEGER's magnitude if it is positive (DER's sign byte, and any
 /// needless zeros, dropped): for n and e, which are public, and p and q,
 /// whose sizes are. Dropping the zeros branches on each byte up to the
-/// first that is not zero, which tells p's length in bits, no more. That
-/// is public as aws-lc has it (it gives its Montgomery contexts for p and
-/// q their minimal width, "their sizes are public"), and for a key of any
-/// usual generator p and q have half of n's bits each.
+/// first that is not zero, which tells p's length in bytes: less than its
+/// length in bits, which is public as aws-lc has it (it gives its
+/// Montgomery contexts for p and q their minimal width, "their sizes are
+/// public"); for a key of any usual generator, half of n's.
 fn positive(int: &[u8]) -> Option<&[u8]> {
     if !non_negative(int) {
         return None;
@@ -492,11 +492,12 @@ impl Bn {
     /// M = 2^(64·w) - 1, w = `words`, Montgomery's R = 2^(64·w) is 1, so
     /// it computes p·q·R⁻¹ = p·q (mod M); and p·q < M, so the result is
     /// p·q itself. p and q are below M, as the function requires; M is
-    /// public. p and q are given to it w words wide each: aws-lc then
-    /// multiplies in assembly (`bn_mul_mont`, or s2n-bignum's), where
-    /// with other widths its C code would, whose assertions branch on
-    /// carries of the product (each always the same, so nothing is told;
-    /// but a check under valgrind could not tell them from a leak).
+    /// public. p and q are given to it w words wide each, so that aws-lc
+    /// multiplies in assembly (`bn_mul_mont`, or s2n-bignum's): given
+    /// other widths it would in C, whose assertions (compiled in, release
+    /// builds too) branch on carries of the product, `declassify_assert`:
+    /// always the same, so nothing is told, but memcheck cannot tell them
+    /// from a leak (tests/constant_time.rs).
     fn is_product(n: &Bn, p: &[u8], q: &[u8], words: usize, declassify: fn(&bool)) -> Option<bool> {
         let modulus = Bn::from_be(&vec![0xff; 8 * words])?;
         let (p, q) = (Bn::wide(p, words)?, Bn::wide(q, words)?);
