@@ -63,7 +63,7 @@ use rustls::{SignatureAlgorithm, SignatureScheme};
 
 use crate::asn1::{elements, INTEGER, SEQUENCE};
 use crate::error::Error;
-use crate::keys::Secret;
+use crate::secret::Secret;
 
 /// The provider's order of preference (rustls' aws_lc_rs `ALL_RSA_SCHEMES`),
 /// so that a client is offered exactly what it was offered before.
