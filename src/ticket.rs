@@ -156,7 +156,9 @@ fn read(path: &OsStr) -> Result<TicketKeys, Error> {
     let invalid = |why: &str| source.invalid(why);
     let mut file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_CLOEXEC)
+        // O_NONBLOCK: a FIFO would block the open; it is then refused as
+        // not a regular file.
+        .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| unable(&e))?;
     // The mode of the file actually opened, not of whatever the name points
