@@ -145,7 +145,8 @@ fn parse(var: &str, value: &OsStr) -> Result<Protocols, Error> {
     Ok(out)
 }
 
-/// What the client offered, printable whatever it sent: `"h2", "x\x01"`.
+/// What the client offered, printable whatever it sent (log.rs's
+/// escaping of a peer's bytes): `"h2", "x\x01"`.
 fn quote(offered: &[&[u8]]) -> String {
     if offered.is_empty() {
         return "an empty list".into();
@@ -155,12 +156,7 @@ fn quote(offered: &[&[u8]]) -> String {
         if i > 0 {
             out.push_str(", ");
         }
-        out.push('"');
-        out.extend(
-            name.iter()
-                .flat_map(|b| std::ascii::escape_default(*b).map(char::from)),
-        );
-        out.push('"');
+        out.push_str(&format!("\"{}\"", crate::log::bytes(name)));
     }
     if offered.len() > QUOTED {
         out.push_str(&format!(" and {} more", offered.len() - QUOTED));

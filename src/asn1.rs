@@ -1,8 +1,8 @@
 //! The one DER reader: a walk over tag-length-value elements, used for the
 //! certificate's subject (subject.rs), its serial number and issuer
-//! (crl.rs), the private keys (keys.rs, rsa.rs), and the validity dates and
-//! a CRL's next update (check.rs). Not named `der`: that is the crate it
-//! reads with.
+//! (crl.rs), its public key and the private keys (keys.rs, rsa.rs), and its
+//! validity dates and DNS names and a CRL's next update (check.rs). Not
+//! named `der`: that is the crate it reads with.
 //!
 //! Lenient where it must be: the tag is read by hand, not by der's
 //! `Header`, which refuses the universal tags it has no type for
@@ -25,6 +25,13 @@ const UTC_TIME: u8 = 0x17;
 const GENERALIZED_TIME: u8 = 0x18;
 /// A certificate's version, `[0] EXPLICIT` (constructed).
 const VERSION: u8 = 0xa0;
+/// A certificate's extensions, `[3] EXPLICIT`.
+const EXTENSIONS: u8 = 0xa3;
+const BOOLEAN: u8 = 0x01;
+/// subjectAltName, 2.5.29.17.
+const SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
+/// A GeneralName's dNSName, `[2] IMPLICIT IA5String`.
+const DNS_NAME: u8 = 0x82;
 
 /// The bytes are not DER of the shape asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +168,66 @@ pub fn next_update(crl: &[u8]) -> Option<DateTime> {
     go(crl).ok()
 }
 
+/// A reader at a certificate's SubjectPublicKeyInfo. Of what precedes it
+/// only the tags and lengths are read, so any version will do (a version 1
+/// certificate, of `openssl x509 -req` without extensions, which webpki
+/// refuses), and any serial number, name or date: it is our own
+/// certificate, and only the client judges it.
+fn at_public_key(cert: &[u8]) -> Result<SliceReader<'_>, Malformed> {
+    let mut r = tbs_fields(cert)?;
+    expect(&mut r, INTEGER)?; // serial number
+    expect(&mut r, SEQUENCE)?; // signature
+    expect(&mut r, SEQUENCE)?; // issuer
+    expect(&mut r, SEQUENCE)?; // validity
+    expect(&mut r, SEQUENCE)?; // subject
+    Ok(r)
+}
+
+/// The contents of a certificate's SubjectPublicKeyInfo: what keys.rs
+/// matches the private key against.
+pub fn subject_public_key_info(cert: &[u8]) -> Option<&[u8]> {
+    at_public_key(cert)
+        .and_then(|mut r| expect(&mut r, SEQUENCE))
+        .ok()
+}
+
+/// The DNS names of a certificate's subjectAltName, as they are written
+/// (check.rs reports them). None of the certificate is judged: a version
+/// 1 certificate has none, a critical extension nobody knows is stepped
+/// over. None if the walk to them fails.
+pub fn dns_names(cert: &[u8]) -> Option<Vec<&[u8]>> {
+    fn go(cert: &[u8]) -> Result<Vec<&[u8]>, Malformed> {
+        let mut r = at_public_key(cert)?;
+        expect(&mut r, SEQUENCE)?; // subjectPublicKeyInfo
+        let mut names = Vec::new();
+        while !r.is_finished() {
+            // issuerUniqueID [1] and subjectUniqueID [2] stepped over.
+            let (Tag::Short(EXTENSIONS), extensions) = tlv(&mut r)? else {
+                continue;
+            };
+            let mut list = reader(expect(&mut reader(extensions)?, SEQUENCE)?)?;
+            while !list.is_finished() {
+                let mut extension = reader(expect(&mut list, SEQUENCE)?)?;
+                if expect(&mut extension, OID)? != SUBJECT_ALT_NAME {
+                    continue;
+                }
+                if extension.peek_byte() == Some(BOOLEAN) {
+                    tlv(&mut extension)?; // critical
+                }
+                let value = expect(&mut extension, OCTET_STRING)?;
+                let mut general = reader(expect(&mut reader(value)?, SEQUENCE)?)?;
+                while !general.is_finished() {
+                    if let (Tag::Short(DNS_NAME), name) = tlv(&mut general)? {
+                        names.push(name);
+                    }
+                }
+            }
+        }
+        Ok(names)
+    }
+    go(cert).ok()
+}
+
 /// The serial number (the INTEGER's contents) and the issuer Name's
 /// contents: what a CRL lists a revoked certificate by (crl.rs).
 pub fn serial_and_issuer(cert: &[u8]) -> Option<(&[u8], &[u8])> {
@@ -203,6 +270,41 @@ mod tests {
         assert_eq!(tlv(&mut r), Ok((Tag::Long, &[0xaa][..])));
         assert_eq!(expect(&mut r, INTEGER), Ok(&[][..]));
         assert!(r.is_finished());
+    }
+
+    #[test]
+    fn key_and_names_of_a_certificate_webpki_refuses() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names = vec!["a.example".to_string(), "*.b.example".to_string()];
+        let mut params = rcgen::CertificateParams::new(names).unwrap();
+        params
+            .subject_alt_names
+            .push(rcgen::SanType::IpAddress([127, 0, 0, 1].into()));
+        // A critical extension nobody knows: webpki refuses the certificate.
+        let mut unknown = rcgen::CustomExtension::from_oid_content(&[1, 2, 3, 4], vec![5, 0]);
+        unknown.set_criticality(true);
+        params.custom_extensions.push(unknown);
+        let cert = params.self_signed(&key).unwrap();
+        assert!(webpki::EndEntityCert::try_from(cert.der()).is_err());
+        let spki = key.public_key_der();
+        assert_eq!(
+            elements(&spki).as_deref(),
+            Some(&[(SEQUENCE, subject_public_key_info(cert.der()).unwrap())][..])
+        );
+        assert_eq!(
+            dns_names(cert.der()),
+            Some(vec![&b"a.example"[..], b"*.b.example"])
+        );
+        assert_eq!(subject_public_key_info(b"\x30\x00"), None);
+        assert_eq!(dns_names(b"garbage"), None);
+        // Never a panic: cut anywhere, any byte changed.
+        let der = cert.der();
+        for n in 0..der.len() {
+            let _ = (subject_public_key_info(&der[..n]), dns_names(&der[..n]));
+            let mut changed = der.to_vec();
+            changed[n] ^= 0xff;
+            let _ = (subject_public_key_info(&changed), dns_names(&changed));
+        }
     }
 
     #[test]

@@ -28,7 +28,7 @@ use der::DateTime;
 use rustls::sign::CertifiedKey;
 use rustls::{SignatureAlgorithm, SignatureScheme};
 
-use crate::asn1::{next_update, validity};
+use crate::asn1::{dns_names, next_update, validity};
 use crate::cli::{ClientCert, Options};
 use crate::env::Env;
 use crate::error::{Error, PROG};
@@ -36,7 +36,7 @@ use crate::keys::KeyPair;
 use crate::log::Log;
 use crate::rsa::Faulty;
 use crate::source::Source;
-use crate::ticket::{self, TicketKeys};
+use crate::ticket::keys::{self as ticket, TicketKeys};
 use crate::{alpn, anchors, crl, privilege, sni, tls};
 
 /// Under this many days left, a certificate's expiry is a warning.
@@ -223,9 +223,14 @@ fn key_pair(report: &mut Report, what: &str, name: Option<&str>, pair: &Arc<Cert
         return report.config_error(format_args!("{what}: no certificate"));
     };
     let subject = crate::peer::subject(leaf).unwrap_or_else(|| "(empty)".into());
-    let names: Vec<String> = webpki::EndEntityCert::try_from(leaf)
-        .map(|c| c.valid_dns_names().map(str::to_ascii_lowercase).collect())
-        .unwrap_or_default();
+    // Read by asn1.rs, not webpki, which refuses what the engine serves (a
+    // version 1 certificate, a critical extension it does not know).
+    let names: Vec<String> = dns_names(leaf)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| is_dns_name(n))
+        .map(|n| String::from_utf8_lossy(n).to_ascii_lowercase())
+        .collect();
     let chain = match pair.cert.len() {
         1 => "1 certificate".to_string(),
         n => format!("chain of {n} certificates"),
@@ -233,8 +238,10 @@ fn key_pair(report: &mut Report, what: &str, name: Option<&str>, pair: &Arc<Cert
     // The chain is only as good as its first certificate to expire.
     let validity: Option<Vec<_>> = pair.cert.iter().map(|c| validity(c)).collect();
     let Some(validity) = validity else {
-        return report.config_error(format_args!(
-            "{what}: a certificate's validity cannot be decoded"
+        // Not DER dates: a connection serves the chain all the same, and
+        // its client judges them.
+        return report.warn(format_args!(
+            "{what}: a certificate's validity cannot be decoded: its dates are not checked"
         ));
     };
     let not_before = validity.iter().map(|v| v.0).max_by_key(unix);
@@ -284,6 +291,15 @@ fn key_pair(report: &mut Report, what: &str, name: Option<&str>, pair: &Arc<Cert
             ));
         }
     }
+}
+
+/// Letters, digits, `-`, `.`, `*` and `_`: what a DNS name of a
+/// certificate is made of; anything else is not reported (nor printed).
+fn is_dns_name(name: &[u8]) -> bool {
+    !name.is_empty()
+        && name
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.*_".contains(b))
 }
 
 /// Whether a certificate's DNS name covers a pair's name (`KEYFILE:name`,

@@ -14,16 +14,16 @@
 
 use std::sync::{Arc, OnceLock};
 
-use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
+use rustls::server::danger::ClientCertVerifier;
+use rustls::CertificateError;
 use webpki::{CertRevocationList, OwnedCertRevocationList};
 
 use crate::env::Env;
 use crate::error::{pem_reason, Error};
 use crate::source::Source;
+use crate::tls::Observer;
 
 pub const FILE_VAR: &str = "CRLFILE";
 
@@ -105,17 +105,8 @@ fn unusable(e: &webpki::Error) -> String {
     }
 }
 
-/// rustls says that a certificate is revoked, not which one: this verifier
-/// lets rustls decide (and send `certificate_revoked`), then finds the
-/// revoked certificate's serial in the CRLs, for the error message.
-#[derive(Debug)]
-pub struct NamesRevoked {
-    inner: Arc<dyn ClientCertVerifier>,
-    crls: Vec<CertRevocationList<'static>>,
-    revoked: Arc<OnceLock<String>>,
-}
-
-/// What `NamesRevoked` found, read once the handshake has failed.
+/// What `naming_revoked`'s verifier found, read once the handshake has
+/// failed.
 #[derive(Clone, Default)]
 pub struct Revoked(Arc<OnceLock<String>>);
 
@@ -132,8 +123,10 @@ impl Revoked {
     }
 }
 
-/// Wraps `inner` if there are CRLs; the handle tells which serial was found
-/// revoked.
+/// rustls says that a certificate is revoked, not which one: `inner`
+/// wrapped, if there are CRLs, so that it lets rustls decide (and send
+/// `certificate_revoked`), then finds the revoked certificate's serial in
+/// the CRLs, for the error message; the handle tells which it found.
 pub fn naming_revoked(
     inner: Arc<dyn ClientCertVerifier>,
     crls: &[CertificateRevocationListDer<'_>],
@@ -142,33 +135,37 @@ pub fn naming_revoked(
     if crls.is_empty() {
         return (inner, revoked);
     }
-    let crls = crls
+    let crls: Vec<CertRevocationList<'static>> = crls
         .iter()
         .filter_map(|c| OwnedCertRevocationList::from_der(c.as_ref()).ok())
         .map(CertRevocationList::from)
         .collect();
-    let verifier = NamesRevoked {
-        inner,
-        crls,
-        revoked: revoked.0.clone(),
-    };
-    (Arc::new(verifier), revoked)
+    let found = revoked.0.clone();
+    let observer: Observer = Box::new(move |end_entity, intermediates, result| {
+        if let Err(rustls::Error::InvalidCertificate(CertificateError::Revoked)) = result {
+            let chain: Vec<_> = std::iter::once(end_entity).chain(intermediates).collect();
+            let serial = revoked_serial(&crls, &chain);
+            let _ = found.set(serial.unwrap_or_else(|| "(unknown)".into()));
+        }
+    });
+    (crate::tls::observed(inner, observer), revoked)
 }
 
-impl NamesRevoked {
-    /// The serial of the first certificate of the chain that a CRL of its
-    /// issuer lists, in `openssl x509 -serial`'s hex.
-    fn revoked_serial(&self, chain: &[&CertificateDer<'_>]) -> Option<String> {
-        chain.iter().find_map(|der| {
-            let (serial, issuer) = crate::asn1::serial_and_issuer(der.as_ref())?;
-            self.crls.iter().find_map(|crl| {
-                (crl.issuer() == issuer)
-                    .then(|| crl.find_serial(serial).ok().flatten())
-                    .flatten()
-                    .map(|_| hex_upper(serial))
-            })
+/// The serial of the first certificate of the chain that a CRL of its
+/// issuer lists, in `openssl x509 -serial`'s hex.
+fn revoked_serial(
+    crls: &[CertRevocationList<'static>],
+    chain: &[&CertificateDer<'_>],
+) -> Option<String> {
+    chain.iter().find_map(|der| {
+        let (serial, issuer) = crate::asn1::serial_and_issuer(der.as_ref())?;
+        crls.iter().find_map(|crl| {
+            (crl.issuer() == issuer)
+                .then(|| crl.find_serial(serial).ok().flatten())
+                .flatten()
+                .map(|_| hex_upper(serial))
         })
-    }
+    })
 }
 
 /// Leading zero bytes (DER's sign padding) dropped, as openssl prints it.
@@ -178,65 +175,6 @@ fn hex_upper(bytes: &[u8]) -> String {
         .position(|&b| b != 0)
         .unwrap_or(bytes.len().saturating_sub(1));
     bytes[start..].iter().map(|b| format!("{b:02X}")).collect()
-}
-
-impl ClientCertVerifier for NamesRevoked {
-    fn offer_client_auth(&self) -> bool {
-        self.inner.offer_client_auth()
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
-        self.inner.client_auth_mandatory()
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        let result = self
-            .inner
-            .verify_client_cert(end_entity, intermediates, now);
-        if let Err(rustls::Error::InvalidCertificate(CertificateError::Revoked)) = &result {
-            let chain: Vec<_> = std::iter::once(end_entity).chain(intermediates).collect();
-            let serial = self.revoked_serial(&chain);
-            let _ = self
-                .revoked
-                .set(serial.unwrap_or_else(|| "(unknown)".into()));
-        }
-        result
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-
-    fn requires_raw_public_keys(&self) -> bool {
-        self.inner.requires_raw_public_keys()
-    }
 }
 
 #[cfg(test)]

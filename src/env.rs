@@ -30,11 +30,13 @@ impl Env {
     }
 
     /// The client, as the super-server exported it (s6-tcpserver and
-    /// tcpserver set TCPREMOTEIP and TCPREMOTEPORT; s6-tlsd passes them
-    /// on): `ip_port`, the form of s6-tcpserverd's own `accept` line, so
-    /// that one grep finds both, and one that needs no brackets for IPv6
-    /// (`::1_40404`). A value that is not an address or a port is left
-    /// out: it could not be one the client has.
+    /// tcpserver set TCPREMOTEIP and TCPREMOTEPORT, proxy-server behind a
+    /// load balancer sets them again; s6-tlsd passes them on): `ip_port`,
+    /// the form of s6-tcpserverd's own `accept` line, one that needs no
+    /// brackets for IPv6 (`::1_40404`). A value that is not an address or a
+    /// port is left out: it could not be one the client has. (A log finds
+    /// a connection by its pid, log.rs: the address may differ from the
+    /// super-server's.)
     pub fn remote(&self) -> Option<String> {
         let is = |name: &str, ok: fn(&u8) -> bool, max: usize| {
             self.get(name)

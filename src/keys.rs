@@ -26,6 +26,7 @@ use rustls::sign::{CertifiedKey, SigningKey};
 use crate::env::Env;
 use crate::error::{pem_reason, Error};
 use crate::rsa::{Faulty, Refused, RsaKey, FAULTY};
+use crate::secret::Secret;
 use crate::source::Source;
 
 /// A chain and its key, decoded but not yet loaded.
@@ -57,21 +58,6 @@ impl Key {
             Encoding::Pkcs1 => PrivatePkcs1KeyDer::from(der).into(),
             Encoding::Sec1 => PrivateSec1KeyDer::from(der).into(),
         }
-    }
-}
-
-/// Private key bytes we hold (and ticket.rs its keys): overwritten before
-/// their memory is freed.
-pub(crate) struct Secret(pub(crate) Vec<u8>);
-
-impl Drop for Secret {
-    fn drop(&mut self) {
-        for b in self.0.iter_mut() {
-            // SAFETY: a valid, exclusive reference; volatile so that the
-            // compiler cannot drop the stores as dead.
-            unsafe { std::ptr::write_volatile(b, 0) };
-        }
-        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -139,7 +125,7 @@ impl KeyPair {
             ..
         } = self;
         let pair = CertifiedKey::new(chain, signer);
-        match pair.keys_match() {
+        match keys_match(&pair) {
             // Unknown: the provider cannot tell for this key type, and
             // rustls accepts it too.
             Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
@@ -150,7 +136,7 @@ impl KeyPair {
                 key_source.named(),
                 cert_source.named()
             ))),
-            // The leaf's key cannot be read from it: webpki calls that an
+            // The leaf's key cannot be read from it: rustls calls that an
             // "invalid peer certificate", which this is not.
             Err(_) => Err(cert_source.invalid(
                 "the first certificate cannot be decoded (a damaged or incomplete file?)",
@@ -190,6 +176,29 @@ fn rsa_pkcs1(key: &Key) -> Option<&[u8]> {
     }
 }
 
+/// rustls' `CertifiedKey::keys_match`, its answers and all, but for how
+/// it reads the leaf: webpki refuses a version 1 certificate (of `openssl
+/// x509 -req` without extensions), and a critical extension it does not
+/// know, which upstream serves. Only the leaf's SubjectPublicKeyInfo is
+/// read here (asn1.rs); the client judges the rest.
+fn keys_match(pair: &CertifiedKey) -> Result<(), rustls::Error> {
+    let leaf = pair
+        .cert
+        .first()
+        .and_then(|c| crate::asn1::subject_public_key_info(c))
+        .ok_or(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::BadEncoding,
+        ))?;
+    let key = pair
+        .key
+        .public_key()
+        .ok_or(rustls::InconsistentKeys::Unknown)?;
+    match crate::asn1::elements(&key).as_deref() {
+        Some([(crate::asn1::SEQUENCE, ours)]) if *ours == leaf => Ok(()),
+        _ => Err(rustls::InconsistentKeys::KeyMismatch.into()),
+    }
+}
+
 fn is_pem(bytes: &[u8]) -> bool {
     bytes.windows(11).any(|w| w == b"-----BEGIN ")
 }
@@ -205,13 +214,32 @@ pub fn decode_chain(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, String
             _ => Err("neither PEM nor DER: no certificate found".into()),
         };
     }
-    let chain = CertificateDer::pem_slice_iter(bytes)
+    let chain = CertificateDer::pem_slice_iter(&legacy_labels_renamed(bytes))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| pem_reason(&e))?;
     if chain.is_empty() {
         return Err("no CERTIFICATE block found".into());
     }
     Ok(chain)
+}
+
+/// `X509 CERTIFICATE` blocks renamed `CERTIFICATE`: upstream reads both
+/// labels (the first is RFC 7468's legacy one); pki-types skips a block it
+/// does not know, which would drop a link of a chain without a word.
+fn legacy_labels_renamed(pem: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(pem.len());
+    let mut rest = pem;
+    // No space in base64: " X509 " is in a BEGIN or END line, or in text.
+    while let Some(at) = rest.windows(6).position(|w| w == b" X509 ") {
+        let (before, after) = rest.split_at(at);
+        let label = (before.ends_with(b"-----BEGIN") || before.ends_with(b"-----END"))
+            && after.starts_with(b" X509 CERTIFICATE-----");
+        out.extend_from_slice(before);
+        out.extend_from_slice(if label { b" " } else { b" X509 " });
+        rest = &after[6..];
+    }
+    out.extend_from_slice(rest);
+    out
 }
 
 /// PEM (`PRIVATE KEY`, `RSA PRIVATE KEY`, `EC PRIVATE KEY`) or raw DER.
@@ -260,6 +288,29 @@ mod tests {
             .err()
             .map(|e| (e.exit_code(), e.to_string()));
         assert_eq!(e, Some((100, "s6-tlsd-io: fatal: KEYFILE not set".into())));
+    }
+
+    #[test]
+    fn legacy_certificate_labels_are_read() {
+        let block = |label: &str| format!("-----BEGIN {label}-----\nMAA=\n-----END {label}-----\n");
+        let file = [
+            block("CERTIFICATE"),
+            "text about X509 CERTIFICATE-----\n".into(),
+            block("X509 CERTIFICATE"),
+            block("X509 CRL"),
+        ]
+        .concat();
+        assert_eq!(
+            String::from_utf8(legacy_labels_renamed(file.as_bytes())).unwrap(),
+            [
+                block("CERTIFICATE"),
+                "text about X509 CERTIFICATE-----\n".into(),
+                block("CERTIFICATE"),
+                block("X509 CRL"),
+            ]
+            .concat()
+        );
+        assert_eq!(decode_chain(file.as_bytes()).unwrap().len(), 2);
     }
 
     #[test]

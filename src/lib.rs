@@ -19,6 +19,7 @@ pub mod peer;
 pub mod privilege;
 pub mod rsa;
 pub mod sandbox;
+mod secret;
 pub mod sni;
 pub mod source;
 pub mod subject;

@@ -15,7 +15,6 @@
 
 #![no_main]
 
-use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +34,8 @@ use s6_tlsd_io::error::Error;
 use s6_tlsd_io::log::Log;
 use s6_tlsd_io::notify::Notification;
 use s6_tlsd_io::sni::KeyStore;
-use s6_tlsd_io::ticket::{self, TicketKeys};
+use s6_tlsd_io::ticket::keys::TicketKeys;
+use s6_tlsd_io::ticket::{self, Seal};
 use s6_tlsd_io::{anchors, check, privilege, sandbox, tls};
 
 /// Large blocks on page boundaries: the relay's copies then cost the same
@@ -57,8 +57,7 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
         Ok(()) => 0,
         Err(e) => {
             if e.is_reported(verbosity) {
-                // Nothing more can be done if stderr itself is gone.
-                let _ = writeln!(std::io::stderr(), "{e}");
+                s6_tlsd_io::log::fatal(&e);
             }
             e.exit_code()
         }
@@ -68,16 +67,16 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
 
 fn run(opts: &Options) -> Result<(), Error> {
     let env = Env::from_process();
-    let log = Log::new(opts.verbosity).naming(connection(&env));
+    let log = Log::connection(opts.verbosity, &env);
     let provider = tls::provider();
     let keys = KeyStore::load(&env, opts.sni_level)?;
     let faulty = keys.faulty();
     let alpn = Arc::new(Alpn::from_env(&env)?);
     let ticket_keys = TicketKeys::load(&env)?;
     privilege::drop_privileges(&env, &log)?;
-    // What a ticket is bound to besides its server name (ticket.rs).
+    // What a ticket is bound to besides its server name (ticket/mod.rs).
     let mut tickets = ticket_keys.map(|keys| Tickets {
-        keys,
+        seal: Arc::new(keys),
         client_cert_mode: 0,
         anchors: [0; 32],
         recheck: None,
@@ -102,15 +101,20 @@ fn run(opts: &Options) -> Result<(), Error> {
                 crls.clone(),
                 mode == ClientCert::Mandatory,
             )?;
-            if let Some(t) = &mut tickets {
-                // A resumption checks the session's chain with the same
-                // verifier, anchors and CRLs (ticket.rs); what it finds is
-                // not this connection's refusal, so not `revoked`'s.
-                t.recheck = Some(ticket::Recheck {
-                    verifier: verifier.clone(),
-                    log,
-                });
-            }
+            // A resumption checks the session's chain with the same
+            // verifier, anchors and CRLs (ticket/recheck.rs); what it finds
+            // is not this connection's refusal, so not `revoked`'s. The
+            // chain this connection's verifier accepts is the one its
+            // ticket records: it is watched.
+            let verifier = match &mut tickets {
+                Some(t) => {
+                    let recheck = ticket::Recheck::new(verifier.clone(), log);
+                    let watched = recheck.watching(verifier);
+                    t.recheck = Some(recheck);
+                    watched
+                }
+                None => verifier,
+            };
             let (verifier, revoked) = crl::naming_revoked(verifier, &crls);
             (Some(verifier), revoked)
         }
@@ -163,22 +167,10 @@ fn run(opts: &Options) -> Result<(), Error> {
     })
 }
 
-/// `pid 1234 127.0.0.1_40404`: this engine, and the client as the
-/// super-server exported it (env.rs). Leaked, once per process, so that
-/// `Log` stays a `Copy` value.
-fn connection(env: &Env) -> &'static str {
-    let pid = std::process::id();
-    let name = match env.remote() {
-        Some(client) => format!("pid {pid} {client}"),
-        None => format!("pid {pid}"),
-    };
-    Box::leak(name.into_boxed_str())
-}
-
 /// The ticket keys, the client certificate policy a ticket is bound to,
 /// and how a ticket's client certificate is checked again.
 struct Tickets {
-    keys: TicketKeys,
+    seal: Arc<dyn Seal>,
     client_cert_mode: u8,
     anchors: [u8; 32],
     recheck: Option<ticket::Recheck>,
@@ -230,7 +222,7 @@ fn configure(
             client_cert_mode: t.client_cert_mode,
             anchors: t.anchors,
         };
-        t.keys.ticketer(&context, t.recheck.clone())
+        ticket::ticketer(t.seal.clone(), &context, t.recheck.clone())
     });
     tls::server_config(provider, key, verifier, protocols, ticketer, Some(vet))
         .map_err(|e| refuse(AlertDescription::InternalError, e))

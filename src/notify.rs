@@ -91,8 +91,9 @@ impl Notification {
         out
     }
 
-    /// One line for the log: protocol, cipher, SNI, peer subject. Lazy, so
-    /// that nothing is formatted unless the line is printed.
+    /// One line for the log: protocol, cipher, SNI, peer subject (in the
+    /// log's form, log.rs). Lazy, so that nothing is formatted unless the
+    /// line is printed.
     pub fn summary(&self) -> impl std::fmt::Display + '_ {
         Summary(self)
     }
@@ -117,7 +118,8 @@ impl std::fmt::Display for Summary<'_> {
             write!(f, " alpn={alpn}")?;
         }
         if let Some((_, subject)) = &n.peer {
-            write!(f, " peer=[{}]", subject.as_deref().unwrap_or(""))?;
+            let subject = subject.as_deref().unwrap_or("");
+            write!(f, " peer=[{}]", crate::log::subject(subject))?;
         }
         if n.resumed {
             write!(f, " resumed")?;

@@ -2,18 +2,21 @@
 //! only, server preference, one key pair per connection. No session cache
 //! (one process per connection: it would die with the connection); TLS 1.3
 //! tickets only when `TLS_TICKET_KEYFILE` gives keys that every engine
-//! shares (ticket.rs), and never 0-RTT.
+//! shares (ticket/mod.rs), and never 0-RTT.
 
 use std::sync::Arc;
 
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::CertificateRevocationListDer;
-use rustls::server::danger::ClientCertVerifier;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{
     ClientHello, NoServerSessionStorage, ProducesTickets, ResolvesServerCert, WebPkiClientVerifier,
 };
 use rustls::sign::CertifiedKey;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::{
+    DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
+};
 
 use crate::error::Error;
 
@@ -51,10 +54,94 @@ pub fn client_verifier(
     })
 }
 
+/// Told of each client chain a verifier judged: the end entity, the
+/// intermediates, and the verdict.
+pub type Observer = Box<
+    dyn Fn(&CertificateDer<'_>, &[CertificateDer<'_>], &Result<ClientCertVerified, rustls::Error>)
+        + Send
+        + Sync,
+>;
+
+/// `inner`, which tells `observer` of every client chain it verifies, and
+/// is `inner` in all else: crl.rs names a revoked serial with it, the
+/// tickets keep the chain a connection accepted (ticket/recheck.rs).
+pub fn observed(
+    inner: Arc<dyn ClientCertVerifier>,
+    observer: Observer,
+) -> Arc<dyn ClientCertVerifier> {
+    Arc::new(Observed { inner, observer })
+}
+
+struct Observed {
+    inner: Arc<dyn ClientCertVerifier>,
+    observer: Observer,
+}
+
+impl std::fmt::Debug for Observed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observed")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientCertVerifier for Observed {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let result = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now);
+        (self.observer)(end_entity, intermediates, &result);
+        result
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        self.inner.requires_raw_public_keys()
+    }
+}
+
 /// The configuration for a connection whose key pair is already chosen.
 /// `alpn`: the protocols to negotiate, the server's first choice first
 /// (rustls picks the first of ours that the client offers); empty: none.
-/// `ticketer` only for a client that offers TLS 1.3 (see ticket.rs).
+/// `ticketer` only for a client that offers TLS 1.3 (see ticket/mod.rs).
 /// `vet`, when given, is asked of every ClientHello rustls handles.
 pub fn server_config(
     provider: Arc<CryptoProvider>,

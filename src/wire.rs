@@ -1,7 +1,8 @@
 //! TLS's own encoding (RFC 8446, section 3), read: big-endian fields and
 //! length-prefixed vectors off the front of a slice, each read None past
 //! its end. The ClientHello step reads a hello with it (engine/hello.rs),
-//! the ticket sealer rustls' encoding of a session (ticket.rs).
+//! the ticket policy its own part of a ticket and the version field of
+//! rustls' session (ticket/mod.rs).
 
 pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 

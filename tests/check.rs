@@ -7,26 +7,10 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-
-/// `s6-tlsd-io -t ARGS` with only `env`: exit code, stdout, stderr.
-fn check(args: &[&str], env: &[(String, String)]) -> (Option<i32>, String, String) {
-    let mut cmd = direct(&[&["-t"], args].concat(), env);
-    cmd.stdout(Stdio::piped());
-    let child = cmd.spawn().expect("run s6-tlsd-io -t");
-    let mut child = child;
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap());
-    let err = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
-    let status = wait_or_kill(&mut child, Duration::from_secs(30), || {
-        "s6-tlsd-io -t still running after 30 s".into()
-    });
-    (status.code(), out.join().unwrap(), err.join().unwrap())
-}
 
 fn var(name: &str, value: impl AsRef<Path>) -> (String, String) {
     (name.into(), value.as_ref().display().to_string())

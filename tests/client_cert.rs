@@ -516,3 +516,49 @@ fn a_subject_of_several_kib_gets_through_s6_tlsds_read() {
     let hash = format!("SSL_PEER_CERT_HASH=SHA256:{}", hash_hex(&cert.der));
     assert!(env.lines().any(|l| l == hash), "{env}");
 }
+
+/// Issue 26 item 4: a CA-issued certificate whose subject holds a newline,
+/// a CR, an ESC (and in every attribute reported, other control or
+/// separator characters) writes no line of its choosing into the log:
+/// the `-v 2` handshake line stays one line, each control character
+/// escaped, a newline as `\n` (a literal backslash-n would be `\\n`), and
+/// the `]` that ends the subject in that line escaped too. The block keeps
+/// BearSSL's form, which s6-tlsd and the application read.
+#[test]
+fn a_subject_with_control_characters_cannot_forge_a_log_line() {
+    let cert = client_cert(client_ca(), |p| {
+        let dn = &mut p.distinguished_name;
+        *dn = rcgen::DistinguishedName::new();
+        dn.push(DnType::CountryName, "F\u{7}R");
+        dn.push(DnType::StateOrProvinceName, "a\tb\u{7f}");
+        dn.push(DnType::LocalityName, "l\u{85}\u{2028}\u{202e}x");
+        dn.push(DnType::OrganizationName, "o\r\u{1b}[2Kx");
+        dn.push(DnType::OrganizationalUnitName, "u] resumed \\n");
+        dn.push(
+            DnType::CommonName,
+            "alice\ns6-tlsd-io: fatal: forged\r\n\u{1b}[1A",
+        );
+    });
+    let e = cafile().args(&["-y", "-v", "2"]).start();
+    let tls = connect(&e, with_cert(&cert), "localhost");
+    let (block, exit) = one_byte_and_block(e, tls);
+    assert_eq!(exit.code, Some(0), "{}", exit.raw_stderr);
+    assert_eq!(
+        as_map(&block)["SSL_PEER_CERT_SUBJECT"].as_deref(),
+        Some(
+            "C=F\u{7}R, ST=a\tb\u{7f}, L=l\u{85}\u{2028}\u{202e}x, O=o\r\u{1b}[2Kx, \
+OU=u] resumed \\\\n, CN=alice\\\ns6-tlsd-io: fatal: forged\r\\\n\u{1b}[1A"
+        )
+    );
+    let lines: Vec<&str> = exit.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{:?}", exit.raw_stderr);
+    assert_unforged(&exit.raw_stderr);
+    assert!(
+        lines[0].ends_with(
+            " peer=[C=F\\x07R, ST=a\\tb\\x7f, L=l\\u{85}\\u{2028}\\u{202e}x, O=o\\r\\x1b[2Kx, \
+OU=u\\] resumed \\\\n, CN=alice\\ns6-tlsd-io: fatal: forged\\r\\n\\x1b[1A]"
+        ),
+        "{:?}",
+        lines[0]
+    );
+}

@@ -556,3 +556,65 @@ fn a_session_saved_before_its_certificate_was_revoked_does_not_resume() {
         }
     }
 }
+
+/// Issue 26: rustls opens every PSK identity of a hello until one resumes,
+/// and checks a ticket's client chain (ticket/recheck.rs) before any binder. One
+/// captured ticket of carol's, revoked since, offered as often as fits in
+/// one 64 KiB ClientHello (tlslite-ng, tests/support/ticket_copies.py; the
+/// hello offers another suite, so that no copy can resume and rustls opens
+/// each in turn) costs one verification of her chain, not one a copy: each
+/// verification that refuses says so at `-v 2`.
+#[test]
+fn a_ticket_repeated_in_one_hello_costs_one_verification() {
+    const SCRIPT: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/support/ticket_copies.py"
+    );
+    let dir = carols_ca("copies");
+    let path = |name: &str| dir.join(name).display().to_string();
+    let spawn = || {
+        spawn()
+            .set("TLS_TICKET_KEYFILE", &path("tickets"))
+            .set("CAFILE", &path("ca.pem"))
+            .set("CRLFILE", &path("crl.pem"))
+            .args(&["-Y", "-S", "-v", "2"])
+    };
+    let (listener, port) = listen();
+    let args = [
+        SCRIPT.to_string(),
+        port.to_string(),
+        path("carol.pem"),
+        path("carol.key"),
+    ];
+    let mut client = Client::start("/usr/bin/python3", &args);
+    let mut e = accept(spawn(), &listener, &mut client);
+    e.close_app_tx();
+    let exit = e.wait_exit();
+    assert_eq!(
+        exit.code,
+        Some(0),
+        "{}\n{}",
+        exit.stderr,
+        client.transcript()
+    );
+    client.wait_stdout("ticket ");
+    revoke_carol(&dir);
+    client.send(b"go\n");
+    let mut e = accept(spawn(), &listener, &mut client);
+    let exit = e.wait_exit();
+    assert!(client.wait_exit().success(), "{}", client.transcript());
+    let out = client.stdout();
+    let copies: usize = out
+        .lines()
+        .find_map(|l| l.strip_prefix("copies "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(copies >= 20, "{out}");
+    assert!(out.contains("\nanswered\n"), "{out}");
+    let verifications = exit
+        .stderr
+        .matches("ticket refused, full handshake: its client certificate no longer verifies")
+        .count();
+    assert_eq!(verifications, 1, "{copies} copies: {}", exit.stderr);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -10,6 +10,9 @@
 //!   `Error::BadUsage`, `Config`, `Setup`, `Tls`, `errno`, `sys`, the usage
 //!   line and the timeout) appears in both documents, with any text standing
 //!   in for its `{...}` parts.
+//! - the log of two connections that the README and the HTML page quote is
+//!   the same in both, each engine line naming its connection in the
+//!   engine's form.
 //!
 //! Sources are read as text, relative to the crate root: this test knows
 //! nothing of the crate's types, so that it keeps working while they change.
@@ -826,4 +829,73 @@ fn the_threat_model_cites_tests_that_exist_and_both_documents_cite_the_same() {
         missing.is_empty(),
         "the threat model cites tests that do not exist: {missing:?}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// (d) the quoted log
+
+/// The lines of the block of `text` that starts with `first`, up to the
+/// block's end (a line that starts with "```" or "</pre>").
+fn quoted_log(text: &str, first: &str) -> Vec<String> {
+    let at = text
+        .find(first)
+        .unwrap_or_else(|| panic!("no quoted log starting {first:?}"));
+    text[at..]
+        .lines()
+        .take_while(|l| !l.starts_with("```") && !l.starts_with("</pre>"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The log the README and the HTML page quote (two clients at once under
+/// s6-tcpserver) is the same in both, and shows the real form: every
+/// engine line names its connection `pid N engine M ip_port: ` (src/log.rs;
+/// tests/logging.rs checks real lines), N the pid of the super-server's
+/// accept line for that address, before it, and every connection has its
+/// end lines.
+#[test]
+fn the_quoted_log_shows_the_real_form_of_a_connections_lines() {
+    const FIRST: &str = "s6-tcpserverd: info: accept ";
+    let readme = quoted_log(&read("README.md"), FIRST);
+    assert_eq!(readme, quoted_log(&read(HTML), FIRST), "README and {HTML}");
+    let mut accepted: Vec<(String, String)> = Vec::new();
+    for (i, line) in readme.iter().enumerate() {
+        if let Some(rest) = line.strip_prefix(FIRST) {
+            let words: Vec<&str> = rest.split(' ').collect();
+            assert_eq!(words[1], "pid", "{line}");
+            accepted.push((words[2].to_string(), words[0].to_string()));
+            continue;
+        }
+        let Some((level, rest)) = line
+            .strip_prefix("s6-tlsd-io: ")
+            .and_then(|l| l.split_once(": "))
+        else {
+            continue;
+        };
+        assert!(["info", "fatal"].contains(&level), "{line}");
+        let (name, _) = rest.split_once(": ").expect(line);
+        let words: Vec<&str> = name.split(' ').collect();
+        assert!(
+            words.len() == 5
+                && words[0] == "pid"
+                && words[2] == "engine"
+                && [words[1], words[3]]
+                    .iter()
+                    .all(|n| n.bytes().all(|b| b.is_ascii_digit())),
+            "line {i}: {line}"
+        );
+        let pair = (words[1].to_string(), words[4].to_string());
+        assert!(accepted.contains(&pair), "no accept line before: {line}");
+    }
+    for (pid, _) in &accepted {
+        let end = format!("s6-tcpserverd: info: end pid {pid} exitcode ");
+        assert!(readme.iter().any(|l| l.starts_with(&end)), "{pid}");
+        let named = format!(": pid {pid} engine ");
+        assert!(
+            readme
+                .iter()
+                .any(|l| l.contains(&named) && l.contains(": connection ended after ")),
+            "{pid}"
+        );
+    }
 }

@@ -174,7 +174,8 @@ fn nothing_lost(case: Case) {
 /// exit 98, the answer delivered.
 fn allowed(case: &Case, line: &str) -> bool {
     let s_client = matches!(case.talk, Talk::SClientShort | Talk::SClientLong);
-    // The line names its connection (`pid N: `, src/log.rs) after the level.
+    // The line names its connection (`pid N engine M: `, src/log.rs) after
+    // the level.
     let unnamed = line
         .strip_prefix("s6-tlsd-io: fatal: pid ")
         .and_then(|rest| rest.split_once(": "))

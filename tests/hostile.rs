@@ -279,14 +279,33 @@ fn fallback_scsv_below_tls13_gets_inappropriate_fallback() {
     refused_in_the_clear(&attack("fallback-scsv"), "inappropriate_fallback");
 }
 
-/// tlsfuzzer's test-fallback-scsv.py probes (its "FALLBACK - hello"
-/// ones, the SCSV at each place): hellos without supported_versions, of
-/// legacy_version TLS 1.1, TLS 1.2 and 0x0304 ("SSL 3.4", still TLS 1.2
-/// at most), whose suites we do not serve. The SCSV is looked at first.
+/// Where tlsfuzzer's test-fallback-scsv.py puts the SCSV in its hellos:
+/// first, in the middle (twice), last; and alone, the hello's only suite.
+const SCSV_PLACES: [&str; 5] = ["0", "1", "2", "3", "alone"];
+
+/// tlsfuzzer's "FALLBACK - hello TLSv1.1" and "FALLBACK - record TLSv1.1
+/// hello TLSv1.1" probes: a fallback hello that offers nothing newer than
+/// TLS 1.1 is offered no version at all, so it is no downgrade. The
+/// version is checked before the SCSV, as OpenSSL does: protocol_version,
+/// never inappropriate_fallback (issue 26, item 1).
 #[test]
-fn fallback_scsv_is_checked_before_anything_else() {
-    for version in ["tls11", "tls12", "ssl34"] {
-        for place in 0..4 {
+fn fallback_hello_of_tls11_gets_protocol_version() {
+    for set in ["unserved-tls11", "record-tls11"] {
+        for place in SCSV_PLACES {
+            blamed_on_the_version(&format!("fallback-{set}-{place}"));
+        }
+    }
+}
+
+/// tlsfuzzer's other "FALLBACK - hello" probes: hellos without
+/// supported_versions, of legacy_version TLS 1.2 and 0x0304 ("SSL 3.4",
+/// still TLS 1.2 at most), whose suites we do not serve. TLS 1.2 is a
+/// version we serve below our best: the SCSV refuses the hello before the
+/// suites are looked at.
+#[test]
+fn fallback_scsv_is_checked_before_the_suites() {
+    for version in ["tls12", "ssl34"] {
+        for place in SCSV_PLACES {
             let case = format!("fallback-unserved-{version}-{place}");
             let seen = attack(&case);
             let line = refused_in_the_clear(&seen, "inappropriate_fallback");

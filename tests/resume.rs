@@ -403,18 +403,21 @@ fn gnutls_cli_resumes_across_processes() {
 
 // ------------------------------------------------------ start-up errors
 
+/// How an engine with the default keys and the ticket key file `path`
+/// fails at start-up: its exit code and stderr.
+fn start_with_key_file(path: &Path) -> (Option<i32>, String) {
+    let mut env = key_env(default_keys());
+    env.push((VAR.into(), path.display().to_string()));
+    startup_failure(&[], env)
+}
+
 #[test]
 fn key_file_errors_are_start_up_failures_naming_the_file() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tmpdir("ticket-errors");
-    let with = |path: &Path| {
-        let mut env = key_env(default_keys());
-        env.push((VAR.into(), path.display().to_string()));
-        startup_failure(&[], env)
-    };
     let missing = dir.join("missing");
     assert_eq!(
-        with(&missing),
+        start_with_key_file(&missing),
         (
             Some(96),
             fatal(&format!(
@@ -426,7 +429,7 @@ fn key_file_errors_are_start_up_failures_naming_the_file() {
     let open = key_file(&dir, &[[1; 32]]);
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
     assert_eq!(
-        with(&open),
+        start_with_key_file(&open),
         (
             Some(96),
             fatal(&format!(
@@ -438,9 +441,45 @@ fn key_file_errors_are_start_up_failures_naming_the_file() {
     let short = dir.join("short");
     std::fs::write(&short, [0u8; 48]).unwrap();
     std::fs::set_permissions(&short, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let (code, msg) = with(&short);
+    let (code, msg) = start_with_key_file(&short);
     assert_eq!(code, Some(96));
     assert!(msg.contains("48 bytes, not a multiple of 32"), "{msg}");
+}
+
+/// The key file is a credential (issue 25): a symbolic link to a good file
+/// is refused (the file is opened without following it), and so is a file
+/// owned by another uid than root or the reader's, here read as root.
+#[test]
+fn a_key_file_that_is_a_symlink_or_owned_by_another_uid_is_refused() {
+    let dir = tmpdir("ticket-owner");
+    let good = key_file(&dir, &[[1; 32]]);
+    let link = dir.join("link");
+    std::os::unix::fs::symlink(&good, &link).unwrap();
+    assert_eq!(
+        start_with_key_file(&link),
+        (
+            Some(96),
+            fatal(&format!(
+                "invalid {VAR} file {}: a symbolic link (name the file itself)",
+                link.display()
+            ))
+        )
+    );
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("not running as root: the owner's refusal is not tested");
+        return;
+    }
+    std::os::unix::fs::chown(&good, Some(65534), None).unwrap();
+    assert_eq!(
+        start_with_key_file(&good),
+        (
+            Some(96),
+            fatal(&format!(
+                "invalid {VAR} file {}: owned by uid 65534, not by root",
+                good.display()
+            ))
+        )
+    );
 }
 
 // ------------------------------------------------------ key exchange modes

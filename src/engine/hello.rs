@@ -10,8 +10,8 @@
 //! 1.1 (told apart on the reassembled message, wherever the records cut
 //! it), SSL 3.0 in `legacy_version` beside `supported_versions`, TLS 1.3
 //! without `key_share`, and `TLS_FALLBACK_SCSV` from a client that could
-//! have had TLS 1.3. Anything else odd goes to rustls as it came, for it to
-//! judge.
+//! have had TLS 1.3, in OpenSSL's order (`Fields::verdict`). Anything else
+//! odd goes to rustls as it came, for it to judge.
 
 use rustls::AlertDescription;
 
@@ -199,37 +199,25 @@ impl Fields {
         Some(fields)
     }
 
+    /// OpenSSL's order (`tls_early_post_process_client_hello`): the
+    /// version first, then the SCSV, then the rest. A client offered no
+    /// version at all has not fallen back from one: `protocol_version`
+    /// (RFC 7507 section 3 names it beside `inappropriate_fallback`).
     fn verdict(&self) -> Step {
         let refuse = |alert, why: &str| Step::Refuse(alert, why.into());
-        // Without supported_versions a client gets TLS 1.2 at most, whatever
-        // its legacy_version says (RFC 8446 section 4.2.1).
-        let offers_tls13 = self
-            .supported_versions
-            .as_ref()
-            .is_some_and(|list| list.contains(&TLS13));
-        // The SCSV first: a client that fell back from TLS 1.3 is told so,
-        // whatever else its fallback hello lacks. OpenSSL too checks it
-        // before it chooses a suite; it checks the version before, and so
-        // answers a TLS 1.1 fallback with protocol_version, which RFC 7507
-        // section 3 allows as well. The fallback alert says more: the
-        // client's first attempt was interfered with.
-        if self.fallback_scsv && !offers_tls13 {
-            return refuse(
-                AlertDescription::InappropriateFallback,
-                "the client signals a fallback (TLS_FALLBACK_SCSV) below TLS 1.3, \
-                 but TLS 1.3 is available",
-            );
-        }
-        let highest = match &self.supported_versions {
-            Some(list) => list.iter().copied().max(),
-            None => Some(self.legacy_version),
-        };
+        // 1. The version (OpenSSL's `ssl_choose_server_version`).
         if self.supported_versions.is_some() && self.legacy_version <= 0x0300 {
             return refuse(
                 AlertDescription::ProtocolVersion,
                 "the client's ClientHello gives SSL 3.0 or older as its legacy_version",
             );
         }
+        // Without supported_versions a client gets TLS 1.2 at most, whatever
+        // its legacy_version says (RFC 8446 section 4.2.1).
+        let highest = match &self.supported_versions {
+            Some(list) => list.iter().copied().max(),
+            None => Some(self.legacy_version),
+        };
         let Some(highest) = highest else {
             // Only versions nobody knows: rustls refuses them.
             return Step::ToRustls(None);
@@ -240,6 +228,22 @@ impl Fields {
                 "the client offers only TLS 1.1 or older",
             );
         }
+        let offers_tls13 = self
+            .supported_versions
+            .as_ref()
+            .is_some_and(|list| list.contains(&TLS13));
+        // 2. The SCSV (`ssl_check_version_downgrade`): the version the
+        // client gets is TLS 1.2, below our best. Before the suites are
+        // looked at: a fallback hello of suites we do not serve is told
+        // that it fell back.
+        if self.fallback_scsv && !offers_tls13 {
+            return refuse(
+                AlertDescription::InappropriateFallback,
+                "the client signals a fallback (TLS_FALLBACK_SCSV) below TLS 1.3, \
+                 but TLS 1.3 is available",
+            );
+        }
+        // 3. The rest, rustls' choice of a suite included.
         if offers_tls13 && !self.key_share {
             return refuse(
                 AlertDescription::MissingExtension,
@@ -373,13 +377,26 @@ mod tests {
                 Some(expected)
             );
         }
-        // The SCSV before anything else: suites we do not serve, a
-        // legacy_version of 0x0304 (TLS 1.2 at most without
-        // supported_versions), TLS 1.1, SSL 3.0 beside supported_versions.
+        // OpenSSL's order. The version first: TLS 1.1 (in legacy_version
+        // or in supported_versions), SSL 3.0 beside supported_versions.
+        for body in [
+            body(0x0302, &[FALLBACK_SCSV, 0x002f], &[]),
+            body(0x0302, &[FALLBACK_SCSV], &[]),
+            body(TLS12, &[FALLBACK_SCSV], &[versions(&[0x0302, 0x0301])]),
+            body(0x0300, &[FALLBACK_SCSV], &[versions(&[TLS12])]),
+        ] {
+            assert_eq!(
+                alert(assemble(&message(&body), 100, false, 4096)),
+                Some(AlertDescription::ProtocolVersion)
+            );
+        }
+        // Then the SCSV, before the suites: suites we do not serve, or
+        // none, a legacy_version of 0x0304 (TLS 1.2 at most without
+        // supported_versions).
         for body in [
             body(TLS13, &[0x002f, FALLBACK_SCSV, 0x1301], &[]),
-            body(0x0302, &[FALLBACK_SCSV, 0x002f], &[]),
-            body(0x0300, &[FALLBACK_SCSV], &[versions(&[TLS12])]),
+            body(TLS12, &[FALLBACK_SCSV], &[]),
+            body(TLS12, &[FALLBACK_SCSV], &[versions(&[TLS12, 0x0302])]),
         ] {
             assert_eq!(
                 alert(assemble(&message(&body), 100, false, 4096)),

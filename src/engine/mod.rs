@@ -203,9 +203,16 @@ where
     for fd in [&fds.net_in, &fds.net_out, &fds.app_in, &fds.app_out] {
         set_nonblocking(fd)?;
     }
-    let deadline = settings.handshake_timeout.map(|t| Instant::now() + t);
+    let started = Instant::now();
+    let deadline = settings.handshake_timeout.map(|t| started + t);
     let veto = Veto::default();
-    let (conn, server_name) = accept(&fds, deadline, choose, &veto)?;
+    let (conn, server_name) = match accept(&fds, deadline, choose, &veto) {
+        Ok(accepted) => accepted,
+        Err(e) => {
+            handshake_failed(&settings.log, started);
+            return Err(e);
+        }
+    };
     let mut engine = Engine {
         conn,
         inbound: Inbound::Open {
@@ -222,7 +229,7 @@ where
         veto,
         buf: Pages::new(CHUNK.saturating_add(PAGE)).map_err(mapping_failed)?,
         server_name,
-        started: Instant::now(),
+        started,
         client_to_app: 0,
         app_to_client: 0,
         inbound_end: None,
@@ -471,6 +478,15 @@ pub fn engine_closed(during: bool, why: impl std::fmt::Display) -> Error {
         "the TLS engine closed the connection {} the handshake: {why}",
         if during { "during" } else { "after" }
     ))
+}
+
+/// The closing line at `-v 2` of a connection whose handshake never
+/// completed (the fatal line that follows says why).
+fn handshake_failed(log: &Log, started: Instant) {
+    log.info(format_args!(
+        "connection ended after {} ms: the handshake failed",
+        started.elapsed().as_millis()
+    ));
 }
 
 fn unreadable(e: &std::io::Error) -> String {
@@ -948,6 +964,10 @@ where
     /// The closing line at `-v 2`: what went each way, and how each
     /// direction ended, as far as it did.
     fn report(&self) {
+        if self.on_handshake.is_some() {
+            // Nothing went either way, and neither direction was open.
+            return handshake_failed(&self.settings.log, self.started);
+        }
         let stopped = format!(
             "the application stopped reading, {} bytes discarded",
             self.discarded

@@ -350,20 +350,39 @@ pub struct Exit {
 }
 
 /// The lines of the engine `pid` without the name of its connection
-/// (`pid 1234 127.0.0.1_40404: ` after the level), which tests/logging.rs
-/// checks: every other test is about the rest of the line.
+/// (`pid 1234 engine 1235 127.0.0.1_40404: ` after the level), which
+/// tests/logging.rs checks: every other test is about the rest of the line.
 pub fn without_context(stderr: &str, pid: u32) -> String {
-    let tag = format!(": pid {pid}");
+    let engine = format!(" engine {pid} ");
     stderr
         .split_inclusive('\n')
-        .map(|line| match line.find(&tag) {
-            Some(at) => match line[at + 2..].find(": ") {
-                Some(end) => format!("{}{}", &line[..at + 2], &line[at + 2 + end + 2..]),
-                None => line.to_string(),
-            },
-            None => line.to_string(),
+        .map(|line| {
+            // `s6-tlsd-io: level: `, then the name up to the next `: `.
+            let Some(at) = line.match_indices(": ").nth(1).map(|(i, _)| i + 2) else {
+                return line.to_string();
+            };
+            match line[at..].find(": ") {
+                Some(end) if format!(" {} ", &line[at..at + end]).contains(&engine) => {
+                    format!("{}{}", &line[..at], &line[at + end + 2..])
+                }
+                _ => line.to_string(),
+            }
         })
         .collect()
+}
+
+/// Every line of `stderr` as written: one line each, the engine's, with no
+/// control character, line separator or bidirectional control in it (a
+/// peer's, escaped: src/log.rs).
+pub fn assert_unforged(stderr: &str) {
+    assert!(stderr.ends_with('\n'), "{stderr:?}");
+    for line in stderr.lines() {
+        assert!(line.starts_with("s6-tlsd-io: "), "a forged line: {line:?}");
+        let bad = line
+            .chars()
+            .find(|&c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202e}'));
+        assert_eq!(bad, None, "a raw control character in {line:?}");
+    }
 }
 
 impl Engine {
@@ -574,6 +593,22 @@ pub fn code_and_stderr(mut cmd: Command, late: impl FnOnce() -> String) -> (Opti
         .read_to_string(&mut stderr)
         .expect("read stderr");
     (status.code(), stderr)
+}
+
+/// `s6-tlsd-io -t ARGS` with only `env`, as a `direct` run: exit code,
+/// stdout, stderr.
+pub fn check(args: &[&str], env: &[(String, String)]) -> (Option<i32>, String, String) {
+    let mut cmd = direct(&[&["-t"], args].concat(), env);
+    cmd.stdout(Stdio::piped());
+    let mut child = cmd.spawn().expect("run s6-tlsd-io -t");
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap());
+    let err = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
+    let status = wait_or_kill(&mut child, Duration::from_secs(30), || {
+        "s6-tlsd-io -t still running after 30 s".into()
+    });
+    (status.code(), out.join().unwrap(), err.join().unwrap())
 }
 
 // ---------------------------------------------------------------- clients

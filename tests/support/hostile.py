@@ -514,23 +514,27 @@ def tlsfuzzer_hello(version, fallback_at=None):
     """The ClientHello of tlsfuzzer's test-fallback-scsv.py: no extensions,
     the renegotiation SCSV, a suite we do not serve (RSA key exchange, CBC)
     and a TLS 1.3 suite, which a hello without supported_versions cannot
-    use; TLS_FALLBACK_SCSV at `fallback_at` when given."""
+    use; TLS_FALLBACK_SCSV at `fallback_at` when given (0 first, 1 and 2
+    in the middle, 3 last), or as the only suite when "alone"."""
     suites = [
         CipherSuite.TLS_EMPTY_RENEGOTIATION_INFO_SCSV,
         CipherSuite.TLS_RSA_WITH_AES_128_CBC_SHA,
         CipherSuite.TLS_AES_128_GCM_SHA256,
     ]
-    if fallback_at is not None:
+    if fallback_at == "alone":
+        suites = [FALLBACK_SCSV]
+    elif fallback_at is not None:
         suites.insert(fallback_at, FALLBACK_SCSV)
     ch = ClientHello().create(version, bytearray(os.urandom(32)), bytearray(0), suites)
     return bytes(ch.write())
 
 
-def case_fallback_unserved(c, version, place):
-    # tlsfuzzer's "FALLBACK - hello ..." probes: refused for the SCSV before
-    # anything else (the suites, the version) is looked at.
+def case_fallback_unserved(c, version, place, record_version=b"\x03\x01"):
+    # tlsfuzzer's "FALLBACK - hello ..." probes (and, with `record_version`
+    # the hello's own, its "FALLBACK - record ... hello ..." ones): a
+    # version we serve, then the SCSV, then the suites.
     hello = tlsfuzzer_hello(version, place)
-    refused_hello(c, one_record(hello), hello)
+    refused_hello(c, [record(ContentType.handshake, hello, record_version)], hello)
 
 
 def case_unserved_without_fallback(c, version):
@@ -704,18 +708,20 @@ CASES = {
     "alpn-after-retry-changed": lambda c: case_alpn_after_retry(c, [b"imap"]),
     "unserved-tls12": lambda c: case_unserved_without_fallback(c, TLS12),
     "unserved-ssl34": lambda c: case_unserved_without_fallback(c, TLS13),
-    "fallback-unserved-tls11-0": lambda c: case_fallback_unserved(c, TLS11, 0),
-    "fallback-unserved-tls11-1": lambda c: case_fallback_unserved(c, TLS11, 1),
-    "fallback-unserved-tls11-2": lambda c: case_fallback_unserved(c, TLS11, 2),
-    "fallback-unserved-tls11-3": lambda c: case_fallback_unserved(c, TLS11, 3),
-    "fallback-unserved-tls12-0": lambda c: case_fallback_unserved(c, TLS12, 0),
-    "fallback-unserved-tls12-1": lambda c: case_fallback_unserved(c, TLS12, 1),
-    "fallback-unserved-tls12-2": lambda c: case_fallback_unserved(c, TLS12, 2),
-    "fallback-unserved-tls12-3": lambda c: case_fallback_unserved(c, TLS12, 3),
-    "fallback-unserved-ssl34-0": lambda c: case_fallback_unserved(c, TLS13, 0),
-    "fallback-unserved-ssl34-1": lambda c: case_fallback_unserved(c, TLS13, 1),
-    "fallback-unserved-ssl34-2": lambda c: case_fallback_unserved(c, TLS13, 2),
-    "fallback-unserved-ssl34-3": lambda c: case_fallback_unserved(c, TLS13, 3),
+    # tlsfuzzer's test-fallback-scsv.py: the SCSV at each place, or alone.
+    **{
+        "fallback-unserved-%s-%s" % (name, place): (
+            lambda c, v=version, p=place: case_fallback_unserved(c, v, p)
+        )
+        for name, version in (("tls11", TLS11), ("tls12", TLS12), ("ssl34", TLS13))
+        for place in (0, 1, 2, 3, "alone")
+    },
+    **{
+        "fallback-record-tls11-%s" % place: (
+            lambda c, p=place: case_fallback_unserved(c, TLS11, p, b"\x03\x02")
+        )
+        for place in (0, 1, 2, 3, "alone")
+    },
     # Section 3: after the ServerHello, rustls decides.
     "oversized-ciphertext": case_oversized_ciphertext,
     "short-finished": case_short_finished,

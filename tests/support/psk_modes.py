@@ -29,14 +29,19 @@ def connect(port, session, modes):
     conn.handshakeClientCert(serverName="localhost", session=session, settings=settings)
     group = GroupName.toStr(conn.ecdhCurve) if conn.ecdhCurve else "none"
     print("resumed" if conn.resumed else "full", group, flush=True)
-    # The tickets come after the handshake: read until the server closes.
+    read_to_close(conn)
+    return conn.session
+
+
+def read_to_close(conn):
+    """The tickets come after the handshake: reads until the server closes
+    (tests/support/ticket_copies.py too)."""
     while True:
         try:
             if not conn.read():
                 break
         except Exception:
             break
-    return conn.session
 
 
 def main():
@@ -51,4 +56,5 @@ def main():
     connect(port, session, [sys.argv[2]])
 
 
-main()
+if __name__ == "__main__":
+    main()
