@@ -463,6 +463,23 @@ impl Lab {
         out
     }
 
+    /// `s6-svc FLAGS DIR` on a service the lab supervises.
+    fn svc(&self, flags: &str, dir: &str) {
+        let mut svc = self.command("s6-svc", None);
+        svc.args([flags, dir]);
+        success(run(svc), &format!("s6-svc {flags} {dir}"));
+    }
+
+    /// `New` or `Reused`: what openssl s_client says of the session it
+    /// saved (`resume-check`'s `session` file) when it comes back with it.
+    fn resume_again(&self, port: u16) -> String {
+        let again = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | openssl s_client \
+            -connect localhost:$PORT -CAfile $TLS/ca.pem -ign_eof -sess_in session \
+            2>/dev/null | grep -E '^(New|Reused),' | cut -d, -f1";
+        let out = success(run(self.sh(again, Some(port))), "s_client -sess_in");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -1379,9 +1396,7 @@ fn s6_rc_longrun_service() {
     }
     lab.check("curl", port);
     // Down, as s6-rc would bring it down; s6-supervise then exits (-x).
-    let mut svc = lab.command("s6-svc", None);
-    svc.args(["-xd", "https"]);
-    success(run(svc), "s6-svc -xd");
+    lab.svc("-xd", "https");
     let deadline = Instant::now() + LIMIT;
     while lab.servers[0].try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "s6-supervise did not exit");
@@ -1528,25 +1543,13 @@ fn ticket_rotation_under_s6_supervise() {
     let first = rotated(None);
     let port = lab.serve("tickets");
     lab.check("resume-check", port);
-    let again = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | openssl s_client \
-        -connect localhost:$PORT -CAfile $TLS/ca.pem -ign_eof -sess_in session \
-        2>/dev/null | grep -E '^(New|Reused),' | cut -d, -f1";
-    let restart = || {
-        let mut svc = lab.command("s6-svc", None);
-        svc.args(["-r", "tickets"]);
-        success(run(svc), "s6-svc -r");
-    };
-    restart();
+    lab.svc("-r", "tickets");
     let second = rotated(Some(&first));
-    let out = success(run(lab.sh(again, Some(port))), "s_client -sess_in");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "Reused\n");
-    restart();
+    assert_eq!(lab.resume_again(port), "Reused\n");
+    lab.svc("-r", "tickets");
     rotated(Some(&second));
-    let out = success(run(lab.sh(again, Some(port))), "s_client -sess_in");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "New\n");
-    let mut svc = lab.command("s6-svc", None);
-    svc.args(["-xd", "tickets"]);
-    success(run(svc), "s6-svc -xd");
+    assert_eq!(lab.resume_again(port), "New\n");
+    lab.svc("-xd", "tickets");
     lab.finish();
 }
 
@@ -1705,9 +1708,7 @@ fn two_back_ends_behind_haproxy() {
     );
 
     // A rotation reaches both back ends; the saved session still resumes.
-    let mut svc = lab.command("s6-svc", None);
-    svc.args(["-r", "tickets"]);
-    success(run(svc), "s6-svc -r");
+    lab.svc("-r", "tickets");
     let rotated = wait_for_file(&lab.tls.join("tickets"), "the rotation", |k| {
         k.len() == 64 && k[32..] == keys[..]
     });
@@ -1716,17 +1717,11 @@ fn two_back_ends_behind_haproxy() {
         let meta = fs::metadata(tls.join("tickets")).unwrap();
         assert_eq!(meta.mode() & 0o777, 0o600, "{}", tls.display());
     }
-    let again = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | openssl s_client \
-        -connect localhost:$PORT -CAfile $TLS/ca.pem -ign_eof -sess_in session \
-        2>/dev/null | grep -E '^(New|Reused),' | cut -d, -f1";
     for _ in 0..2 {
         // Once through each back end.
-        let out = success(run(lab.sh(again, Some(front))), "s_client -sess_in");
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "Reused\n");
+        assert_eq!(lab.resume_again(front), "Reused\n");
     }
-    let mut svc = lab.command("s6-svc", None);
-    svc.args(["-xd", "tickets"]);
-    success(run(svc), "s6-svc -xd");
+    lab.svc("-xd", "tickets");
     lab.finish();
 }
 
