@@ -18,6 +18,9 @@
 //! Without them the binary works the same, with more of it resident
 //! (README.md, "Build and install").
 //!
+//! A release build's executable is linked without its symbol table (see
+//! `strip_what_no_user_needs`).
+//!
 //! It also has aws-lc's OID lookups answered by src/nid.rs (see
 //! `leave_out_aws_lcs_object_table`), and says so when the static-linking
 //! flag of .cargo/config.toml did not arrive: a RUSTFLAGS variable replaces
@@ -52,6 +55,36 @@ fn main() {
     println!("cargo::rustc-env=S6_TLSD_IO_AWS_LC_PREFIX={prefix}");
     leave_out_aws_lcs_object_table(&prefix);
     lay_out_what_a_connection_touches(&list, &prefix);
+    strip_what_no_user_needs();
+}
+
+/// Set to anything but 0 or the empty string, the release build keeps its
+/// symbol table (bench/hot-symbols, which traces and checks the engine by
+/// its symbols; a distribution that strips into a debug package itself).
+const KEEP_SYMBOLS: &str = "S6_TLSD_IO_KEEP_SYMBOLS";
+
+/// The symbol table of a release build is 0.4 MB of the 4.9 MB file that
+/// no user runs (it is not loaded; the order of the functions, which
+/// link/hot-symbols.txt names, is the linker's business, done before it
+/// strips): the linker leaves it out (`--strip-all`). Not Cargo's `strip`:
+/// a profile's settings are part of every crate's `-C metadata`, which
+/// Rust's symbol names carry a hash of, so a stripped profile and the
+/// unstripped one that bench/hot-symbols traces would name the engine's
+/// Rust functions differently, and the list would order none of them.
+/// This variable only relinks the engine; its names stay the same.
+fn strip_what_no_user_needs() {
+    println!("cargo::rerun-if-env-changed={KEEP_SYMBOLS}");
+    let keep = env::var(KEEP_SYMBOLS).is_ok_and(|v| !v.is_empty() && v != "0");
+    // PROFILE is "release" for the release profile and those inheriting
+    // from it; tests and debugging want the debug build's symbols.
+    if keep || env::var("PROFILE").as_deref() != Ok("release") {
+        return;
+    }
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let strip = "-Wl,--strip-all";
+    if probe_link(&out, &[strip]).is_some() {
+        println!("cargo::rustc-link-arg-bins={strip}");
+    }
 }
 
 /// aws-lc-sys names every C symbol `<links>_NAME`, its `links` key being

@@ -2,7 +2,14 @@
 //! the options exactly as a connection would read it, then reported item
 //! by item, so that an operator learns of an expired certificate or a
 //! stale CRL before a client does (`s6-envdir ./env s6-tlsd-io -t &&
-//! s6-svc -r .`). No descriptor, privilege drop, sandbox or network.
+//! s6-svc -r .`). No descriptor, sandbox or network.
+//!
+//! Each file is read as the connection reads it, as the same ids: the key
+//! pairs and the ticket key file first (as root, when root runs it), then,
+//! as a connection does (main.rs), the drop to TLS_UID/TLS_GID (for real:
+//! `-t` is a process of its own), then the trust anchors and the CRLs. A
+//! CADIR that only root can read thus fails here as it fails every
+//! client-certificate connection, with the same message and exit code.
 //!
 //! One line per item: what is fine on stdout (`info:`), what is wrong on
 //! stderr (`warning:`, `error:`), so that `>/dev/null` leaves only the
@@ -15,7 +22,7 @@
 use std::fmt;
 use std::io::Write;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use der::DateTime;
 use rustls::sign::CertifiedKey;
@@ -26,9 +33,10 @@ use crate::cli::{ClientCert, Options};
 use crate::env::Env;
 use crate::error::{Error, PROG};
 use crate::keys::{self, KeyPair, Loaded};
+use crate::log::Log;
 use crate::source::Source;
 use crate::ticket::keys::{self as ticket, TicketKeys};
-use crate::{alpn, anchors, crl, tls};
+use crate::{alpn, anchors, crl, privilege, tls};
 
 /// Under this many days left, a certificate's expiry is a warning.
 const WARN_DAYS: i64 = 14;
@@ -61,6 +69,17 @@ pub fn run(opts: &Options, env: &Env) -> i32 {
         }
     }
     tickets(&mut report, env);
+    // What a connection reads after the drop is read after it here too.
+    if let Err(e) = privilege::drop_privileges(env, &Log::new(opts.verbosity)) {
+        // A connection dies here: what it would read next is not known.
+        report.error(&e);
+        if opts.client_cert != ClientCert::None {
+            report.warn(format_args!(
+                "trust anchors and CRLs not checked: they are read as TLS_UID/TLS_GID"
+            ));
+        }
+        return report.code;
+    }
     if opts.client_cert != ClientCert::None {
         client_certificates(&mut report, opts, env);
     }
@@ -121,6 +140,22 @@ fn key_pairs(report: &mut Report, opts: &Options, env: &Env) -> Vec<String> {
     }
     let mut named = Vec::new();
     if opts.sni_level == 0 {
+        // A connection ignores them too, but the operator meant something.
+        let mut unused = env.iter().filter_map(|(var, _)| {
+            let var = var.to_string_lossy().into_owned();
+            var.strip_prefix("KEYFILE:")
+                .is_some_and(|name| !name.is_empty())
+                .then_some(var)
+        });
+        if let Some(first) = unused.next() {
+            let more = match unused.count() {
+                0 => String::new(),
+                n => format!(" and {}", plural(n as u64, "more KEYFILE:name variable")),
+            };
+            report.warn(format_args!(
+                "{first}{more} unused without -k: only KEYFILE and CERTFILE are read"
+            ));
+        }
         return named;
     }
     for (name, pair) in keys::named_pairs(env) {
@@ -227,21 +262,23 @@ fn key_pair(report: &mut Report, what: &str, name: Option<&str>, pair: &Arc<Cert
         },
         key_type(pair),
     );
-    let left = (unix(&not_after) - report.now).div_euclid(DAY);
+    let left = unix(&not_after) - report.now;
     if let Some(t) = not_before.filter(|t| unix(t) > report.now) {
         report.config_error(format_args!("{line}; not valid before {t}"));
-    } else if unix(&not_after) <= report.now {
+    } else if left <= 0 {
         report.config_error(format_args!(
-            "{line}; expired on {not_after}{which} ({} days ago)",
-            -left
+            "{line}; expired on {not_after}{which} ({} ago)",
+            span(left.unsigned_abs())
         ));
-    } else if left < WARN_DAYS {
+    } else if left < WARN_DAYS * DAY {
         report.warn(format_args!(
-            "{line}; expires {not_after}{which} ({left} days left)"
+            "{line}; expires {not_after}{which} ({} left)",
+            span(left.unsigned_abs())
         ));
     } else {
         report.info(format_args!(
-            "{line}; expires {not_after}{which} ({left} days left)"
+            "{line}; expires {not_after}{which} ({} left)",
+            span(left.unsigned_abs())
         ));
     }
     if let Some(name) = name.map(str::to_ascii_lowercase) {
@@ -312,26 +349,36 @@ fn tickets(report: &mut Report, env: &Env) {
     }
     match std::fs::metadata(path) {
         Ok(meta) => {
-            let keys = meta.len() / ticket::KEY_LEN as u64;
+            let keys = plural(meta.len() / ticket::KEY_LEN as u64, "key");
             let age = meta
                 .modified()
                 .ok()
                 .and_then(|t| SystemTime::now().duration_since(t).ok())
                 .map_or("modified in the future".into(), |d| {
-                    format!("modified {} ago", age(d))
+                    format!("modified {} ago", span(d.as_secs()))
                 });
-            report.info(format_args!("{} {shown}: {keys} keys, {age}", ticket::VAR));
+            report.info(format_args!("{} {shown}: {keys}, {age}", ticket::VAR));
         }
         Err(e) => report.error(&Source::file(ticket::VAR, path).unreadable(&e)),
     }
 }
 
-/// `5 min`, `3 h`, `12 days`.
-fn age(d: Duration) -> String {
-    match d.as_secs() {
-        s if s < 3600 => format!("{} min", s / 60),
-        s if s < 86400 => format!("{} h", s / 3600),
-        s => format!("{} days", s / 86400),
+/// A length of time in the largest unit that fits, rounded down: `4
+/// seconds`, `1 minute`, `3 hours`, `12 days`.
+fn span(secs: u64) -> String {
+    match secs {
+        s if s < 60 => plural(s, "second"),
+        s if s < 3600 => plural(s / 60, "minute"),
+        s if s < DAY as u64 => plural(s / 3600, "hour"),
+        s => plural(s / DAY as u64, "day"),
+    }
+}
+
+/// `1 key`, `2 keys`, `0 keys`.
+fn plural(n: u64, what: &str) -> String {
+    match n {
+        1 => format!("1 {what}"),
+        n => format!("{n} {what}s"),
     }
 }
 
@@ -402,16 +449,17 @@ fn crl_line(report: &mut Report, what: &str, crl: &[u8]) {
     let Some(next) = next_update(crl) else {
         return report.config_error(format_args!("{what}: the CRL has no next update"));
     };
-    let left = (unix(&next) - report.now).div_euclid(DAY);
-    if unix(&next) <= report.now {
+    let left = unix(&next) - report.now;
+    if left <= 0 {
         report.config_error(format_args!(
-            "{what}: stale: its next update was due {next} ({} days ago); \
+            "{what}: stale: its next update was due {next} ({} ago); \
 client certificates of its issuer are refused until it is replaced",
-            -left
+            span(left.unsigned_abs())
         ));
     } else {
         report.info(format_args!(
-            "{what}: next update {next} ({left} days left)"
+            "{what}: next update {next} ({} left)",
+            span(left.unsigned_abs())
         ));
     }
 }
@@ -441,9 +489,17 @@ mod tests {
     }
 
     #[test]
-    fn ages_read_as_people_say_them() {
-        assert_eq!(age(Duration::from_secs(125)), "2 min");
-        assert_eq!(age(Duration::from_secs(7300)), "2 h");
-        assert_eq!(age(Duration::from_secs(3 * 86400 + 5)), "3 days");
+    fn spans_read_as_people_say_them() {
+        assert_eq!(span(0), "0 seconds");
+        assert_eq!(span(1), "1 second");
+        assert_eq!(span(4), "4 seconds");
+        assert_eq!(span(60), "1 minute");
+        assert_eq!(span(125), "2 minutes");
+        assert_eq!(span(3600), "1 hour");
+        assert_eq!(span(7300), "2 hours");
+        assert_eq!(span(86400 + 5), "1 day");
+        assert_eq!(span(3 * 86400 + 5), "3 days");
+        assert_eq!(plural(1, "key"), "1 key");
+        assert_eq!(plural(2, "key"), "2 keys");
     }
 }

@@ -6,8 +6,9 @@ use std::sync::{Arc, OnceLock};
 
 pub const PROG: &str = "s6-tlsd-io";
 
+/// Upstream's line, then the check mode's form, which upstream lacks.
 pub const USAGE: &str = "s6-tlsd-io [ -v verbosity ] [ -d notif ] [ -S | -s ] [ -J | -j ] \
-[ -Y | -y ] [ -K timeout ] [ -k snilevel ] fdr fdw";
+[ -Y | -y ] [ -K timeout ] [ -k snilevel ] fdr fdw | s6-tlsd-io -t [ -Y | -y ] [ -k snilevel ]";
 
 #[derive(Debug, Clone)]
 pub enum Error {

@@ -15,23 +15,38 @@
 //! whose CRT exponents or coefficient are wrong fails its first signature,
 //! at its first handshake; the key holder then answers with the key file's
 //! error (keys.rs, `Loaded::sign`), and the engine exits with it (96),
-//! naming KEYFILE. A wrong
-//! d alone is never noticed, because never used: aws-lc signs with p, q
-//! and the CRT numbers, as OpenSSL does.
+//! naming KEYFILE. d is
+//! used only when p and q differ in size by a 64-bit word or more: aws-lc's
+//! CRT code wants primes of one width, and signs otherwise with d modulo n
+//! (`rsa_default_private_transform`). A wrong d then fails the first
+//! signature as a wrong CRT number does; with primes of one width (any
+//! usual generator's: half of n's bits each), it is never used, nor
+//! noticed.
 //!
 //! n = p·q is checked at all because aws-lc's CRT code asserts that its
 //! result is below n before it checks the signature (`mod_exp`): with
 //! p·q > n it aborts the process (SIGABRT), release builds too. The check
 //! runs in constant time, as everything else here that touches the key:
-//! no branch or memory access depends on a secret number, only on its
-//! length in bytes, which its DER encoding shows anyway. None of aws-lc's
-//! variable-time functions is called (its plain product trims the result
-//! to its length, its modular one divides in variable time; the names are
-//! listed in tests/build_env.rs): the key is
-//! loaded again by every connection, and a local user who connects as
-//! often as they like, watching shared caches or SMT ports, would get as
-//! many identical traces to average. aws-lc still blinds every private
+//! no branch, memory address or allocation size depends on a secret
+//! number, only on what the DER shows (each number's length in bytes, and
+//! its sign bit, which DER's form fixes) and on the sizes of p and q in
+//! bits, which aws-lc takes as public too (see `positive`). The one value
+//! computed from the secret numbers, whether n = p·q, is public once known
+//! (the key loads or is refused), and passes through `declassify` first.
+//! None of aws-lc's variable-time functions is called (its plain product
+//! trims the result to its length, its modular one divides in variable
+//! time; the names are listed in tests/build_env.rs): the key is loaded
+//! again by every connection, and a local user who connects as often as
+//! they like, watching shared caches or SMT ports, would get as many
+//! identical traces to average. aws-lc still blinds every private
 //! operation.
+//!
+//! tests/constant_time.rs checks the claim on every run, in our code and
+//! in aws-lc's as the build at hand has it: under valgrind's memcheck, the
+//! key's secret bits marked undefined, memcheck must report no branch or
+//! address that depends on them (`the_rsa_key_check_branches_on_no_secret_under_memcheck`),
+//! and must report two variable-time comparisons run the same way
+//! (`memcheck_reports_variable_time_comparisons_of_the_key`).
 //!
 //! What this module takes: a PKCS#1 `RSAPrivateKey` of two primes whose
 //! modulus is 2048 to 8192 bits, the provider's own range. Anything else
@@ -48,6 +63,7 @@ use rustls::sign::{public_key_to_spki, Signer, SigningKey};
 use rustls::{SignatureAlgorithm, SignatureScheme};
 
 use crate::asn1::{elements, INTEGER, SEQUENCE};
+use crate::secret::Secret;
 
 /// The provider's order of preference, so that a client is offered
 /// exactly what it was offered before.
@@ -82,6 +98,17 @@ impl RsaKey {
     /// Builds the key from an `RSAPrivateKey` (RFC 8017, A.1.2), after the
     /// checks above.
     pub fn from_pkcs1(der: &[u8]) -> Result<RsaKey, Refused> {
+        RsaKey::from_pkcs1_declassifying(der, |_| {})
+    }
+
+    /// [`from_pkcs1`](RsaKey::from_pkcs1), which calls `declassify` with the
+    /// one value it computes from the key's secret numbers, whether
+    /// n = p·q, before anything depends on it: from there it is public (the
+    /// key loads or is refused). Only tests/constant_time.rs passes a
+    /// function that does something (it tells valgrind's memcheck that the
+    /// value is no longer secret, as aws-lc's `constant_time_declassify_int`
+    /// does); it can look at the value, not change it.
+    pub fn from_pkcs1_declassifying(der: &[u8], declassify: fn(&bool)) -> Result<RsaKey, Refused> {
         let outer = elements(der);
         let Some([(SEQUENCE, fields)]) = outer.as_deref() else {
             return Err(Refused::NotMine);
@@ -92,30 +119,33 @@ impl RsaKey {
         let [(INTEGER, [0]), rest @ ..] = &ints[..] else {
             return Err(Refused::NotMine);
         };
-        let mut magnitudes = Vec::with_capacity(8);
-        for &(tag, int) in rest {
-            match (tag, positive(int)) {
-                (INTEGER, Some(magnitude)) => magnitudes.push(magnitude),
-                _ => return Err(Refused::NotMine),
-            }
-        }
-        let Ok(magnitudes) = <[&[u8]; 8]>::try_from(magnitudes) else {
+        let Ok(ints) = <&[(u8, &[u8]); 8]>::try_from(rest) else {
             return Err(Refused::NotMine);
         };
-        let lengths_fit = lengths_fit(&magnitudes);
-        let [n, e, ..] = magnitudes;
+        let [n, e, d, p, q, dp, dq, qinv] = ints.map(|(tag, int)| (tag == INTEGER).then_some(int));
+        // n and e are public, p's and q's sizes too; the others are read
+        // as they are (see `non_negative`).
+        let [Some(n), Some(e), Some(p), Some(q)] = [n, e, p, q].map(|int| int.and_then(positive))
+        else {
+            return Err(Refused::NotMine);
+        };
+        let secrets = [d, dp, dq, qinv].map(|int| int.filter(|int| non_negative(int)));
+        let [Some(d), Some(dp), Some(dq), Some(qinv)] = secrets else {
+            return Err(Refused::NotMine);
+        };
+        let words = product_words(n, p, q, qinv);
         // Re-encoded minimally, as a certificate's is: rustls compares the
         // two byte for byte.
         let public = rsa_public_key(n, e).ok_or(NO_MEMORY)?;
         let mut numbers = Vec::with_capacity(8);
-        for magnitude in magnitudes {
-            numbers.push(Bn::from_be(magnitude).ok_or(NO_MEMORY)?);
+        for int in [n, e, d, p, q, dp, dq, qinv] {
+            numbers.push(Bn::from_be(int).ok_or(NO_MEMORY)?);
         }
-        let Ok([n, e, d, p, q, dp, dq, qinv]) = <[Bn; 8]>::try_from(numbers) else {
+        let Ok(numbers) = <[Bn; 8]>::try_from(numbers) else {
             return Err(NO_MEMORY);
         };
-        check(&n, &e, &p, &q, lengths_fit).map_err(Refused::Invalid)?;
-        let rsa = Rsa::build([n, e, d, p, q, dp, dq, qinv]).ok_or(NO_MEMORY)?;
+        check(&numbers[0], &numbers[1], [p, q], words, declassify).map_err(Refused::Invalid)?;
+        let rsa = Rsa::build(numbers).ok_or(NO_MEMORY)?;
         Ok(RsaKey {
             rsa: Arc::new(rsa),
             spki: public_key_to_spki(&alg_id::RSA_ENCRYPTION, public),
@@ -144,30 +174,56 @@ fn rsa_public_key(n: &[u8], e: &[u8]) -> Option<Vec<u8>> {
 const NO_MEMORY: Refused = Refused::Invalid("out of memory");
 const BROKEN: &str = "the RSA key is inconsistent";
 
-/// An INTEGER's magnitude if it is positive (DER's sign padding dropped).
+/// An INTEGER's magnitude if it is positive (DER's sign byte, and any
+/// needless zeros, dropped): for n and e, which are public, and p and q,
+/// whose sizes are. Dropping the zeros branches on each byte up to the
+/// first that is not zero, which tells p's length in bytes: less than its
+/// length in bits, which is public as aws-lc has it (it gives its
+/// Montgomery contexts for p and q their minimal width, "their sizes are
+/// public"); for a key of any usual generator, half of n's.
 fn positive(int: &[u8]) -> Option<&[u8]> {
-    match int {
-        [] => None,
-        [first, ..] if first & 0x80 != 0 => None,
-        _ => {
-            let zeros = int.iter().take_while(|&&b| b == 0).count();
-            (zeros < int.len()).then(|| &int[zeros..])
-        }
+    if !non_negative(int) {
+        return None;
     }
+    let zeros = int.iter().take_while(|&&b| b == 0).count();
+    (zeros < int.len()).then(|| &int[zeros..])
 }
 
-/// What the numbers' lengths alone (public: the DER shows them) say. p·q
-/// is below 2^(8·(len p + len q)) and at least 2^(8·(len p + len q - 2)),
-/// so p·q = n needs len p + len q <= len n + 1: which also bounds the cost
-/// of multiplying them. q⁻¹ mod p no longer than p keeps aws-lc's CRT
-/// arithmetic within its bounds (its result below n, as it asserts).
-fn lengths_fit([n, _e, _d, p, q, _dp, _dq, qinv]: &[&[u8]; 8]) -> bool {
-    p.len() + q.len() <= n.len() + 1 && qinv.len() <= p.len()
+/// Whether an INTEGER is not negative, from its sign bit alone. For d,
+/// dp, dq and q⁻¹ mod p, whose sizes are secret, that is the one bit of
+/// their contents read here: public as DER's form (a key's numbers are
+/// positive: every key that loads has it clear). They go to aws-lc as
+/// they are, sign byte and all, a zero byte more for the same number
+/// (aws-lc sets them to the width of p, q or n itself, in constant time);
+/// skipping leading zeros would branch on their top bytes. A zero is not
+/// refused: it fails the first signature, as any wrong value does.
+fn non_negative(int: &[u8]) -> bool {
+    int.first().is_some_and(|first| first & 0x80 == 0)
+}
+
+/// What the lengths alone (public: the DER shows them) say, as the number
+/// of 64-bit words of p and q together, or None when the key cannot be
+/// one of two primes.
+///
+/// n, p and q are magnitudes. p·q is below 2^(8·(len p + len q)) and at
+/// least 2^(8·(len p + len q - 2)), so p·q = n needs len p + len q <=
+/// len n + 1: which also bounds the cost of multiplying them. q⁻¹ mod p,
+/// below p, has no more bytes than p, and a sign byte: a longer one is
+/// refused now rather than at the first signature.
+fn product_words(n: &[u8], p: &[u8], q: &[u8], qinv: &[u8]) -> Option<usize> {
+    (p.len() + q.len() <= n.len() + 1 && qinv.len() <= p.len() + 1)
+        .then(|| p.len().div_ceil(8) + q.len().div_ceil(8))
 }
 
 /// The provider's size limits, aws-lc's bound on e, then n = p·q, once
 /// the lengths allow it.
-fn check(n: &Bn, e: &Bn, p: &Bn, q: &Bn, lengths_fit: bool) -> Result<(), &'static str> {
+fn check(
+    n: &Bn,
+    e: &Bn,
+    [p, q]: [&[u8]; 2],
+    words: Option<usize>,
+    declassify: fn(&bool),
+) -> Result<(), &'static str> {
     match n.bits() {
         0..=2047 => return Err("the RSA key is too small (2048 to 8192 bits are supported)"),
         8193.. => return Err("the RSA key is too large (2048 to 8192 bits are supported)"),
@@ -178,10 +234,10 @@ fn check(n: &Bn, e: &Bn, p: &Bn, q: &Bn, lengths_fit: bool) -> Result<(), &'stat
         return Err("the RSA key's public exponent is unsupported (odd, 3 to 2^33)");
     }
     // An even n has no Montgomery form, nor is it a product of odd primes.
-    if !lengths_fit || !n.is_odd() {
+    let Some(words) = words.filter(|_| n.is_odd()) else {
         return Err(BROKEN);
-    }
-    match Bn::is_product(n, p, q) {
+    };
+    match Bn::is_product(n, p, q, words, declassify) {
         Some(true) => Ok(()),
         Some(false) => Err(BROKEN),
         None => Err("out of memory"),
@@ -360,6 +416,15 @@ impl Bn {
         NonNull::new(unsafe { sys::BN_new() }).map(Bn)
     }
 
+    /// The number `bytes` (big-endian, at most 8·`words` of them),
+    /// `words` 64-bit words wide. The copy they are widened in is wiped.
+    fn wide(bytes: &[u8], words: usize) -> Option<Bn> {
+        let mut buf = Secret(Vec::with_capacity(8 * words));
+        buf.0.resize((8 * words).checked_sub(bytes.len())?, 0);
+        buf.0.extend_from_slice(bytes);
+        Bn::from_be(&buf.0)
+    }
+
     fn from_be(bytes: &[u8]) -> Option<Bn> {
         // SAFETY: reads bytes.len() bytes; returns an owned BIGNUM or null.
         NonNull::new(unsafe { sys::BN_bin2bn(bytes.as_ptr(), bytes.len(), null_mut()) }).map(Bn)
@@ -385,15 +450,21 @@ impl Bn {
         unsafe { sys::BN_is_odd(self.ptr()) == 1 }
     }
 
-    /// Whether n = p·q, in constant time. aws-lc exports no constant-time
+    /// Whether n = p·q (p and q big-endian, `words` 64-bit words
+    /// together), in constant time. aws-lc exports no constant-time
     /// multiplication as such, but a Montgomery one: modulo
-    /// M = 2^(64·w) - 1, w the words of p and q together, Montgomery's
-    /// R = 2^(64·w) is 1, so it computes p·q·R⁻¹ = p·q (mod M); and
-    /// p·q < M, so the result is p·q itself. p and q are below M, as the
-    /// function requires; M is public.
-    fn is_product(n: &Bn, p: &Bn, q: &Bn) -> Option<bool> {
-        let words = |b: &Bn| b.bytes().div_ceil(8);
-        let modulus = Bn::from_be(&vec![0xff; 8 * (words(p) + words(q))])?;
+    /// M = 2^(64·w) - 1, w = `words`, Montgomery's R = 2^(64·w) is 1, so
+    /// it computes p·q·R⁻¹ = p·q (mod M); and p·q < M, so the result is
+    /// p·q itself. p and q are below M, as the function requires; M is
+    /// public. p and q are given to it w words wide each, so that aws-lc
+    /// multiplies in assembly (`bn_mul_mont`, or s2n-bignum's): given
+    /// other widths it would in C, whose assertions (compiled in, release
+    /// builds too) branch on carries of the product, `declassify_assert`:
+    /// always the same, so nothing is told, but memcheck cannot tell them
+    /// from a leak (tests/constant_time.rs).
+    fn is_product(n: &Bn, p: &[u8], q: &[u8], words: usize, declassify: fn(&bool)) -> Option<bool> {
+        let modulus = Bn::from_be(&vec![0xff; 8 * words])?;
+        let (p, q) = (Bn::wide(p, words)?, Bn::wide(q, words)?);
         let ctx = Ctx::new()?;
         let mont = Mont::new(&modulus, &ctx)?;
         let r = Bn::new()?;
@@ -402,13 +473,17 @@ impl Bn {
         let ok = unsafe {
             sys::BN_mod_mul_montgomery(r.ptr(), p.ptr(), q.ptr(), mont.0.as_ptr(), ctx.0.as_ptr())
         };
+        if ok != 1 {
+            return None;
+        }
         // SAFETY: two valid BIGNUMs.
-        (ok == 1).then(|| unsafe { sys::BN_equal_consttime(r.ptr(), n.ptr()) } == 1)
-    }
-
-    fn bytes(&self) -> usize {
-        // SAFETY: a valid BIGNUM.
-        unsafe { sys::BN_num_bytes(self.ptr()) as usize }
+        let equal = unsafe { sys::BN_equal_consttime(r.ptr(), n.ptr()) } == 1;
+        declassify(&equal);
+        // Read from memory again: that is where `declassify` marked it
+        // public; a copy kept in a register would still be secret to
+        // memcheck.
+        // SAFETY: a local bool, valid and aligned.
+        Some(unsafe { std::ptr::read_volatile(&equal) })
     }
 }
 
@@ -594,6 +669,32 @@ mod tests {
         assert_eq!(key.public_key().unwrap().as_ref(), expected.as_ref());
     }
 
+    /// d and the CRT numbers go to aws-lc as the DER has them, leading
+    /// zeros and all (stripping them would branch on their top bytes); p's
+    /// and q's are dropped. A needless zero more on each (not DER) changes
+    /// nothing; q⁻¹ mod p keeps its length, the longest it may have.
+    #[test]
+    fn a_needless_leading_zero_on_the_secret_numbers_changes_nothing() {
+        let (pkcs1, public) = generated();
+        let der = edited(|i, int| {
+            if (3..8).contains(&i) {
+                int.insert(0, 0);
+            }
+        });
+        assert_ne!(&der, pkcs1);
+        let key = load(&der).expect("loads");
+        for (scheme, verifier) in verifiers() {
+            let sig = key
+                .choose_scheme(&[scheme])
+                .unwrap()
+                .sign(MESSAGE)
+                .expect("signs");
+            UnparsedPublicKey::new(verifier, public)
+                .verify(MESSAGE, &sig)
+                .unwrap_or_else(|_| panic!("{scheme:?} does not verify"));
+        }
+    }
+
     /// n, p or q changed: n = p·q no longer holds, and the key is refused
     /// as it loads. Among them, p·q > n, which would make aws-lc abort
     /// the process as it signs (its CRT result above n).
@@ -605,9 +706,11 @@ mod tests {
             (1, |int| *int.last_mut().unwrap() ^= 0x02),
             (4, |int| *int.last_mut().unwrap() ^= 0x02),
             (5, |int| *int.last_mut().unwrap() ^= 0x02),
-            // p·q > n, well above.
-            (4, |int| int[1] = 0xff),
-            (5, |int| int[1] = 0xff),
+            // p·q > n, well above: p or q at the largest value of its
+            // length (which no prime of 1024 bits or so is: setting one
+            // byte alone left the key as it was once in 128 runs).
+            (4, |int| int[1..].fill(0xff)),
+            (5, |int| int[1..].fill(0xff)),
             // p one byte longer.
             (4, |int| int.insert(1, 1)),
         ];
@@ -638,9 +741,11 @@ mod tests {
             5 | 8 => *int = vec![1],
             _ => {}
         });
+        // Longer than p's DER: 0x01, then p.
+        let p = ints[4].1.to_vec();
         let long_qinv = edited(|i, int| {
             if i == 8 {
-                int.insert(1, 1)
+                *int = [&[1][..], &p].concat()
             }
         });
         let long_primes = edited(|i, int| {
@@ -661,18 +766,26 @@ mod tests {
 
     /// dp, dq or q⁻¹ mod p changed: the key loads, its first signature
     /// fails aws-lc's check (the key holder answers with the key file's
-    /// error: keys.rs). Never a signature that does not verify.
+    /// error: keys.rs). Never a signature that does not verify, nor an
+    /// abort.
     #[test]
     fn a_change_to_a_crt_number_fails_the_first_signature_and_says_so() {
+        let p_len = elements(elements(&generated().0).unwrap()[0].1).unwrap()[4]
+            .1
+            .len();
         for which in [6, 7, 8] {
-            for edit in 0..3 {
+            for edit in 0..4 {
                 let der = edited(|i, int| {
                     if i == which {
                         match edit {
                             0 => *int.last_mut().unwrap() ^= 0x02,
                             1 => int[2] ^= 0x40,
                             // As long as p, and above it.
-                            _ => int.iter_mut().skip(1).for_each(|b| *b = 0xff),
+                            2 => int.iter_mut().skip(1).for_each(|b| *b = 0xff),
+                            // As long as p's DER, without a sign byte,
+                            // which the lengths allow: 17 words, where p
+                            // (128 bytes) has 16.
+                            _ => *int = [&[0x7f][..], &vec![0xff; p_len - 1]].concat(),
                         }
                     }
                 });
@@ -685,10 +798,11 @@ mod tests {
         }
     }
 
-    /// d changed: aws-lc signs with p, q and the CRT numbers, never with
-    /// d, so the signature is right.
+    /// d changed, in a key whose primes have one width (1024 bits each):
+    /// aws-lc signs with p, q and the CRT numbers, never with d, so the
+    /// signature is right.
     #[test]
-    fn a_wrong_d_is_never_used() {
+    fn a_wrong_d_goes_unused_when_the_primes_have_one_width() {
         let der = edited(|i, int| {
             if i == 3 {
                 *int.last_mut().unwrap() ^= 0x02;

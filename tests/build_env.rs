@@ -491,3 +491,78 @@ fn rsa_code_has_no_variable_time_bignum_calls() {
     // The walk found the sources, rsa.rs among them.
     assert!(read > 20, "only {read} source files read");
 }
+
+/// The README names a minimum Rust, Cargo.toml's `rust-version`; every
+/// crate of Cargo.lock that this machine's build uses (dev-dependencies
+/// too: `cargo test` must build with it as well) must build with it, as
+/// its own `rust-version` says. Only one toolchain can be had here, so the
+/// claim is checked from the crates' word; clippy's `incompatible_msrv`
+/// (on by default, `-D warnings` in .ci/run) catches our own use of a
+/// newer std API. `resolver = "3"` makes `cargo update` keep to it.
+#[test]
+fn every_locked_crate_builds_with_our_minimum_rust() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let rustc = std::process::Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .expect("run rustc -vV");
+    let rustc = String::from_utf8_lossy(&rustc.stdout).into_owned();
+    let host = rustc
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .expect("rustc -vV names its host");
+    let out = std::process::Command::new(cargo)
+        .args(["metadata", "--locked", "--format-version", "1"])
+        .args(["--filter-platform", host])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cargo metadata");
+    assert!(
+        out.status.success(),
+        "cargo metadata --locked failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // No JSON parser among the dependencies: python3 (the tests' stand-ins
+    // are written in it) reads the metadata.
+    let mut python = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(concat!(
+            "import json, sys\n",
+            "for p in json.load(sys.stdin)['packages']:\n",
+            "    print(p['name'], p['version'], p['rust_version'] or '-')\n",
+        ))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    let mut stdin = python.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, &out.stdout).unwrap();
+    drop(stdin);
+    let listed = python.wait_with_output().expect("python3");
+    assert!(
+        listed.status.success(),
+        "python3 could not read the metadata"
+    );
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let version = |v: &str| -> Vec<u32> { v.split('.').map(|n| n.parse().unwrap_or(0)).collect() };
+    let ours = listed
+        .lines()
+        .find_map(|l| l.strip_prefix(concat!(env!("CARGO_PKG_NAME"), " ")))
+        .and_then(|rest| rest.split_whitespace().nth(1))
+        .expect("this crate in cargo metadata");
+    assert_eq!(ours, env!("CARGO_PKG_RUST_VERSION"));
+    let newer: Vec<&str> = listed
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(2)
+                .is_some_and(|v| v != "-" && version(v) > version(ours))
+        })
+        .collect();
+    assert!(
+        listed.lines().count() > 20 && newer.is_empty(),
+        "crates of Cargo.lock that need a newer Rust than {ours} (`cargo update -p NAME` \
+with resolver 3 picks an older release, or rust-version goes up, README too):\n{}",
+        newer.join("\n")
+    );
+}

@@ -8,6 +8,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 
@@ -119,20 +120,27 @@ names localhost; ECDSA P-256; chain of 2 certificates; expires ",
     );
     assert!(lines[2].ends_with(" TLS_ALPN: h2,http/1.1"), "{out}");
     assert!(lines[3].ends_with(" TLS_ALPN:a.example: imap"), "{out}");
-    assert!(lines[4].ends_with(": 2 keys, modified 0 min ago"), "{out}");
+    // Written a moment ago: seconds.
+    assert!(lines[4].contains(": 2 keys, modified "), "{out}");
+    assert!(
+        lines[4].ends_with(" seconds ago") || lines[4].ends_with(" 1 second ago"),
+        "{out}"
+    );
     assert!(lines[5].ends_with(": trust anchors: 1"), "{out}");
     assert!(
         lines[6].contains(": next update 2099-01-01T00:00:00Z ("),
         "{out}"
     );
     // Without -Y/-y, nor -k: the default pair alone, as a connection reads
-    // it; a warning does not change the exit code.
+    // it; warnings do not change the exit code.
     let (code, out, err) = check(&[], &env);
     assert_eq!(
         (code, err.as_str()),
         (
             Some(0),
-            "s6-tlsd-io: warning: TLS_ALPN:a.example: no KEYFILE:a.example pair at this -k: \
+            "s6-tlsd-io: warning: KEYFILE:a.example unused without -k: \
+only KEYFILE and CERTFILE are read\n\
+s6-tlsd-io: warning: TLS_ALPN:a.example: no KEYFILE:a.example pair at this -k: \
 the list is never used\n"
         )
     );
@@ -248,4 +256,221 @@ s6-tlsd-io: error: unable to read TLS_TICKET_KEYFILE file {}: No such file or di
         err,
         "s6-tlsd-io: fatal: sni-level must be an unsigned integer\n"
     );
+}
+
+fn is_root() -> bool {
+    if nix::unistd::getuid().is_root() {
+        return true;
+    }
+    eprintln!("not running as root: the privilege drop of -t is not tested");
+    false
+}
+
+/// A CADIR holding the test CA, and `mode` on the directory itself.
+fn cadir(mode: u32) -> std::path::PathBuf {
+    let dir = tmpdir("check-cadir").join("clients");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("0123abcd.0"), ca().cert.pem()).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+    dir
+}
+
+#[test]
+fn trust_anchors_are_read_as_tls_uid_as_a_connection_reads_them() {
+    if !is_root() {
+        return;
+    }
+    // Keys only root can read (read before the drop), a CADIR only root
+    // can read (read after it): every -y connection dies of the CADIR.
+    let k = keys(Alg::EcdsaP256, &["localhost"]);
+    std::fs::set_permissions(&k.key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let dir = cadir(0o700);
+    let mut env = key_env(&k);
+    env.extend([
+        var("CADIR", &dir),
+        var("TLS_UID", "65534"),
+        var("TLS_GID", "65534"),
+    ]);
+    let message = format!(
+        "unable to read CADIR directory {}: Permission denied",
+        dir.display()
+    );
+    let connection = startup_failure(&["-y"], env.clone());
+    assert_eq!(connection, (Some(96), fatal(&message)));
+    let (code, out, err) = check(&["-y"], &env);
+    assert_eq!(
+        (code, err),
+        (Some(96), format!("s6-tlsd-io: error: {message}\n")),
+        "{out}"
+    );
+    // The key pair was still read, as root.
+    assert!(
+        out.contains(&format!("KEYFILE {}: ", k.key.display())),
+        "{out}"
+    );
+    // Readable by all, the same CADIR passes, as the connection does.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, out, err) = check(&["-y"], &env);
+    assert_eq!((code, err.as_str()), (Some(0), ""), "{out}");
+    assert!(out.contains(": trust anchors: 1\n"), "{out}");
+    // An id that cannot be taken: the connection's error, and a warning
+    // that what it would read next is not checked.
+    env.retain(|(k, _)| k != "TLS_UID");
+    env.push(var("TLS_UID", "nobody"));
+    let (code, _, err) = check(&["-y"], &env);
+    assert_eq!(code, Some(100), "{err}");
+    assert_eq!(
+        err,
+        "s6-tlsd-io: error: invalid $TLS_UID\n\
+s6-tlsd-io: warning: trust anchors and CRLs not checked: they are read as TLS_UID/TLS_GID\n"
+    );
+}
+
+#[test]
+fn named_pairs_without_k_are_said_to_be_unused() {
+    let named = keys(Alg::Ed25519, &["a.example", "b.example", "c.example"]);
+    let mut env = key_env(default_keys());
+    for name in ["a.example", "b.example", "c.example"] {
+        env.extend([
+            var(&format!("CERTFILE:{name}"), &named.cert),
+            var(&format!("KEYFILE:{name}"), &named.key),
+        ]);
+    }
+    let (code, out, err) = check(&[], &env);
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            Some(0),
+            "s6-tlsd-io: warning: KEYFILE:a.example and 2 more KEYFILE:name variables \
+unused without -k: only KEYFILE and CERTFILE are read\n"
+        ),
+        "{out}"
+    );
+    // Read with -k 1: no warning.
+    let (code, _, err) = check(&["-k", "1"], &env);
+    assert_eq!((code, err.as_str()), (Some(0), ""));
+}
+
+/// `-t` with `env`, then a connection with the same: both fail at once
+/// with exit 96 and the same message, `-t` as an `error:` line.
+fn check_and_connection_fail_alike(args: &[&str], env: &[(String, String)], message: &str) {
+    let (code, _, err) = check(args, env);
+    assert_eq!(
+        (code, err.lines().next()),
+        (
+            Some(96),
+            Some(format!("s6-tlsd-io: error: {message}").as_str())
+        ),
+        "{err}"
+    );
+    let connection = startup_failure(args, env.to_vec());
+    assert_eq!(connection, (Some(96), fatal(message)));
+}
+
+#[test]
+fn a_fifo_or_dev_zero_stops_neither_a_check_nor_a_connection() {
+    let dir = tmpdir("check-fifo");
+    let fifo = dir.join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let k = default_keys();
+    // A FIFO with no writer reads as empty (upstream's open_readb), not
+    // as an open that waits for ever.
+    for var_name in ["CERTFILE", "KEYFILE"] {
+        let mut env = key_env(k);
+        env.retain(|(name, _)| name != var_name);
+        env.push(var(var_name, &fifo));
+        check_and_connection_fail_alike(
+            &[],
+            &env,
+            &format!(
+                "invalid {var_name} file {}: the file is empty",
+                fifo.display()
+            ),
+        );
+    }
+    // /dev/zero never ends: read up to the bound, then refused.
+    let mut env = key_env(k);
+    env.retain(|(name, _)| name != "CERTFILE");
+    env.push(var("CERTFILE", "/dev/zero"));
+    check_and_connection_fail_alike(
+        &[],
+        &env,
+        "invalid CERTFILE file /dev/zero: larger than 64 MiB: not a key, certificate or CRL file",
+    );
+    let mut env = key_env(k);
+    env.extend([var("CAFILE", &ca().pem_path), var("CRLFILE", "/dev/zero")]);
+    check_and_connection_fail_alike(
+        &["-Y"],
+        &env,
+        "invalid CRLFILE file /dev/zero: larger than 64 MiB: not a key, certificate or CRL file",
+    );
+    // The ticket key file is refused as not a regular file.
+    let mut env = key_env(k);
+    env.push(var("TLS_TICKET_KEYFILE", &fifo));
+    check_and_connection_fail_alike(
+        &[],
+        &env,
+        &format!(
+            "invalid TLS_TICKET_KEYFILE file {}: not a regular file",
+            fifo.display()
+        ),
+    );
+    // In a CADIR, a FIFO and /dev/zero are skipped like any unreadable
+    // entry: the CA beside them is found.
+    let dir = cadir(0o755);
+    nix::unistd::mkfifo(
+        &dir.join("00000000.0"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.join("00000001.0")).unwrap();
+    let mut env = key_env(k);
+    env.push(var("CADIR", &dir));
+    let (code, out, err) = check(&["-y"], &env);
+    assert_eq!((code, err.as_str()), (Some(0), ""), "{out}");
+    assert!(out.contains(": trust anchors: 1\n"), "{out}");
+}
+
+#[test]
+fn times_are_said_in_the_unit_that_fits() {
+    let dir = tmpdir("check-wording");
+    // A CRL stale for a few seconds: seconds, not "1 days ago".
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let ca = ca();
+    let params = rcgen::CertificateRevocationListParams {
+        this_update: rcgen::date_time_ymd(2019, 1, 1),
+        next_update: rcgen::date_time_ymd(1970, 1, 1) + (now - Duration::from_secs(4)),
+        crl_number: rcgen::SerialNumber::from(2u64),
+        issuing_distribution_point: None,
+        revoked_certs: Vec::new(),
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    };
+    let crl = params.signed_by(&ca.cert, &ca.key).unwrap();
+    let crl_path = dir.join("stale.pem");
+    std::fs::write(&crl_path, crl.pem().unwrap()).unwrap();
+    let mut env = key_env(default_keys());
+    env.extend([
+        var("CAFILE", &ca.pem_path),
+        var("CRLFILE", &crl_path),
+        var("TLS_TICKET_KEYFILE", ticket_file(&dir, 0o600)),
+    ]);
+    std::fs::write(dir.join("tickets-600"), [7u8; 32]).unwrap();
+    let (code, out, err) = check(&["-Y"], &env);
+    assert_eq!(code, Some(96), "{err}");
+    let stale = err
+        .split_once(" (")
+        .and_then(|(_, rest)| rest.split_once(" ago);"))
+        .map(|(span, _)| span)
+        .unwrap_or_default();
+    let seconds = stale
+        .strip_suffix(" seconds")
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(
+        seconds.is_some_and(|n| (4..60).contains(&n)),
+        "a CRL stale for a few seconds reads {stale:?}: {err}"
+    );
+    // One key, not "1 keys".
+    assert!(out.contains(": 1 key, modified "), "{out}");
 }

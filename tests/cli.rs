@@ -15,7 +15,8 @@ use common::*;
 use rustls::ClientConfig;
 
 const USAGE: &str = "s6-tlsd-io: usage: s6-tlsd-io [ -v verbosity ] [ -d notif ] [ -S | -s ] \
-[ -J | -j ] [ -Y | -y ] [ -K timeout ] [ -k snilevel ] fdr fdw\n";
+[ -J | -j ] [ -Y | -y ] [ -K timeout ] [ -k snilevel ] fdr fdw \
+| s6-tlsd-io -t [ -Y | -y ] [ -k snilevel ]\n";
 
 const SHORT: Duration = Duration::from_millis(500);
 

@@ -302,6 +302,66 @@ fn openssl_s_client_tls12_with_only_ciphers_the_server_lacks_gets_a_handshake_fa
     }
 }
 
+/// Internet Explorer 11 on Windows 7, as testssl.sh's client simulation
+/// data has it (etc/client-simulation.txt): TLS 1.2 at most, these suites
+/// in this order, P-256 and P-384. With an RSA key it offers ECDHE only
+/// with CBC, then DHE and static RSA, none of which the engine serves: the
+/// reference page's "Clients" says so; with an ECDSA key it gets
+/// ECDHE-ECDSA-AES256-GCM-SHA384.
+const IE11_WIN7: &str = "ECDHE-RSA-AES256-SHA384:ECDHE-RSA-AES128-SHA256:ECDHE-RSA-AES256-SHA:\
+ECDHE-RSA-AES128-SHA:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-AES128-GCM-SHA256:AES256-GCM-SHA384:\
+AES128-GCM-SHA256:AES256-SHA256:AES128-SHA256:AES256-SHA:AES128-SHA:ECDHE-ECDSA-AES256-GCM-SHA384:\
+ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-SHA384:ECDHE-ECDSA-AES128-SHA256:\
+ECDHE-ECDSA-AES256-SHA:ECDHE-ECDSA-AES128-SHA:DHE-DSS-AES256-SHA256:DHE-DSS-AES128-SHA256:\
+DHE-DSS-AES256-SHA:DHE-DSS-AES128-SHA:DES-CBC3-SHA:EDH-DSS-DES-CBC3-SHA";
+
+#[test]
+fn ie11_on_windows_7_is_served_with_an_ecdsa_certificate_not_with_an_rsa_one() {
+    let ie11 = |port| {
+        let cipher = format!("{IE11_WIN7}:@SECLEVEL=0");
+        let args = [
+            "-tls1_2",
+            "-cipher",
+            &cipher,
+            "-curves",
+            "prime256v1:secp384r1",
+        ];
+        Client::start("openssl", &s_client_args(port, &args))
+    };
+    // RSA: nothing in common, a handshake_failure alert.
+    let rsa = keys(Alg::Rsa2048, &["localhost", "127.0.0.1"]);
+    let (listener, port) = listen();
+    let mut client = ie11(port);
+    let mut e = accept(spawn().keys(&rsa), &listener, &mut client);
+    assert_engine_exit(&mut e, 98, &client);
+    assert_no_block(&mut e);
+    let status = client.wait_exit();
+    assert!(
+        !status.success(),
+        "served with RSA?\n{}",
+        client.transcript()
+    );
+    assert!(
+        client.transcript().contains("alert handshake failure"),
+        "{}",
+        client.transcript()
+    );
+    // ECDSA (the default test pair, P-256): served, with AES-GCM.
+    let (listener, port) = listen();
+    let mut client = ie11(port);
+    let mut e = accept(spawn(), &listener, &mut client);
+    let cipher = check_block(&block(&mut e), "TLSv1.2", None);
+    assert_eq!(cipher, "ECDHE-ECDSA-AES256-GCM-SHA384");
+    assert_eq!(
+        s_client_negotiated(&mut client),
+        ("TLSv1.2".to_string(), cipher)
+    );
+    echo(&mut e, &mut client, "hello with IE 11's suites");
+    client.close_stdin();
+    assert_eq!(app_read_to_eof(&mut e), b"");
+    assert_eq!(assert_engine_exit(&mut e, 0, &client), "");
+}
+
 // ---------------------------------------------------------------- gnutls
 
 /// What `gnutls-cli` says it negotiated, from its `- Description:

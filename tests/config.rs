@@ -9,9 +9,7 @@
 
 mod common;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -40,23 +38,6 @@ fn keys_for(alg: Alg) -> &'static Keys {
         Alg::Rsa4096 => 4,
     };
     CACHE[i].get_or_init(|| keys(alg, &["localhost"]))
-}
-
-/// Runs `openssl args...` (files in, files out), at most 60 s.
-fn openssl(args: &[&str]) {
-    let mut child = Command::new("openssl")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run openssl");
-    let status = wait_or_kill(&mut child, Duration::from_secs(60), || {
-        format!("openssl {args:?} still running after 60 s")
-    });
-    let mut err = String::new();
-    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-    assert!(status.success(), "openssl {args:?}: {err}");
 }
 
 /// `openssl pkey` on `keys`' PKCS#8 key with `extra` options, into a new
@@ -242,6 +223,114 @@ fn rsa_key_whose_primes_do_not_make_its_modulus_fails_at_startup() {
     let env = env_of(&[("CERTFILE", &k.cert), ("KEYFILE", &key)]);
     let reason = assert_invalid(startup_failure(&[], env), "KEYFILE", &key);
     assert_eq!(reason, "the RSA key is inconsistent");
+}
+
+/// A two-prime RSA key whose primes differ in size by more than a 64-bit
+/// word (1160 and 900 bits: 19 and 15 words), which no usual generator
+/// makes, as PKCS#1 DER, with d changed when `wrong_d`; written with a
+/// self-signed certificate for it into `dir`. Made with aws-lc's
+/// arithmetic, variable time and all: it is a test's key.
+fn rsa_key_of_unequal_primes(dir: &Path, wrong_d: bool) -> (PathBuf, PathBuf) {
+    use aws_lc_sys as sys;
+    use std::ptr::{null, null_mut};
+    // SAFETY: every BIGNUM, the context and the RSA are fresh and checked
+    // non-null; the RSA takes the eight numbers (set0), the rest are
+    // freed once at the end, and so is the DER aws-lc allocated, after
+    // its `len` bytes are copied.
+    let der = unsafe {
+        let ctx = sys::BN_CTX_new();
+        let bns: Vec<*mut sys::BIGNUM> = (0..11).map(|_| sys::BN_new()).collect();
+        let rsa = sys::RSA_new();
+        assert!(!ctx.is_null() && !bns.contains(&null_mut()) && !rsa.is_null());
+        let [n, e, d, p, q, dp, dq, qinv, p1, q1, phi] = bns[..] else {
+            unreachable!()
+        };
+        assert_eq!(sys::BN_set_word(e, 65537), 1);
+        // Primes until e is invertible modulo (p-1)(q-1).
+        loop {
+            assert_eq!(
+                sys::BN_generate_prime_ex(p, 1160, 0, null(), null(), null_mut()),
+                1
+            );
+            assert_eq!(
+                sys::BN_generate_prime_ex(q, 900, 0, null(), null(), null_mut()),
+                1
+            );
+            assert!(!sys::BN_copy(p1, p).is_null() && !sys::BN_copy(q1, q).is_null());
+            assert_eq!(sys::BN_sub_word(p1, 1) & sys::BN_sub_word(q1, 1), 1);
+            assert_eq!(sys::BN_mul(phi, p1, q1, ctx), 1);
+            if !sys::BN_mod_inverse(d, e, phi, ctx).is_null() {
+                break;
+            }
+            sys::ERR_clear_error();
+        }
+        assert_eq!(sys::BN_mul(n, p, q, ctx), 1);
+        assert_eq!(sys::BN_nnmod(dp, d, p1, ctx), 1);
+        assert_eq!(sys::BN_nnmod(dq, d, q1, ctx), 1);
+        assert!(!sys::BN_mod_inverse(qinv, q, p, ctx).is_null());
+        if wrong_d {
+            assert_eq!(sys::BN_add_word(d, 2), 1);
+        }
+        assert_eq!(sys::RSA_set0_key(rsa, n, e, d), 1);
+        assert_eq!(sys::RSA_set0_factors(rsa, p, q), 1);
+        assert_eq!(sys::RSA_set0_crt_params(rsa, dp, dq, qinv), 1);
+        let (mut out, mut len) = (null_mut(), 0);
+        assert_eq!(sys::RSA_private_key_to_bytes(&mut out, &mut len, rsa), 1);
+        let der = std::slice::from_raw_parts(out, len).to_vec();
+        sys::OPENSSL_free(out.cast());
+        sys::RSA_free(rsa);
+        for b in [p1, q1, phi] {
+            sys::BN_free(b);
+        }
+        sys::BN_CTX_free(ctx);
+        der
+    };
+    let name = if wrong_d { "wrong-d" } else { "right-d" };
+    let (key, cert) = (
+        dir.join(format!("{name}.der")),
+        dir.join(format!("{name}.pem")),
+    );
+    std::fs::write(&key, der).unwrap();
+    openssl(&[
+        "req",
+        "-x509",
+        "-keyform",
+        "DER",
+        "-key",
+        &p(&key),
+        "-subj",
+        "/CN=localhost",
+        "-days",
+        "2",
+        "-out",
+        &p(&cert),
+    ]);
+    (key, cert)
+}
+
+/// aws-lc signs with d, not the CRT numbers, when p and q differ in size by
+/// a 64-bit word or more. Such a key serves (`-t` signs once, as the first
+/// handshake does); with d changed, its first signature fails aws-lc's
+/// check with e, and the engine exits 96 naming KEYFILE, as with a wrong
+/// CRT number (with primes of one size, a wrong d is never used: src/rsa.rs,
+/// `a_wrong_d_goes_unused_when_the_primes_have_one_width`).
+#[test]
+fn rsa_key_whose_unequal_primes_have_a_wrong_d_fails_its_first_signature() {
+    let dir = tmpdir("unequal-primes");
+    for wrong_d in [false, true] {
+        let (key, cert) = rsa_key_of_unequal_primes(&dir, wrong_d);
+        let env = env_of(&[("CERTFILE", &cert), ("KEYFILE", &key)]);
+        let (code, stderr) = code_and_stderr(direct(&["-t"], &env), || "-t hangs".into());
+        if wrong_d {
+            assert_eq!(code, Some(96), "{stderr}");
+            assert!(
+                stderr.contains("error: invalid KEYFILE file") && stderr.contains("did not verify"),
+                "{stderr:?}"
+            );
+        } else {
+            assert_eq!(code, Some(0), "{stderr}");
+        }
+    }
 }
 
 /// The rest of an RSA key (its CRT numbers) is checked by each signature,

@@ -9,13 +9,16 @@
 //!
 //! Real programs wherever Debian packages them: ucspi-tcp's `tcpserver`,
 //! execline, s6 (`s6-envdir`, `s6-applyuidgid`, `s6-supervise`), openssl
-//! and curl as the clients. `s6-tlsd`, `s6-ucspitlsd` and `s6-tcpserver`
-//! are not packaged: a directory first in `PATH` holds stand-ins for them,
-//! `s6-tlsd` being tests/support/s6-tlsd-shim (which does what s6-tlsd 2.8
-//! does: `shim_plays_s6_tlsd` checks that it does), `s6-ucspitlsd`
-//! tests/support/s6-ucspitlsd-shim (`shim_plays_s6_ucspitlsd`), and
-//! `s6-tcpserver` an execline script that runs `tcpserver -HRl0` with the
-//! same arguments.
+//! and curl as the clients, haproxy as the load balancer. `s6-tlsd`,
+//! `s6-ucspitlsd`, `s6-tcpserver` and `proxy-server` are not packaged: a
+//! directory first in `PATH` holds stand-ins for them, `s6-tlsd` being
+//! tests/support/s6-tlsd-shim (which does what s6-tlsd 2.8 does:
+//! `shim_plays_s6_tlsd` checks that it does), `s6-ucspitlsd`
+//! tests/support/s6-ucspitlsd-shim (`shim_plays_s6_ucspitlsd`),
+//! `proxy-server` tests/support/proxy-server-shim
+//! (`shim_plays_proxy_server`; a real `proxy-server` in `PATH` is used
+//! instead), and `s6-tcpserver` an execline script that runs `tcpserver
+//! -HRl0` with the same arguments.
 //!
 //! Every process a test starts carries a tag in its environment. At the end
 //! the test waits for the processes of each connection to be gone by
@@ -43,6 +46,10 @@ const SHIM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/s6-tlsd-s
 const UCSPI_SHIM: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/support/s6-ucspitlsd-shim"
+);
+const PROXY_SHIM: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/support/proxy-server-shim"
 );
 const TAG: &str = "S6_TLSD_IO_EXAMPLES_TAG";
 /// How long a client, or a server's start, may take.
@@ -305,6 +312,18 @@ fn is_root() -> bool {
     nix::unistd::getuid().is_root()
 }
 
+/// Where `program` is: in `PATH`, or in /usr/sbin (Debian's haproxy),
+/// which a user's `PATH` may lack.
+fn installed(program: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/sbin"])
+        .map(|dir| Path::new(dir).join(program))
+        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0));
+    found
+}
+
 // ------------------------------------------------------------ the lab
 
 /// One test's world: a working directory (the examples' `.`), `$TLS` with
@@ -341,6 +360,10 @@ impl Lab {
         std::os::unix::fs::symlink(SHIM, lab.stand_ins.join("s6-tlsd")).expect("symlink");
         std::os::unix::fs::symlink(UCSPI_SHIM, lab.stand_ins.join("s6-ucspitlsd"))
             .expect("symlink");
+        if installed("proxy-server").is_none() {
+            std::os::unix::fs::symlink(PROXY_SHIM, lab.stand_ins.join("proxy-server"))
+                .expect("symlink");
+        }
         // The engine itself, for the examples that run it by name (`-t`).
         std::os::unix::fs::symlink(BIN, lab.stand_ins.join("s6-tlsd-io")).expect("symlink");
         write_file(
@@ -381,7 +404,13 @@ impl Lab {
 
     /// Starts a server; true once it listens on 127.0.0.1:port, false if it
     /// exited first (the port was taken).
-    fn start(&mut self, mut cmd: Command) -> bool {
+    fn start(&mut self, cmd: Command) -> bool {
+        let log = self.log.clone();
+        self.start_logging_to(cmd, &log)
+    }
+
+    /// `start`, the server's stdout and stderr going to `log`.
+    fn start_logging_to(&mut self, mut cmd: Command, log: &Path) -> bool {
         let port: u16 = cmd
             .get_envs()
             .find(|(k, _)| *k == "PORT")
@@ -390,7 +419,7 @@ impl Lab {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&self.log)
+            .open(log)
             .expect("open the log");
         let mut child = cmd
             .stdin(Stdio::null())
@@ -432,6 +461,23 @@ impl Lab {
         let out = run(self.sh(&example(name), Some(port)));
         assert_output(name, &out);
         out
+    }
+
+    /// `s6-svc FLAGS DIR` on a service the lab supervises.
+    fn svc(&self, flags: &str, dir: &str) {
+        let mut svc = self.command("s6-svc", None);
+        svc.args([flags, dir]);
+        success(run(svc), &format!("s6-svc {flags} {dir}"));
+    }
+
+    /// `New` or `Reused`: what openssl s_client says of the session it
+    /// saved (`resume-check`'s `session` file) when it comes back with it.
+    fn resume_again(&self, port: u16) -> String {
+        let again = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | openssl s_client \
+            -connect localhost:$PORT -CAfile $TLS/ca.pem -ign_eof -sess_in session \
+            2>/dev/null | grep -E '^(New|Reused),' | cut -d, -f1";
+        let out = success(run(self.sh(again, Some(port))), "s_client -sess_in");
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     fn log_text(&self) -> String {
@@ -493,8 +539,15 @@ impl Lab {
             let connections: Vec<i32> = tagged(&self.tag)
                 .into_iter()
                 .filter(|&pid| {
-                    ["s6-tlsd", "s6-ucspitlsd", "s6-tlsd-io", "app", "smtp-app"]
-                        .contains(&comm(pid).as_str())
+                    [
+                        "s6-tlsd",
+                        "s6-ucspitlsd",
+                        "s6-tlsd-io",
+                        "app",
+                        "smtp-app",
+                        "proxy-server",
+                    ]
+                    .contains(&comm(pid).as_str())
                 })
                 .collect();
             if connections.is_empty() {
@@ -560,6 +613,11 @@ fn every_marked_readme_block_is_run() {
         "rotate",
         "tickets",
         "resume-check",
+        "backend",
+        "haproxy.cfg",
+        "balancer",
+        "rotate-everywhere",
+        "balancer-check",
         "install",
     ]
     .into();
@@ -937,6 +995,292 @@ with open(out + ".reply", "wb") as f:
     }
 }
 
+/// The stand-in proxy-server with `args`, `input` on its stdin (a pipe,
+/// closed after it), and a program that prints the variables proxy-server
+/// sets, sorted, then the rest of its stdin: exit code, stdout, stderr.
+fn proxy_server(args: &[&str], input: &[u8]) -> (Option<i32>, String, String) {
+    let show = "env | grep -E '^(PROTO|TCP|IPC|SSL_|tlsbak_)' | sort; echo --; cat";
+    let mut cmd = Command::new(PROXY_SHIM);
+    cmd.args(args)
+        .args(["sh", "-c", show])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("TCPREMOTEIP", "192.0.2.99") // the balancer's, overridden
+        .env("TCPREMOTEHOST", "balancer.example") // never unset
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run proxy-server-shim");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).unwrap();
+    drop(stdin);
+    let out = wait_output(child, "proxy-server-shim");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // `proxy-server: pid N: ...`, as upstream names itself.
+    let stderr = stderr
+        .lines()
+        .map(|l| match l.strip_prefix("proxy-server: pid ") {
+            Some(rest) => format!("proxy-server: pid N{}\n", &rest[rest.find(':').unwrap()..]),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr,
+    )
+}
+
+/// A PROXY v2 header: command, family and protocol, the address block.
+fn v2(command: u8, family_proto: u8, block: &[u8]) -> Vec<u8> {
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.push(0x20 | command);
+    h.push(family_proto);
+    h.extend((block.len() as u16).to_be_bytes());
+    h.extend(block);
+    h
+}
+
+/// A TLV of a v2 header.
+fn tlv(kind: u8, value: &[u8]) -> Vec<u8> {
+    let mut t = vec![kind];
+    t.extend((value.len() as u16).to_be_bytes());
+    t.extend(value);
+    t
+}
+
+/// The stand-in reads PROXY v1 and v2 headers as proxy-server 2.8.0.1 does
+/// (src/conn-tools/proxy-server.c): the same variables in skalibs' forms,
+/// nothing read past the header, the same refusals and exit codes.
+#[test]
+fn shim_plays_proxy_server() {
+    let tcp = |remote: &str, local: &str, rport: u16, lport: u16| {
+        format!(
+            "PROTO=TCP\nTCPLOCALIP={local}\nTCPLOCALPORT={lport}\nTCPREMOTEHOST=balancer.example\n\
+TCPREMOTEIP={remote}\nTCPREMOTEPORT={rport}\n"
+        )
+    };
+    let untouched = "TCPREMOTEHOST=balancer.example\nTCPREMOTEIP=192.0.2.99\n";
+    let ok = |args: &[&str], input: &[u8], vars: &str| {
+        let (code, out, err) = proxy_server(args, input);
+        assert_eq!(
+            (code, out.as_str(), err.as_str()),
+            (Some(0), format!("{vars}--\nrest").as_str(), ""),
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
+    };
+    // v1, both protocols; the rest of the stream is left for the program.
+    ok(
+        &[],
+        b"PROXY TCP4 192.0.2.7 198.51.100.1 40404 443\r\nrest",
+        &tcp("192.0.2.7", "198.51.100.1", 40404, 443),
+    );
+    ok(
+        &["-1"],
+        b"PROXY TCP4 010.000.002.007 198.51.100.1 040404 443\r\nrest",
+        &tcp("10.0.2.7", "198.51.100.1", 40404, 443),
+    );
+    ok(
+        &[],
+        b"PROXY TCP6 2001:DB8:0:0:1:0:0:9 ::ffff:192.0.2.7 1 65535\r\nrest",
+        &tcp("2001:db8::1:0:0:9", "::ffff:c000:207", 1, 65535),
+    );
+    ok(&[], b"PROXY UNKNOWN\r\nrest", untouched);
+    ok(&[], b"PROXY UNKNOWN ffff::1 ::1 1 2\r\nrest", untouched);
+    // v2: IPv4, IPv6 with its TLVs, AF_UNIX, LOCAL.
+    let mut inet = vec![192, 0, 2, 7, 127, 0, 0, 1];
+    inet.extend(40404u16.to_be_bytes());
+    inet.extend(443u16.to_be_bytes());
+    let header = v2(1, 0x11, &inet);
+    ok(
+        &[],
+        &[&header[..], b"rest"].concat(),
+        &tcp("192.0.2.7", "127.0.0.1", 40404, 443),
+    );
+    ok(
+        &["-2"],
+        &[&header[..], b"rest"].concat(),
+        &tcp("192.0.2.7", "127.0.0.1", 40404, 443),
+    );
+    let mut inet6 = [0u8; 36];
+    inet6[0..2].copy_from_slice(&[0x20, 0x01]);
+    inet6[15] = 9;
+    inet6[31] = 1;
+    inet6[32..34].copy_from_slice(&51000u16.to_be_bytes());
+    inet6[34..36].copy_from_slice(&443u16.to_be_bytes());
+    let ssl = [
+        &[0x01, 0, 0, 0, 0][..],
+        &tlv(0x21, b"TLSv1.3"),
+        &tlv(0x22, b"alice"),
+        &tlv(0x23, b"TLS_AES_256_GCM_SHA384"),
+    ]
+    .concat();
+    let tlvs = [
+        &tlv(0x04, b"\0\0")[..], // NOOP: ignored
+        &tlv(0x02, b"www.example.com"),
+        &tlv(0x20, &ssl),
+    ]
+    .concat();
+    let header = v2(1, 0x21, &[&inet6[..], &tlvs].concat());
+    let ssl_vars = |prefix: &str| {
+        format!(
+            "{prefix}SSL_CIPHER=TLS_AES_256_GCM_SHA384\n{prefix}SSL_PEER_CERT_CN=alice\n\
+{prefix}SSL_PROTOCOL=TLSv1.3\n{prefix}SSL_TLS_SNI_SERVERNAME=www.example.com\n"
+        )
+    };
+    let ip6 = tcp("2001::9", "::1", 51000, 443);
+    let sorted = |text: String| {
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.sort();
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>()
+    };
+    ok(
+        &[],
+        &[&header[..], b"rest"].concat(),
+        &sorted(format!("{ip6}{}", ssl_vars(""))),
+    );
+    ok(
+        &["--before-tlsd"],
+        &[&header[..], b"rest"].concat(),
+        &sorted(format!("{ip6}{}", ssl_vars("tlsbak_"))),
+    );
+    let mut unix = vec![0u8; 216];
+    unix[..5].copy_from_slice(b"/r.so");
+    unix[108..113].copy_from_slice(b"/l.so");
+    ok(
+        &[],
+        &[&v2(1, 0x31, &unix)[..], b"rest"].concat(),
+        &format!("IPCLOCALPATH=/l.so\nIPCREMOTEPATH=/r.so\nPROTO=IPC\n{untouched}"),
+    );
+    ok(
+        &[],
+        &[&v2(0, 0x00, b"skip")[..], b"rest"].concat(),
+        untouched,
+    );
+    // --after-tlsd reads nothing: each backup replaces its variable, a
+    // variable without one goes.
+    let mut cmd = Command::new(PROXY_SHIM);
+    cmd.args([
+        "--after-tlsd",
+        "sh",
+        "-c",
+        "env | grep -E '^(SSL_|tlsbak_)' | sort",
+    ])
+    .env_clear()
+    .env("PATH", "/usr/bin:/bin")
+    .env("tlsbak_SSL_PROTOCOL", "TLSv1.2")
+    .env("SSL_PROTOCOL", "TLSv1.3")
+    .env("SSL_CIPHER", "TLS_AES_128_GCM_SHA256");
+    let out = success(run(cmd), "proxy-server-shim --after-tlsd");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "SSL_PROTOCOL=TLSv1.2\n"
+    );
+
+    // Refusals: upstream's messages and exit codes, the program not run.
+    let fails = |args: &[&str], input: &[u8], code: i32, message: &str| {
+        let (got, out, err) = proxy_server(args, input);
+        assert_eq!(
+            (got, out.as_str(), err.as_str()),
+            (
+                Some(code),
+                "",
+                format!("proxy-server: pid N: fatal: {message}\n").as_str()
+            ),
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
+    };
+    fails(&[], b"GET / HTTP/1.1\r\n\r\n", 1, "invalid magic");
+    fails(
+        &["-2"],
+        b"PROXY TCP4 192.0.2.7 198.51.100.1 1 2\r\n",
+        1,
+        "invalid magic",
+    );
+    fails(&["-1"], &header, 1, "invalid magic");
+    fails(
+        &[],
+        b"PROXY TCP5 192.0.2.7 198.51.100.1 1 2\r\n",
+        1,
+        "invalid protocol in PROXY line",
+    );
+    fails(
+        &[],
+        b"PROXY TCP4 192.0.2.777 198.51.100.1 1 2\r\n",
+        1,
+        "invalid remote ip in PROXY line",
+    );
+    fails(
+        &[],
+        b"PROXY TCP4 192.0.2.7 198.51.100.1 1 65536\r\n",
+        1,
+        "invalid PROXY line",
+    );
+    fails(
+        &[],
+        b"PROXY TCP4 192.0.2.7 198.51.100.1 1 2\n",
+        1,
+        "invalid PROXY line",
+    );
+    fails(
+        &[],
+        format!("PROXY TCP4 {}\r\n", "1".repeat(100)).as_bytes(),
+        1,
+        "PROXY line too long",
+    );
+    fails(
+        &[],
+        b"PROXY TCP4",
+        111,
+        "unable to read from stdin: Broken pipe",
+    );
+    fails(
+        &[],
+        &v2(1, 0x12, &inet),
+        2,
+        "unsupported transport protocol: datagram",
+    );
+    fails(&[], &v2(1, 0x11, &inet[..8]), 1, "invalid address length");
+    fails(&[], &v2(2, 0x11, &inet), 1, "invalid command");
+    fails(&[], &v2(1, 0x41, &inet), 1, "invalid family");
+    fails(
+        &[],
+        &v2(1, 0x11, &[&inet[..], &tlv(0x21, b"TLSv1.3")].concat()),
+        1,
+        "invalid main extension type",
+    );
+    fails(
+        &[],
+        &v2(1, 0x11, &[&inet[..], &[0x02, 0, 9]].concat()),
+        1,
+        "invalid TLV encoding in extension",
+    );
+    // A header that never comes: -t ends the wait.
+    let mut cmd = Command::new(PROXY_SHIM);
+    cmd.args(["-t", "200", "true"]).stdin(Stdio::piped());
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run proxy-server-shim");
+    let stdin = child.stdin.take(); // open, silent
+    let out = wait_output(child, "proxy-server-shim -t 200");
+    drop(stdin);
+    assert_eq!(out.status.code(), Some(111));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .ends_with(": fatal: unable to read from stdin: Connection timed out\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // No program: the usage line.
+    let out = run(Command::new(PROXY_SHIM));
+    assert_eq!(out.status.code(), Some(100));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("proxy-server: usage: "));
+}
+
 /// README: ucspi-tcp's tcpserver, the stand-in s6-tlsd, the engine, the app;
 /// curl gets what the README shows. Nothing goes to the log on the way.
 #[test]
@@ -1052,9 +1396,7 @@ fn s6_rc_longrun_service() {
     }
     lab.check("curl", port);
     // Down, as s6-rc would bring it down; s6-supervise then exits (-x).
-    let mut svc = lab.command("s6-svc", None);
-    svc.args(["-xd", "https"]);
-    success(run(svc), "s6-svc -xd");
+    lab.svc("-xd", "https");
     let deadline = Instant::now() + LIMIT;
     while lab.servers[0].try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "s6-supervise did not exit");
@@ -1201,26 +1543,190 @@ fn ticket_rotation_under_s6_supervise() {
     let first = rotated(None);
     let port = lab.serve("tickets");
     lab.check("resume-check", port);
-    let again = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | openssl s_client \
-        -connect localhost:$PORT -CAfile $TLS/ca.pem -ign_eof -sess_in session \
-        2>/dev/null | grep -E '^(New|Reused),' | cut -d, -f1";
-    let restart = || {
-        let mut svc = lab.command("s6-svc", None);
-        svc.args(["-r", "tickets"]);
-        success(run(svc), "s6-svc -r");
-    };
-    restart();
+    lab.svc("-r", "tickets");
     let second = rotated(Some(&first));
-    let out = success(run(lab.sh(again, Some(port))), "s_client -sess_in");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "Reused\n");
-    restart();
+    assert_eq!(lab.resume_again(port), "Reused\n");
+    lab.svc("-r", "tickets");
     rotated(Some(&second));
-    let out = success(run(lab.sh(again, Some(port))), "s_client -sess_in");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "New\n");
-    let mut svc = lab.command("s6-svc", None);
-    svc.args(["-xd", "tickets"]);
-    success(run(svc), "s6-svc -xd");
+    assert_eq!(lab.resume_again(port), "New\n");
+    lab.svc("-xd", "tickets");
     lab.finish();
+}
+
+/// Waits until `file` holds `want(content)`, at most LIMIT.
+fn wait_for_file(file: &Path, what: &str, want: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        if let Ok(now) = fs::read(file) {
+            if want(&now) {
+                return now;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {} not there",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// README: two back ends behind haproxy (TCP mode, `send-proxy-v2`), each
+/// `proxy-server s6-tlsd app` under the super-server with its own copy of
+/// the keys, and of the ticket key file that the key machine's longrun
+/// rotates and copies to both with rsync. The application and the
+/// engine's log see the port curl connected from, not haproxy's; a session
+/// saved on one back end resumes on the other, and still after a rotation.
+#[test]
+fn two_back_ends_behind_haproxy() {
+    let Some(haproxy) = installed("haproxy") else {
+        eprintln!(
+            "haproxy is not installed (.ci/test installs it): the load balancer example skipped"
+        );
+        return;
+    };
+    if installed("rsync").is_none() {
+        eprintln!(
+            "rsync is not installed (.ci/test installs it): the load balancer example skipped"
+        );
+        return;
+    }
+    let mut lab = Lab::new("balancer");
+    // Each back end's /etc/tls: the same certificate and key, copied.
+    let backends: Vec<PathBuf> = ["a", "b"].iter().map(|b| lab.dir.join(b)).collect();
+    for tls in &backends {
+        fs::create_dir_all(tls).unwrap();
+        for file in ["default.pem", "default.key"] {
+            fs::copy(lab.tls.join(file), tls.join(file)).unwrap();
+        }
+    }
+    // The key machine (the lab's $TLS) makes the ticket keys and copies
+    // them to both before the back ends start.
+    fs::create_dir_all(lab.dir.join("tickets")).unwrap();
+    write_file(
+        &lab.dir.join("tickets/run"),
+        &example("rotate-everywhere"),
+        0o755,
+    );
+    let list: Vec<String> = backends.iter().map(|b| b.display().to_string()).collect();
+    let mut supervise = lab.command("s6-supervise", None);
+    supervise
+        .arg("tickets")
+        .env("BACKENDS", list.join(" "))
+        .stdin(Stdio::null())
+        .process_group(0);
+    lab.servers
+        .push(supervise.spawn().expect("start s6-supervise"));
+    let keys = wait_for_file(&lab.tls.join("tickets"), "the first key", |k| k.len() == 32);
+    for tls in &backends {
+        wait_for_file(&tls.join("tickets"), "the first copy", |k| k == keys);
+    }
+    // The back ends, each logging to its own file.
+    let mut ports = Vec::new();
+    for tls in &backends {
+        let log = tls.with_extension("log");
+        let port = (0..3)
+            .find_map(|_| {
+                let port = free_port();
+                let mut cmd = lab.sh(&example("backend"), Some(port));
+                cmd.env("TLS", tls);
+                lab.start_logging_to(cmd, &log).then_some(port)
+            })
+            .unwrap_or_else(|| panic!("a back end does not listen:\n{}", text(&log)));
+        ports.push(port);
+    }
+    // haproxy in front.
+    write_file(&lab.dir.join("haproxy.cfg"), &example("haproxy.cfg"), 0o644);
+    let dir = haproxy.parent().unwrap().display().to_string();
+    let front = (0..3)
+        .find_map(|_| {
+            let port = free_port();
+            let mut cmd = lab.sh(&example("balancer"), Some(port));
+            let path = cmd
+                .get_envs()
+                .find(|(k, _)| *k == "PATH")
+                .and_then(|(_, v)| v);
+            let path = format!("{}:{dir}", path.unwrap().to_string_lossy());
+            cmd.env("PATH", path)
+                .env("A", format!("127.0.0.1:{}", ports[0]))
+                .env("B", format!("127.0.0.1:{}", ports[1]));
+            lab.start(cmd).then_some(port)
+        })
+        .unwrap_or_else(|| panic!("haproxy does not listen; log:\n{}", lab.log_text()));
+
+    // The application sees the port curl connected from.
+    let out = lab.check("balancer-check", front);
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let port_of = |prefix: &str| {
+        printed
+            .lines()
+            .find_map(|l| l.split(prefix).nth(1))
+            .and_then(|p| p.split_whitespace().next())
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap_or_else(|| panic!("no {prefix:?} in {printed}"))
+    };
+    let client = port_of("curl: port ");
+    assert_eq!(port_of("TCPREMOTEPORT="), client, "{printed}");
+    // A session saved through one back end resumes through the other.
+    lab.check("resume-check", front);
+    let logs: Vec<String> = backends
+        .iter()
+        .map(|tls| {
+            let log = tls.with_extension("log");
+            let deadline = Instant::now() + LIMIT;
+            loop {
+                let text = text(&log);
+                if text.matches("connection ended").count() >= 1 || Instant::now() > deadline {
+                    break text;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+        .collect();
+    let all = logs.concat();
+    assert!(
+        all.contains(&format!("127.0.0.1_{client}: handshake complete")),
+        "{all}"
+    );
+    let handshakes = |log: &str| log.matches("handshake complete").count();
+    let resumed = |log: &str| log.matches(" resumed\n").count();
+    assert_eq!(
+        (handshakes(&all), resumed(&all)),
+        (3, 1),
+        "three connections, one of them resumed:\n{all}"
+    );
+    // roundrobin: curl and the resumed one on one back end, the saved
+    // session's first connection on the other.
+    let (with, without) = match resumed(&logs[0]) {
+        1 => (&logs[0], &logs[1]),
+        _ => (&logs[1], &logs[0]),
+    };
+    assert_eq!(
+        (handshakes(with), handshakes(without)),
+        (2, 1),
+        "the session was saved on one back end and resumed on the other:\n{all}"
+    );
+
+    // A rotation reaches both back ends; the saved session still resumes.
+    lab.svc("-r", "tickets");
+    let rotated = wait_for_file(&lab.tls.join("tickets"), "the rotation", |k| {
+        k.len() == 64 && k[32..] == keys[..]
+    });
+    for tls in &backends {
+        wait_for_file(&tls.join("tickets"), "the rotated copy", |k| k == rotated);
+        let meta = fs::metadata(tls.join("tickets")).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o600, "{}", tls.display());
+    }
+    for _ in 0..2 {
+        // Once through each back end.
+        assert_eq!(lab.resume_again(front), "Reused\n");
+    }
+    lab.svc("-xd", "tickets");
+    lab.finish();
+}
+
+fn text(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_default()
 }
 
 /// README: `make install DESTDIR=$pkgdir PREFIX=/usr` installs the binary and

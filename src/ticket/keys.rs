@@ -144,9 +144,11 @@ fn read(path: &OsStr) -> Result<Secret, Error> {
     let invalid = |why: &str| source.invalid(why);
     // Not through a symbolic link: whoever may change the link chooses
     // the keys (a directory's links on the way are the system's business).
+    // O_NONBLOCK: a FIFO would block the open; it is then refused as not
+    // a regular file.
     let mut file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| match e.raw_os_error() {
             Some(libc::ELOOP) if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_symlink()) => {

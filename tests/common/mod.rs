@@ -589,6 +589,23 @@ pub fn wait_or_kill(
     }
 }
 
+/// Runs `openssl args...` (files in, files out), at most 60 s.
+pub fn openssl(args: &[&str]) {
+    let mut child = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run openssl");
+    let status = wait_or_kill(&mut child, Duration::from_secs(60), || {
+        format!("openssl {args:?} still running after 60 s")
+    });
+    let mut err = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    assert!(status.success(), "openssl {args:?}: {err}");
+}
+
 /// The binary with `argv` and only `env`, off the harness's descriptors:
 /// stdin and stdout on /dev/null, stderr piped, and fds 3 to 9 closed, so
 /// that it finds no fdr or fdw whatever the test runner passed down. A test
