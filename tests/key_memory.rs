@@ -1262,3 +1262,26 @@ fn the_key_holder_keeps_no_copy_of_a_key_file_s_text() {
         assert_eq!((exit.code, exit.stderr.as_str()), (Some(0), ""));
     }
 }
+
+/// Under `-K`, the wait for a holder that does not answer ends with the
+/// handshake's deadline: the handshake timed out (exit 98), as any
+/// handshake past `-K`, long before the holder's own bound.
+#[test]
+fn a_key_holder_that_hangs_under_k_ends_the_handshake_at_its_deadline() {
+    if !is_root() {
+        return;
+    }
+    let mut e = spawn().args(&["-K", "3000"]).start();
+    let h = ready_holder(&e);
+    signal(&h, libc::SIGSTOP);
+    let _client = send_client_hello(&e);
+    let exit = e.wait(BOUND);
+    assert_eq!(
+        (exit.code, exit.stderr.as_str()),
+        (Some(98), "s6-tlsd-io: fatal: handshake timed out\n"),
+        "engine pid {}: {}",
+        e.pid(),
+        exit.raw_stderr
+    );
+    assert!(h.gone(), "holder pid {} outlives its engine", h.pid);
+}
