@@ -63,6 +63,8 @@ pub fn wipe_on_free() {
 
 /// Zeros `len` bytes at `ptr`, in a way the compiler may not drop as dead
 /// stores before a free (explicit_bzero(3), glibc and musl alike).
+/// SAFETY (the caller's): `ptr` is valid for writes of `len` bytes: a
+/// block of ours, about to be freed.
 unsafe fn wipe(ptr: *mut u8, len: usize) {
     if WIPE.load(Ordering::Relaxed) {
         libc::explicit_bzero(ptr.cast(), len);

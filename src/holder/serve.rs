@@ -20,7 +20,7 @@
 //! A question out of shape or over its count is refused, and the holder
 //! exits: the engine, told why, ends the handshake (exit 111).
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use rustls::SignatureScheme;
 
@@ -39,7 +39,7 @@ pub(super) fn run(socket: OwnedFd, env: &Env, sni_level: u32, engine: libc::pid_
     // Every copy of a key file or a key made from here on is wiped when
     // freed, ours and rustls-pki-types' alike (src/alloc.rs).
     crate::alloc::wipe_on_free();
-    let fd = socket.as_raw_fd();
+    let fd = socket.as_fd();
     match start(fd, env, sni_level, engine) {
         Ok(mut held) => {
             if send(fd, &held.ready()) {
@@ -58,16 +58,16 @@ pub(super) fn run(socket: OwnedFd, env: &Env, sni_level: u32, engine: libc::pid_
 }
 
 /// The start-up, up to READY: on the first error, where it falls.
-fn start(fd: RawFd, env: &Env, sni_level: u32, engine: libc::pid_t) -> Result<Held, Staged> {
+fn start(fd: BorrowedFd, env: &Env, sni_level: u32, engine: libc::pid_t) -> Result<Held, Staged> {
     let sys = |call| super::unable_to_start(call, nix::errno::Errno::last());
-    harden(fd, engine).map_err(|what| Stage::Keys.of(sys(what)))?;
+    harden(fd.as_raw_fd(), engine).map_err(|what| Stage::Keys.of(sys(what)))?;
     let pairs = pairs(env, sni_level).map_err(|e| Stage::Keys.of(e))?;
     let tickets = TicketKeys::load(env).map_err(|e| Stage::Tickets.of(e))?;
     privilege::drop_ids(env).map_err(|e| Stage::Later.of(e))?;
     // Changing ids undoes both (the kernel's commit_creds): again.
     harden_again(engine).map_err(|what| Stage::Later.of(sys(what)))?;
     if !sandbox::opted_out(env.get(sandbox::OPT_OUT)) {
-        sandbox::confine_holder(fd).map_err(|e| Stage::Later.of(e))?;
+        sandbox::confine_holder(fd.as_raw_fd()).map_err(|e| Stage::Later.of(e))?;
     }
     Ok(Held {
         pairs,
@@ -249,7 +249,7 @@ impl Held {
     }
 
     /// Questions, until the engine closes the socket (or a refusal).
-    fn serve(&mut self, fd: RawFd) {
+    fn serve(&mut self, fd: BorrowedFd) {
         while let Some(question) = receive(fd) {
             let answer = match question.split_first() {
                 Some((&SIGN, body)) => self.sign(body),
@@ -399,7 +399,7 @@ fn tls12_shaped(message: &[u8]) -> bool {
 
 /// A whole frame from the engine, past its length (its kind first); None
 /// at EOF, on an error, or for a frame longer than any question.
-fn receive(fd: RawFd) -> Option<Vec<u8>> {
+fn receive(fd: BorrowedFd) -> Option<Vec<u8>> {
     let mut header = [0; 4];
     read_exact(fd, &mut header)?;
     let len = wire::length(&header);
@@ -411,26 +411,25 @@ fn receive(fd: RawFd) -> Option<Vec<u8>> {
     Some(frame)
 }
 
-fn read_exact(fd: RawFd, mut buf: &mut [u8]) -> Option<()> {
+fn read_exact(fd: BorrowedFd, mut buf: &mut [u8]) -> Option<()> {
     while !buf.is_empty() {
-        // SAFETY: reads into a valid buffer of its own length.
-        match unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } {
-            n if n > 0 => buf = &mut buf[n as usize..],
-            n if n < 0 && nix::errno::Errno::last() == nix::errno::Errno::EINTR => {}
-            _ => return None,
+        match nix::unistd::read(fd, buf) {
+            Ok(0) => return None,
+            Ok(n) => buf = &mut buf[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return None,
         }
     }
     Some(())
 }
 
 /// Writes `frame` whole; false if the engine is gone.
-fn send(fd: RawFd, mut frame: &[u8]) -> bool {
+fn send(fd: BorrowedFd, mut frame: &[u8]) -> bool {
     while !frame.is_empty() {
-        // SAFETY: writes from a valid buffer of its own length.
-        match unsafe { libc::write(fd, frame.as_ptr().cast(), frame.len()) } {
-            n if n > 0 => frame = &frame[n as usize..],
-            n if n < 0 && nix::errno::Errno::last() == nix::errno::Errno::EINTR => {}
-            _ => return false,
+        match nix::unistd::write(fd, frame) {
+            Ok(n) => frame = &frame[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return false,
         }
     }
     true
