@@ -18,6 +18,9 @@ symbols = text_symbols(binary)
 
 gdb.execute("set pagination off")
 gdb.execute("set confirm off")
+# The engine forks its key holder (src/holder/): both are traced, both run.
+gdb.execute("set detach-on-fork off")
+gdb.execute("set schedule-multiple on")
 gdb.execute("starti " + os.environ["TRACE_ARGS"])
 
 # Where the image was loaded: a static PIE moves, a fixed executable does not.
@@ -41,6 +44,12 @@ class FirstHit(gdb.Breakpoint):
 for address, name in symbols:
     FirstHit("*%#x" % (base + address), internal=True).symbol = name
 
-gdb.execute("continue")
+# Until every process has exited: the holder's exit stops gdb too.
+while True:
+    live = [i for i in gdb.inferiors() if i.pid]
+    if not live:
+        break
+    gdb.execute("inferior %d" % live[0].num, to_string=True)
+    gdb.execute("continue")
 with open(os.environ["TRACE_OUT"], "w") as out:
     out.writelines(name + "\n" for name in hits)

@@ -34,6 +34,7 @@ it on the release build); it never fails for that: run bench/hot-symbols.
 """
 
 import bisect
+import glob
 import os
 import re
 import socket
@@ -116,11 +117,18 @@ def written_names(log, symbols, entry):
 
 
 def lackey_wrapper(engine, out, log):
-    # The trace goes to the log; seccomp would stop valgrind, as above.
+    # The trace goes to the log, one per process (the engine and its key
+    # holder: `each`); seccomp would stop valgrind, as above.
     return write_script(out + ".sh", f"""#!/bin/sh
 export S6_TLSD_IO_NO_SANDBOX=1
-exec valgrind --tool=lackey --trace-mem=yes --log-file={log} {engine} "$@"
+exec valgrind --tool=lackey --trace-mem=yes --log-file={log}.%p {engine} "$@"
 """)
+
+
+def each(path):
+    """The files a traced connection left for `path`, one per process: the
+    engine forks its key holder, which valgrind follows (`.%p`)."""
+    return sorted(glob.glob(glob.escape(path) + ".[0-9]*"))
 
 
 def write_script(path, text):
@@ -144,10 +152,12 @@ exec gdb -nx -batch -x {here}/gdb_entries.py --args {engine} </dev/null >{log} 2
 
 def callgrind_wrapper(engine, out, log):
     # valgrind's own system calls would trip the engine's seccomp filter.
+    # One profile per process (`each`): the key holder's own, after the
+    # fork, holds the engine's counts up to the fork as well.
     return write_script(out + ".sh", f"""#!/bin/sh
 export S6_TLSD_IO_NO_SANDBOX=1
-exec valgrind --tool=callgrind --dump-instr=yes --callgrind-out-file={out} \\
-  --log-file={log} {engine} "$@"
+exec valgrind --tool=callgrind --dump-instr=yes --callgrind-out-file={out}.%p \\
+  --log-file={log}.%p {engine} "$@"
 """)
 
 
@@ -318,12 +328,17 @@ def trace(engine, pq_conn, work):
                                   os.path.join(work, f"{kind}.key.pem"), version)
             label = f"{tracer} {kind} {version and version.name or 'X25519MLKEM768'}"
             if tracer == "lackey":
-                found = written_names(out + ".log", data, entry)
-                os.unlink(out + ".log")  # tens of MB each
+                found = set()
+                for log in each(out + ".log"):
+                    found |= written_names(log, data, entry)
+                    os.unlink(log)  # tens of MB each
                 written |= found
                 print(f"hot_symbols: {label}: {len(found)} data symbols written", file=sys.stderr)
                 continue
-            found = gdb_names(out) if tracer == "gdb" else callgrind_names(out, symbols, engine)
+            if tracer == "gdb":
+                found = gdb_names(out)
+            else:
+                found = [n for f in each(out) for n in callgrind_names(f, symbols, engine)]
             print(f"hot_symbols: {label}: {len(found)} functions", file=sys.stderr)
             for name in found:
                 if name not in seen:

@@ -25,8 +25,14 @@ import hot_symbols  # noqa: E402  one traced connection, as `trace` runs it
 
 BLOCK = 10
 # The key pair's load at start-up: files read, PEM decoded, the key built
-# and checked (rsa.rs, or the provider's loader), matched with the cert.
+# and checked (rsa.rs, or the provider's loader), matched with the cert: the
+# engine's KeyStore::load before issue 25, the key holder's read and load
+# of the default pair since.
 LOAD = re.compile(r"sni::KeyStore::load")
+READ_AND_LOAD = re.compile(r"keys::KeyPair::(read_default|load)$")
+# The key holder's whole life after the fork: its profile (`each`) holds
+# the engine's instructions up to the fork as well, which count once.
+HOLDER = re.compile(r"holder::serve::run")
 
 
 def make_key(work):
@@ -38,23 +44,33 @@ def make_key(work):
 
 
 def instructions(engine, cert, key, work, label):
-    """Total Ir of one connection, and the largest inclusive Ir among the
-    functions that load the key."""
+    """Total Ir of one connection, the engine's and its key holder's, and
+    the largest inclusive Ir among the functions that load the key."""
     out = os.path.join(work, f"{label}.callgrind")
     wrapper = hot_symbols.callgrind_wrapper(engine, out, out + ".log")
     hot_symbols.python_connection(wrapper, cert, key, hot_symbols.ssl.TLSVersion.TLSv1_3)
-    text = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", out],
-                          capture_output=True, text=True, check=True).stdout
     total = load = 0
-    for line in text.splitlines():
-        m = re.match(r"\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+(.*)", line)
-        if not m:
-            continue
-        ir = int(m.group(1).replace(",", ""))
-        if "PROGRAM TOTALS" in m.group(2):
-            total = ir
-        elif LOAD.search(m.group(2)):
-            load = max(load, ir)
+    for profile in hot_symbols.each(out):
+        text = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100",
+                               profile], capture_output=True, text=True, check=True).stdout
+        own = holder = store = 0
+        parts = {}
+        for line in text.splitlines():
+            m = re.match(r"\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+(.*)", line)
+            if not m:
+                continue
+            ir = int(m.group(1).replace(",", ""))
+            name = m.group(2).split(" [")[0]
+            if "PROGRAM TOTALS" in name:
+                own = ir
+            elif HOLDER.search(name):
+                holder = max(holder, ir)
+            elif LOAD.search(name):
+                store = max(store, ir)
+            elif READ_AND_LOAD.search(name):
+                parts[name] = max(parts.get(name, 0), ir)
+        total += holder or own
+        load = max(load, store or sum(parts.values()))
     return total, load
 
 

@@ -1,5 +1,7 @@
 //! The heap, with large blocks on page boundaries, so that the relay's
-//! copies run at the same speed whatever the heap's layout.
+//! copies run at the same speed whatever the heap's layout; and, in the
+//! processes that read private keys (the key holder, `-t`), every block
+//! wiped before it is freed.
 //!
 //! rustls copies every record at least once between a buffer of ours and
 //! a `Vec` of its own: received plaintext into a fresh `Vec`, application
@@ -40,8 +42,34 @@
 //! movsb`) in a wrapper script; if that changes nothing, neither does this.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 const PAGE: usize = 4096;
+
+/// Whether every block is overwritten with zeros before it goes back to
+/// malloc (`wipe_on_free`).
+static WIPE: AtomicBool = AtomicBool::new(false);
+
+/// From now on, this process wipes every block before it frees it: the key
+/// holder (src/holder/) and `-t`, which read private keys. Every transient
+/// copy of a key file's text or DER goes then, ours and those we cannot
+/// reach (rustls-pki-types' PEM decoder keeps the base64 text of a block in
+/// a `Vec` of its own while it decodes), and so do the spare capacity of a
+/// `Vec` and the old block of one that grew. Not in the engine, which holds
+/// no key: there a wipe would cost every record's buffers for nothing.
+pub fn wipe_on_free() {
+    WIPE.store(true, Ordering::Relaxed);
+}
+
+/// Zeros `len` bytes at `ptr`, in a way the compiler may not drop as dead
+/// stores before a free (explicit_bzero(3), glibc and musl alike).
+/// SAFETY (the caller's): `ptr` is valid for writes of `len` bytes: a
+/// block of ours, about to be freed.
+unsafe fn wipe(ptr: *mut u8, len: usize) {
+    if WIPE.load(Ordering::Relaxed) {
+        libc::explicit_bzero(ptr.cast(), len);
+    }
+}
 
 /// Where a large block starts, past a page boundary. Not 0: the kernel
 /// copies records to and from socket buffers that start on pages, and the
@@ -66,7 +94,8 @@ fn widened(layout: Layout) -> Option<Layout> {
 // SAFETY: a large block is System's page-aligned block of the widened
 // layout, handed out BLOCK_OFFSET bytes in (a multiple of the caller's
 // alignment, within the block), and given back to System from the same
-// base with the same layout, derived from the caller's layout alone.
+// base with the same layout, derived from the caller's layout alone. A
+// block is wiped over the caller's layout only, which it owns whole.
 unsafe impl GlobalAlloc for PageAligned {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         match widened(layout) {
@@ -83,6 +112,7 @@ unsafe impl GlobalAlloc for PageAligned {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        wipe(ptr, layout.size());
         match widened(layout) {
             Some(wide) => System.dealloc(ptr.sub(BLOCK_OFFSET), wide),
             None => System.dealloc(ptr, layout),
@@ -93,7 +123,9 @@ unsafe impl GlobalAlloc for PageAligned {
         let Ok(new) = Layout::from_size_align(new_size, layout.align()) else {
             return std::ptr::null_mut();
         };
-        if widened(layout).is_none() && widened(new).is_none() {
+        // System's realloc may move the block and free the old one as it
+        // is: when wiping, the move is ours.
+        if widened(layout).is_none() && widened(new).is_none() && !WIPE.load(Ordering::Relaxed) {
             return System.realloc(ptr, layout, new_size);
         }
         let fresh = self.alloc(new);

@@ -32,12 +32,11 @@ use crate::asn1::{dns_names, next_update, validity};
 use crate::cli::{ClientCert, Options};
 use crate::env::Env;
 use crate::error::{Error, PROG};
-use crate::keys::KeyPair;
+use crate::keys::{self, KeyPair, Loaded};
 use crate::log::Log;
-use crate::rsa::Faulty;
 use crate::source::Source;
 use crate::ticket::keys::{self as ticket, TicketKeys};
-use crate::{alpn, anchors, crl, privilege, sni, tls};
+use crate::{alpn, anchors, crl, privilege, tls};
 
 /// Under this many days left, a certificate's expiry is a warning.
 const WARN_DAYS: i64 = 14;
@@ -131,10 +130,9 @@ fn key_pairs(report: &mut Report, opts: &Options, env: &Env) -> Vec<String> {
             shown("CERTFILE"),
             shown("KEYFILE")
         );
-        let faulty = Faulty::default();
-        match KeyPair::read_default(env).and_then(|p| p.load(&faulty)) {
-            Ok(pair) if signs(report, &what, &pair, &faulty) => {
-                key_pair(report, &what, None, &pair)
+        match KeyPair::read_default(env).and_then(KeyPair::load) {
+            Ok(loaded) if signs(report, &what, &loaded) => {
+                key_pair(report, &what, None, &loaded.pair)
             }
             Ok(_) => {}
             Err(e) => report.error(&e),
@@ -160,7 +158,7 @@ fn key_pairs(report: &mut Report, opts: &Options, env: &Env) -> Vec<String> {
         }
         return named;
     }
-    for (name, pair) in sni::named_pairs(env) {
+    for (name, pair) in keys::named_pairs(env) {
         named.push(name.to_ascii_lowercase());
         let shown = |var: &str| {
             let path = env
@@ -174,10 +172,9 @@ fn key_pairs(report: &mut Report, opts: &Options, env: &Env) -> Vec<String> {
             shown(&format!("CERTFILE:{name}")),
             shown(&format!("KEYFILE:{name}"))
         );
-        let faulty = Faulty::default();
-        match pair.and_then(|p| p.load(&faulty)) {
-            Ok(pair) if signs(report, &what, &pair, &faulty) => {
-                key_pair(report, &what, Some(&name), &pair)
+        match pair.and_then(KeyPair::load) {
+            Ok(loaded) if signs(report, &what, &loaded) => {
+                key_pair(report, &what, Some(&name), &loaded.pair)
             }
             Ok(_) => {}
             Err(e) => report.error(&e),
@@ -196,7 +193,7 @@ fn key_pairs(report: &mut Report, opts: &Options, env: &Env) -> Vec<String> {
 /// proved consistent as it signs (rsa.rs), so a key whose CRT numbers are
 /// wrong loads, and without this `-t` would pass what every connection
 /// then refuses. Reports the key file's error and says whether it signed.
-fn signs(report: &mut Report, what: &str, pair: &CertifiedKey, faulty: &Faulty) -> bool {
+fn signs(report: &mut Report, what: &str, loaded: &Loaded) -> bool {
     const OFFERED: [SignatureScheme; 5] = [
         SignatureScheme::RSA_PSS_SHA256,
         SignatureScheme::ECDSA_NISTP256_SHA256,
@@ -204,18 +201,18 @@ fn signs(report: &mut Report, what: &str, pair: &CertifiedKey, faulty: &Faulty) 
         SignatureScheme::ECDSA_NISTP521_SHA512,
         SignatureScheme::ED25519,
     ];
-    let signed = pair
-        .key
-        .choose_scheme(&OFFERED)
-        .is_some_and(|signer| signer.sign(b"s6-tlsd-io -t").is_ok());
-    if !signed {
-        // An RSA key leaves its key file's error, a connection's, in
-        // `faulty`; no other key is known to fail here. A report line, like
-        // `config_error`'s, not a connection's message.
-        let line = format!("{what}: the key cannot sign");
-        report.error(&faulty.explain(Error::Config(line)));
-    }
-    signed
+    let signed = match OFFERED.into_iter().find(|&s| loaded.signs_with(s)) {
+        // The key file's error, a connection's: an RSA key's (no other key
+        // is known to fail here).
+        Some(scheme) => loaded.sign(scheme, b"s6-tlsd-io -t").map(|_| ()),
+        None => {
+            // A report line, like `config_error`'s, not a connection's
+            // message.
+            let line = format!("{what}: the key cannot sign");
+            Err(Error::Config(line))
+        }
+    };
+    signed.inspect_err(|e| report.error(e)).is_ok()
 }
 
 fn key_pair(report: &mut Report, what: &str, name: Option<&str>, pair: &Arc<CertifiedKey>) {

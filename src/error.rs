@@ -2,6 +2,7 @@
 //! (spec section 7) and its one-line message, in skalibs' format.
 
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 pub const PROG: &str = "s6-tlsd-io";
 
@@ -25,6 +26,10 @@ pub enum Error {
     HandshakeTimeout,
     /// A system call failed: exit 111, "unable to WHAT: strerror".
     Sys { what: String, errno: i32 },
+    /// The key holder (src/holder/) failed the engine: gone, silent,
+    /// refusing, or making no sense. Exit 111, as a failed system call:
+    /// the connection's own configuration is not in question.
+    Holder(String),
     /// An error of the connection, its line naming the connection after
     /// the level as every log line does (log.rs): its own exit code.
     Connection {
@@ -40,7 +45,7 @@ impl Error {
             Error::Config(_) => 96,
             Error::Setup(_) => 97,
             Error::Tls(_) | Error::HandshakeTimeout => 98,
-            Error::Sys { .. } => 111,
+            Error::Sys { .. } | Error::Holder(_) => 111,
             Error::Connection { error, .. } => error.exit_code(),
         }
     }
@@ -78,6 +83,29 @@ impl Error {
             what: what.into(),
             errno: errno as i32,
         }
+    }
+}
+
+/// An error found where it cannot be returned, in a callback of rustls'
+/// (a signature the key holder did not make, a ticket it did not seal):
+/// kept for the caller, who explains the handshake's failure with it once
+/// rustls has given up.
+#[derive(Clone, Debug, Default)]
+pub struct Finding(Arc<OnceLock<Error>>);
+
+impl Finding {
+    /// The first one found stands: what came after is its consequence.
+    pub fn record(&self, e: Error) {
+        let _ = self.0.set(e);
+    }
+
+    pub fn found(&self) -> Option<&Error> {
+        self.0.get()
+    }
+
+    /// `e`, or what was found, which is why `e` happened.
+    pub fn explain(&self, e: Error) -> Error {
+        self.found().cloned().unwrap_or(e)
     }
 }
 
@@ -127,7 +155,11 @@ impl Error {
     fn write(&self, f: &mut fmt::Formatter<'_>, level: &str, context: &str) -> fmt::Result {
         match self {
             Error::Usage => write!(f, "{PROG}: usage: {USAGE}"),
-            Error::BadUsage(m) | Error::Config(m) | Error::Setup(m) | Error::Tls(m) => {
+            Error::BadUsage(m)
+            | Error::Config(m)
+            | Error::Setup(m)
+            | Error::Tls(m)
+            | Error::Holder(m) => {
                 write!(f, "{PROG}: {level}: {context}{m}")
             }
             Error::HandshakeTimeout => write!(f, "{PROG}: {level}: {context}handshake timed out"),

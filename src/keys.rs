@@ -1,6 +1,8 @@
 //! Key pairs from files (spec section 3): reading, decoding and loading
 //! them into the crypto provider. Every failure names the variable, the
-//! file and the reason, and exits 96.
+//! file and the reason, and exits 96. The key holder's (src/holder/), and
+//! `-t`'s: the engine never reads a key file (it gets the chains from the
+//! holder, sni.rs).
 //!
 //! Two steps, so that a server with many SNI names stays cheap: `read`
 //! (files read, PEM or DER decoded) is done for every pair at start-up;
@@ -11,7 +13,8 @@
 //! `Secret`, overwritten when dropped, loaded or not; the provider gets a
 //! borrowed view and keeps its own copy (which aws-lc wipes on free).
 //! Beyond our reach: rustls-pki-types' PEM decoder keeps a transient copy
-//! of the base64 text while it decodes.
+//! of the base64 text while it decodes; the processes that read keys wipe
+//! every block they free (src/alloc.rs, `wipe_on_free`), which takes it.
 
 use std::ffi::OsStr;
 use std::sync::Arc;
@@ -22,10 +25,11 @@ use rustls::pki_types::{
 };
 
 use rustls::sign::{CertifiedKey, SigningKey};
+use rustls::SignatureScheme;
 
 use crate::env::Env;
 use crate::error::{pem_reason, Error};
-use crate::rsa::{Faulty, Refused, RsaKey, FAULTY};
+use crate::rsa::{Refused, RsaKey, FAULTY};
 use crate::secret::Secret;
 use crate::source::Source;
 
@@ -102,22 +106,28 @@ impl KeyPair {
         KeyPair::read("CERTFILE".into(), cert, "KEYFILE".into(), key)
     }
 
+    /// The certificate chain, leaf first.
+    pub fn chain(&self) -> &[CertificateDer<'static>] {
+        &self.chain
+    }
+
     /// Parses the key and checks it matches the leaf. A two-prime RSA key
     /// is built by rsa.rs (7% to a fifth of an RSA connection's CPU
     /// saved), which checks the rest of it as it signs: should a signature
-    /// fail, the key file's error is left in `faulty`. Any other key is
-    /// built by the provider.
-    pub fn load(self, faulty: &Faulty) -> Result<Arc<CertifiedKey>, Error> {
-        let built = rsa_pkcs1(&self.key)
-            .map(|der| RsaKey::from_pkcs1(der, faulty.clone(), self.key_source.invalid(FAULTY)));
-        let signer: Arc<dyn SigningKey> = match built {
-            Some(Ok(key)) => Arc::new(key),
+    /// fail, `Loaded::sign` answers with the key file's error. Any other
+    /// key is built by the provider.
+    pub fn load(self) -> Result<Loaded, Error> {
+        let built = rsa_pkcs1(&self.key).map(RsaKey::from_pkcs1);
+        let (signer, unsigned): (Arc<dyn SigningKey>, _) = match built {
+            Some(Ok(key)) => (Arc::new(key), FAULTY),
             Some(Err(Refused::Invalid(reason))) => return Err(self.key_source.invalid(reason)),
-            Some(Err(Refused::NotMine)) | None => {
+            Some(Err(Refused::NotMine)) | None => (
                 rustls::crypto::aws_lc_rs::sign::any_supported_type(&self.key.view())
-                    .map_err(|_| self.key_source.invalid(UNSUPPORTED_KEY))?
-            }
+                    .map_err(|_| self.key_source.invalid(UNSUPPORTED_KEY))?,
+                "a signature made with the key failed",
+            ),
         };
+        let unsigned = self.key_source.invalid(unsigned);
         let KeyPair {
             chain,
             cert_source,
@@ -129,7 +139,10 @@ impl KeyPair {
             // Unknown: the provider cannot tell for this key type, and
             // rustls accepts it too.
             Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
-                Ok(Arc::new(pair))
+                Ok(Loaded {
+                    pair: Arc::new(pair),
+                    unsigned,
+                })
             }
             Err(rustls::Error::InconsistentKeys(_)) => Err(Error::Config(format!(
                 "the private key in {} does not match the certificate in {}",
@@ -143,6 +156,49 @@ impl KeyPair {
             )),
         }
     }
+}
+
+/// A pair whose key is parsed and matches its certificate: ready to sign.
+pub struct Loaded {
+    pub pair: Arc<CertifiedKey>,
+    /// The key file's error, should a signature fail.
+    unsigned: Error,
+}
+
+impl Loaded {
+    /// Whether the key signs with `scheme`.
+    pub fn signs_with(&self, scheme: SignatureScheme) -> bool {
+        self.pair.key.choose_scheme(&[scheme]).is_some()
+    }
+
+    /// `message` signed with `scheme`; the key file's error if the key
+    /// cannot make that signature (an RSA key whose CRT numbers are wrong:
+    /// rsa.rs).
+    pub fn sign(&self, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>, Error> {
+        self.pair
+            .key
+            .choose_scheme(&[scheme])
+            .and_then(|signer| signer.sign(message).ok())
+            .ok_or_else(|| self.unsigned.clone())
+    }
+}
+
+/// Every `KEYFILE:x` with its `CERTFILE:x` (a bare `KEYFILE:` is ignored),
+/// in the environment's order: its `x` as spelled, and its pair read, or
+/// why not. The check mode (check.rs) goes through them all.
+pub fn named_pairs(env: &Env) -> impl Iterator<Item = (String, Result<KeyPair, Error>)> + '_ {
+    env.iter().filter_map(|(var, key_path)| {
+        let var = var.to_string_lossy();
+        let name = var.strip_prefix("KEYFILE:").filter(|n| !n.is_empty())?;
+        let cert_var = format!("CERTFILE:{name}");
+        let pair = match env.get(&cert_var) {
+            Some(cert_path) => KeyPair::read(cert_var, cert_path, var.to_string(), key_path),
+            None => Err(Error::Config(format!(
+                "environment variable KEYFILE:{name} not paired with the corresponding CERTFILE"
+            ))),
+        };
+        Some((name.to_string(), pair))
+    })
 }
 
 /// Why the provider refused a key: it says only that it could not parse it.

@@ -11,6 +11,7 @@ pub mod crl;
 pub mod engine;
 pub mod env;
 pub mod error;
+pub mod holder;
 pub mod keys;
 pub mod log;
 pub mod nid;

@@ -1,10 +1,14 @@
 //! s6-tlsd-io: the TLS server engine of an s6-tlsd pipeline. The network
 //! client is on fds 0 and 1, the local application on the two fds named on
-//! the command line. The story: read the options, load the keys named by the
-//! environment, drop root, confine the process to relaying (sandbox.rs),
-//! answer the handshake, tell the parent what was negotiated, relay until
-//! nothing more can move, exit with a code that says how it went. Or,
-//! under `-t`, read the same configuration and report on it (check.rs).
+//! the command line. The story: read the options; split in two, the key
+//! holder (holder/), a child that alone reads the private keys and the
+//! ticket keys and signs and seals for the handshake, and the engine, which
+//! meanwhile drops root, prepares the rest and confines itself to relaying
+//! (sandbox.rs); answer the handshake, asking the holder for its signature
+//! and tickets; let the holder go; tell the parent what was negotiated;
+//! relay until nothing more can move; exit with a code that says how it
+//! went. Or, under `-t`, read the same configuration and report on it
+//! (check.rs).
 //!
 //! `main` is the C one: std's start-up (it finds the main thread's stack
 //! guard by parsing /proc/self/maps, and installs a stack-overflow handler
@@ -17,7 +21,7 @@
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use rustls::crypto::CryptoProvider;
@@ -31,10 +35,10 @@ use s6_tlsd_io::crl::{self, Revoked};
 use s6_tlsd_io::engine::{self, Fds, Refusal, Settings, Veto};
 use s6_tlsd_io::env::Env;
 use s6_tlsd_io::error::Error;
+use s6_tlsd_io::holder::{self, Holder, Stage, Staged};
 use s6_tlsd_io::log::Log;
 use s6_tlsd_io::notify::Notification;
 use s6_tlsd_io::sni::KeyStore;
-use s6_tlsd_io::ticket::keys::TicketKeys;
 use s6_tlsd_io::ticket::{self, Seal};
 use s6_tlsd_io::{anchors, check, privilege, sandbox, tls};
 
@@ -48,8 +52,12 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
     // SAFETY: setting a signal's disposition to SIG_IGN, before any thread.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let (verbosity, result) = match cli::parse(std::env::args_os().skip(1)) {
-        // `-t`: a report instead of a connection (check.rs).
-        Ok(opts) if opts.check => std::process::exit(check::run(&opts, &Env::from_process())),
+        // `-t`: a report instead of a connection (check.rs). It reads the
+        // keys itself: every block it frees is wiped (alloc.rs).
+        Ok(opts) if opts.check => {
+            s6_tlsd_io::alloc::wipe_on_free();
+            std::process::exit(check::run(&opts, &Env::from_process()))
+        }
         Ok(opts) => (opts.verbosity, run(&opts)),
         Err(e) => (1, Err(e)),
     };
@@ -68,77 +76,51 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
 fn run(opts: &Options) -> Result<(), Error> {
     let env = Env::from_process();
     let log = Log::connection(opts.verbosity, &env);
+    // Checked before the holder's socket can take a number that was to be
+    // one of them (a closed fd 3, say).
+    let fds = take_fds(opts);
+    // No core file, no ptrace by the same uid, for either process.
+    privilege::no_dumps()?;
+    // The process splits here, first thing: the fork copies little yet.
+    let holder = holder::start(&env, opts.sni_level)?;
     let provider = tls::provider();
-    let keys = KeyStore::load(&env, opts.sni_level)?;
-    let faulty = keys.faulty();
-    let alpn = Arc::new(Alpn::from_env(&env)?);
-    let ticket_keys = TicketKeys::load(&env)?;
-    privilege::drop_privileges(&env, &log)?;
-    // What a ticket is bound to besides its server name (ticket/mod.rs).
-    let mut tickets = ticket_keys.map(|keys| Tickets {
-        seal: Arc::new(keys),
-        client_cert_mode: 0,
-        anchors: [0; 32],
-        recheck: None,
-    });
-    let (verifier, revoked) = match opts.client_cert {
-        ClientCert::None => (None, Revoked::default()),
-        mode => {
-            let roots = anchors::read_trust_anchors(&env)?;
-            if let Some(t) = &mut tickets {
-                t.client_cert_mode = if mode == ClientCert::Mandatory { 2 } else { 1 };
-                t.anchors = ticket::anchors_digest(
-                    roots
-                        .roots
-                        .iter()
-                        .map(|a| (&a.subject[..], &a.subject_public_key_info[..])),
-                );
-            }
-            let crls = crl::read_crls(&env)?;
-            let verifier = tls::client_verifier(
-                provider.clone(),
-                roots,
-                crls.clone(),
-                mode == ClientCert::Mandatory,
-            )?;
-            // A resumption checks the session's chain with the same
-            // verifier, anchors and CRLs (ticket/recheck.rs); what it finds
-            // is not this connection's refusal, so not `revoked`'s. The
-            // chain this connection's verifier accepts is the one its
-            // ticket records: it is watched.
-            let verifier = match &mut tickets {
-                Some(t) => {
-                    let recheck = ticket::Recheck::new(verifier.clone(), log);
-                    let watched = recheck.watching(verifier);
-                    t.recheck = Some(recheck);
-                    watched
-                }
-                None => verifier,
-            };
-            let (verifier, revoked) = crl::naming_revoked(verifier, &crls);
-            (Some(verifier), revoked)
-        }
-    };
-    let (fds, notif) = take_fds(opts)?;
-    // From here on the engine only relays: no file, no exec, no new socket.
-    if env
-        .get(sandbox::OPT_OUT)
-        .is_none_or(|v| v.is_empty() || v == "0")
-    {
-        sandbox::confine(&log)?;
+    // The two sides check their parts at once; the error said is the one
+    // that comes first in the order of the checks (holder/mod.rs, Stage).
+    let mut warning = None;
+    let prepared = prepare(opts, &env, &log, &provider, fds, &holder, &mut warning);
+    let verdict = holder.ready();
+    // Said where it was before the split: once the key files passed.
+    if let Some(warning) = warning.filter(|_| verdict.passed(Stage::Tickets)) {
+        log.warn_by_default(format_args!("{warning}"));
     }
+    let (ready, prepared) = holder::first(verdict, prepared)?;
     // Nothing reads the environment from here on; its copy need not stay
     // for the connection's life.
     drop(env);
+    let Prepared {
+        alpn,
+        client,
+        fds,
+        notif,
+    } = prepared;
+    let tickets = ready.tickets.then(|| Tickets {
+        seal: Arc::new(holder.clone()),
+        client_cert_mode: client.mode,
+        anchors: client.anchors,
+        recheck: client.recheck.clone(),
+    });
+    let handshake_timeout = match opts.handshake_timeout_ms {
+        0 => None,
+        ms => Some(Duration::from_millis(ms.into())),
+    };
+    holder.set_deadline(handshake_timeout.map(|t| Instant::now() + t));
     let settings = Settings {
         close_notify: opts.close_notify,
         enforce_close_notify: opts.enforce_close_notify,
-        handshake_timeout: match opts.handshake_timeout_ms {
-            0 => None,
-            ms => Some(Duration::from_millis(ms.into())),
-        },
+        handshake_timeout,
         log,
     };
+    let (keys, verifier, revoked) = (ready.keys, client.verifier, client.revoked);
     engine::run(
         fds,
         settings,
@@ -146,9 +128,24 @@ fn run(opts: &Options) -> Result<(), Error> {
             // Tickets are for TLS 1.3 only: a TLS 1.2 ticket carries the
             // session's master secret, which a stolen key file would reveal.
             let tickets = tickets.as_ref().filter(|_| hello.offers_tls13);
-            configure(keys, &alpn, client_hello, veto, provider, verifier, tickets)
+            let pairs = Pairs {
+                keys,
+                holder: &holder,
+            };
+            configure(
+                pairs,
+                &alpn,
+                client_hello,
+                veto,
+                provider,
+                verifier,
+                tickets,
+            )
         },
         |conn, server_name| {
+            // The signature made and the tickets sealed: the holder goes,
+            // before a byte is relayed.
+            holder.finish()?;
             let notification = Notification::of(conn, server_name);
             log.info(format_args!(
                 "handshake complete: {}",
@@ -161,9 +158,107 @@ fn run(opts: &Options) -> Result<(), Error> {
         },
     )
     .map_err(|e| {
-        faulty
+        holder
             .explain(revoked.explain(e))
             .in_connection(log.context())
+    })
+}
+
+/// What the engine prepares while the holder reads the keys.
+struct Prepared {
+    alpn: Arc<Alpn>,
+    client: ClientAuth,
+    fds: Fds,
+    notif: Option<OwnedFd>,
+}
+
+/// The engine's part of the start-up, in the order it was checked before
+/// the split: TLS_ALPN, the privilege drop (its warning left in `warning`,
+/// for `run` to say), client certificate verification, the descriptors
+/// (`fds`, checked already), then the confinement. The first error, and
+/// where it falls.
+fn prepare(
+    opts: &Options,
+    env: &Env,
+    log: &Log,
+    provider: &Arc<CryptoProvider>,
+    fds: Result<(Fds, Option<OwnedFd>), Error>,
+    holder: &Holder,
+    warning: &mut Option<String>,
+) -> Result<Prepared, Staged> {
+    let alpn = Arc::new(Alpn::from_env(env).map_err(|e| Stage::Alpn.of(e))?);
+    let later = |e| Stage::Later.of(e);
+    // The engine reads nothing as root: the holder read the key pairs.
+    *warning = privilege::drop_ids(env).map_err(later)?;
+    let client = client_auth(opts, env, provider, *log).map_err(later)?;
+    let (fds, notif) = fds.map_err(later)?;
+    // From here on the engine only relays, and asks the holder: no file,
+    // no exec, no new socket.
+    if !sandbox::opted_out(env.get(sandbox::OPT_OUT)) {
+        sandbox::confine(log, Some(holder.pid())).map_err(later)?;
+    }
+    Ok(Prepared {
+        alpn,
+        client,
+        fds,
+        notif,
+    })
+}
+
+/// Client certificates (`-Y`, `-y`): the verifier, what names a revoked
+/// certificate in the handshake's error, and what a ticket is bound to and
+/// checked with again.
+struct ClientAuth {
+    verifier: Option<Arc<dyn ClientCertVerifier>>,
+    revoked: Revoked,
+    /// ticket::Context's.
+    mode: u8,
+    anchors: [u8; 32],
+    recheck: Option<ticket::Recheck>,
+}
+
+fn client_auth(
+    opts: &Options,
+    env: &Env,
+    provider: &Arc<CryptoProvider>,
+    log: Log,
+) -> Result<ClientAuth, Error> {
+    let mode = match opts.client_cert {
+        ClientCert::None => {
+            return Ok(ClientAuth {
+                verifier: None,
+                revoked: Revoked::default(),
+                mode: 0,
+                anchors: [0; 32],
+                recheck: None,
+            })
+        }
+        ClientCert::Optional => 1,
+        ClientCert::Mandatory => 2,
+    };
+    let roots = anchors::read_trust_anchors(env)?;
+    let anchors = ticket::anchors_digest(
+        roots
+            .roots
+            .iter()
+            .map(|a| (&a.subject[..], &a.subject_public_key_info[..])),
+    );
+    let crls = crl::read_crls(env)?;
+    let verifier = tls::client_verifier(provider.clone(), roots, crls.clone(), mode == 2)?;
+    // A resumption checks the session's chain with the same verifier,
+    // anchors and CRLs (ticket/recheck.rs); what it finds is not this
+    // connection's refusal, so not `revoked`'s. The chain this connection's
+    // verifier accepts is the one its ticket records: it is watched
+    // (whether tickets are on, the holder says later).
+    let recheck = ticket::Recheck::new(verifier.clone(), log);
+    let verifier = recheck.watching(verifier);
+    let (verifier, revoked) = crl::naming_revoked(verifier, &crls);
+    Ok(ClientAuth {
+        verifier: Some(verifier),
+        revoked,
+        mode,
+        anchors,
+        recheck: Some(recheck),
     })
 }
 
@@ -176,13 +271,19 @@ struct Tickets {
     recheck: Option<ticket::Recheck>,
 }
 
+/// The pairs' chains by name, and the holder that keeps their keys.
+struct Pairs<'a> {
+    keys: KeyStore,
+    holder: &'a Holder,
+}
+
 /// The configuration for this ClientHello: the key pair its SNI selects and
 /// the ALPN protocols of that pair, or the alert that refuses it; a
 /// ticketer when `tickets` is given. The ALPN check holds for the hello
 /// after a HelloRetryRequest too: rustls asks the configuration's `vet`,
 /// which refuses through `veto`.
 fn configure(
-    keys: KeyStore,
+    Pairs { keys, holder }: Pairs,
     alpn: &Arc<Alpn>,
     hello: &ClientHello,
     veto: &Veto,
@@ -205,8 +306,7 @@ fn configure(
         })
     };
     let key = match keys.choose(server_name) {
-        Some(Ok(key)) => key,
-        Some(Err(e)) => return Err(refuse(AlertDescription::InternalError, e)),
+        Some(chosen) => holder.key(chosen),
         None => {
             let why = match server_name {
                 Some(name) => format!("no key pair for the server name {name}"),

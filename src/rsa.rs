@@ -13,8 +13,9 @@
 //! (`rsa_default_private_transform`), so no faulty signature, which would
 //! give the key away (Boneh, DeMillo and Lipton), can ever leave. A key
 //! whose CRT exponents or coefficient are wrong fails its first signature,
-//! at its first handshake; the signer then leaves the key file's error in
-//! [`Faulty`], and the engine exits with it (96), naming KEYFILE. d is
+//! at its first handshake; the key holder then answers with the key file's
+//! error (keys.rs, `Loaded::sign`), and the engine exits with it (96),
+//! naming KEYFILE. d is
 //! used only when p and q differ in size by a 64-bit word or more: aws-lc's
 //! CRT code wants primes of one width, and signs otherwise with d modulo n
 //! (`rsa_default_private_transform`). A wrong d then fails the first
@@ -53,7 +54,7 @@
 //! its own verdict.
 
 use std::ptr::{null, null_mut, NonNull};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use aws_lc_rs::digest;
 use aws_lc_sys as sys;
@@ -62,19 +63,11 @@ use rustls::sign::{public_key_to_spki, Signer, SigningKey};
 use rustls::{SignatureAlgorithm, SignatureScheme};
 
 use crate::asn1::{elements, INTEGER, SEQUENCE};
-use crate::error::Error;
 use crate::secret::Secret;
 
-/// The provider's order of preference (rustls' aws_lc_rs `ALL_RSA_SCHEMES`),
-/// so that a client is offered exactly what it was offered before.
-const SCHEMES: [SignatureScheme; 6] = [
-    SignatureScheme::RSA_PSS_SHA512,
-    SignatureScheme::RSA_PSS_SHA384,
-    SignatureScheme::RSA_PSS_SHA256,
-    SignatureScheme::RSA_PKCS1_SHA512,
-    SignatureScheme::RSA_PKCS1_SHA384,
-    SignatureScheme::RSA_PKCS1_SHA256,
-];
+/// The provider's order of preference, so that a client is offered
+/// exactly what it was offered before.
+use crate::tls::RSA_SCHEMES as SCHEMES;
 
 /// Why a key was not built here.
 #[derive(Debug, PartialEq)]
@@ -88,31 +81,11 @@ pub enum Refused {
 /// Why a key that signed nothing is wrong, for the key file's error.
 pub const FAULTY: &str = "the RSA key is inconsistent (a signature made with it did not verify)";
 
-/// Where a key whose signature failed leaves its key file's error: read
-/// once the handshake has failed (main.rs), as crl.rs's `Revoked` is.
-#[derive(Clone, Debug, Default)]
-pub struct Faulty(Arc<OnceLock<Error>>);
-
-impl Faulty {
-    /// The handshake's error, or the key file's when a signature failed.
-    pub fn explain(&self, e: Error) -> Error {
-        self.0.get().cloned().unwrap_or(e)
-    }
-}
-
 /// An RSA private key, ready to sign, and its SubjectPublicKeyInfo (for
-/// rustls' check that it matches the certificate).
+/// the check that it matches the certificate).
 pub struct RsaKey {
-    key: Arc<Key>,
+    rsa: Arc<Rsa>,
     spki: SubjectPublicKeyInfoDer<'static>,
-}
-
-/// What every signer of a key shares: the key, and what to say if it
-/// cannot sign.
-struct Key {
-    rsa: Rsa,
-    faulty: Faulty,
-    error: Error,
 }
 
 impl std::fmt::Debug for RsaKey {
@@ -123,9 +96,9 @@ impl std::fmt::Debug for RsaKey {
 
 impl RsaKey {
     /// Builds the key from an `RSAPrivateKey` (RFC 8017, A.1.2), after the
-    /// checks above. Should it fail to sign, `error` goes to `faulty`.
-    pub fn from_pkcs1(der: &[u8], faulty: Faulty, error: Error) -> Result<RsaKey, Refused> {
-        RsaKey::from_pkcs1_declassifying(der, faulty, error, |_| {})
+    /// checks above.
+    pub fn from_pkcs1(der: &[u8]) -> Result<RsaKey, Refused> {
+        RsaKey::from_pkcs1_declassifying(der, |_| {})
     }
 
     /// [`from_pkcs1`](RsaKey::from_pkcs1), which calls `declassify` with the
@@ -135,12 +108,7 @@ impl RsaKey {
     /// function that does something (it tells valgrind's memcheck that the
     /// value is no longer secret, as aws-lc's `constant_time_declassify_int`
     /// does); it can look at the value, not change it.
-    pub fn from_pkcs1_declassifying(
-        der: &[u8],
-        faulty: Faulty,
-        error: Error,
-        declassify: fn(&bool),
-    ) -> Result<RsaKey, Refused> {
+    pub fn from_pkcs1_declassifying(der: &[u8], declassify: fn(&bool)) -> Result<RsaKey, Refused> {
         let outer = elements(der);
         let Some([(SEQUENCE, fields)]) = outer.as_deref() else {
             return Err(Refused::NotMine);
@@ -179,7 +147,7 @@ impl RsaKey {
         check(&numbers[0], &numbers[1], [p, q], words, declassify).map_err(Refused::Invalid)?;
         let rsa = Rsa::build(numbers).ok_or(NO_MEMORY)?;
         Ok(RsaKey {
-            key: Arc::new(Key { rsa, faulty, error }),
+            rsa: Arc::new(rsa),
             spki: public_key_to_spki(&alg_id::RSA_ENCRYPTION, public),
         })
     }
@@ -280,7 +248,7 @@ impl SigningKey for RsaKey {
     fn choose_scheme(&self, offered: &[SignatureScheme]) -> Option<Box<dyn Signer>> {
         let scheme = *SCHEMES.iter().find(|s| offered.contains(s))?;
         Some(Box::new(RsaSigner {
-            key: self.key.clone(),
+            rsa: self.rsa.clone(),
             scheme,
         }))
     }
@@ -295,7 +263,7 @@ impl SigningKey for RsaKey {
 }
 
 struct RsaSigner {
-    key: Arc<Key>,
+    rsa: Arc<Rsa>,
     scheme: SignatureScheme,
 }
 
@@ -317,15 +285,11 @@ impl Signer for RsaSigner {
             _ => (Hash::Sha256, false),
         };
         let digest = digest::digest(hash.algorithm(), message);
-        self.key
-            .rsa
+        // None: aws-lc's check of the signature failed (or, short of
+        // memory, it could not sign, which a process this small never is).
+        self.rsa
             .sign(hash, pss, digest.as_ref())
-            .ok_or_else(|| {
-                // aws-lc's check of the signature failed (or, short of memory,
-                // it could not sign, which a process this small never is).
-                let _ = self.key.faulty.0.set(self.key.error.clone());
-                rustls::Error::General("RSA signing failed".into())
-            })
+            .ok_or_else(|| rustls::Error::General("RSA signing failed".into()))
     }
 
     fn scheme(&self) -> SignatureScheme {
@@ -623,10 +587,8 @@ mod tests {
         tlv(0x30, &encoded)
     }
 
-    fn load(der: &[u8]) -> Result<(RsaKey, Faulty), Refused> {
-        let faulty = Faulty::default();
-        let error = Error::Config("the key file's error".into());
-        RsaKey::from_pkcs1(der, faulty.clone(), error).map(|key| (key, faulty))
+    fn load(der: &[u8]) -> Result<RsaKey, Refused> {
+        RsaKey::from_pkcs1(der)
     }
 
     fn verifiers() -> [(SignatureScheme, &'static signature::RsaParameters); 6] {
@@ -663,7 +625,7 @@ mod tests {
     #[test]
     fn every_scheme_signs_and_the_signature_verifies() {
         let (pkcs1, public) = generated();
-        let (key, faulty) = load(pkcs1).expect("a good key");
+        let key = load(pkcs1).expect("a good key");
         for (scheme, verifier) in verifiers() {
             let signer = key.choose_scheme(&[scheme]).expect("offered");
             assert_eq!(signer.scheme(), scheme);
@@ -672,12 +634,11 @@ mod tests {
                 .verify(MESSAGE, &sig)
                 .unwrap_or_else(|_| panic!("{scheme:?} does not verify"));
         }
-        assert!(faulty.0.get().is_none());
     }
 
     #[test]
     fn schemes_are_chosen_in_the_providers_order() {
-        let (key, _) = load(&generated().0).unwrap();
+        let key = load(&generated().0).unwrap();
         let offered = [
             SignatureScheme::RSA_PKCS1_SHA256,
             SignatureScheme::RSA_PSS_SHA256,
@@ -690,7 +651,7 @@ mod tests {
 
     #[test]
     fn the_public_key_is_the_certificates_spki() {
-        let (key, _) = load(&generated().0).unwrap();
+        let key = load(&generated().0).unwrap();
         let spki = key.public_key().unwrap();
         let expected = public_key_to_spki(&alg_id::RSA_ENCRYPTION, &generated().1);
         assert_eq!(spki.as_ref(), expected.as_ref());
@@ -703,7 +664,7 @@ mod tests {
                 int.insert(0, 0);
             }
         });
-        let (key, _) = load(&padded).unwrap();
+        let key = load(&padded).unwrap();
         let expected = public_key_to_spki(&alg_id::RSA_ENCRYPTION, &generated().1);
         assert_eq!(key.public_key().unwrap().as_ref(), expected.as_ref());
     }
@@ -721,7 +682,7 @@ mod tests {
             }
         });
         assert_ne!(&der, pkcs1);
-        let (key, faulty) = load(&der).expect("loads");
+        let key = load(&der).expect("loads");
         for (scheme, verifier) in verifiers() {
             let sig = key
                 .choose_scheme(&[scheme])
@@ -732,7 +693,6 @@ mod tests {
                 .verify(MESSAGE, &sig)
                 .unwrap_or_else(|_| panic!("{scheme:?} does not verify"));
         }
-        assert!(faulty.0.get().is_none());
     }
 
     /// n, p or q changed: n = p·q no longer holds, and the key is refused
@@ -797,17 +757,16 @@ mod tests {
             assert_eq!(load(&der).map(|_| ()), Err(Refused::Invalid(BROKEN)));
         }
         // Not refused, but it never signs, nor does aws-lc abort.
-        let (key, faulty) = load(&trivial).expect("n = n·1");
+        let key = load(&trivial).expect("n = n·1");
         let signer = key
             .choose_scheme(&[SignatureScheme::RSA_PSS_SHA256])
             .unwrap();
         assert!(signer.sign(MESSAGE).is_err());
-        assert!(faulty.0.get().is_some());
     }
 
     /// dp, dq or q⁻¹ mod p changed: the key loads, its first signature
-    /// fails aws-lc's check, and the key file's error is left for the
-    /// engine to exit with. Never a signature that does not verify, nor an
+    /// fails aws-lc's check (the key holder answers with the key file's
+    /// error: keys.rs). Never a signature that does not verify, nor an
     /// abort.
     #[test]
     fn a_change_to_a_crt_number_fails_the_first_signature_and_says_so() {
@@ -830,21 +789,18 @@ mod tests {
                         }
                     }
                 });
-                let (key, faulty) = load(&der).expect("loads");
+                let key = load(&der).expect("loads");
                 for (scheme, _) in verifiers() {
                     let signer = key.choose_scheme(&[scheme]).unwrap();
                     assert!(signer.sign(MESSAGE).is_err(), "INTEGER {which}, {scheme:?}");
                 }
-                let error = faulty.explain(Error::Tls("the handshake's".into()));
-                assert_eq!(error.to_string(), "s6-tlsd-io: fatal: the key file's error");
-                assert_eq!(error.exit_code(), 96);
             }
         }
     }
 
     /// d changed, in a key whose primes have one width (1024 bits each):
     /// aws-lc signs with p, q and the CRT numbers, never with d, so the
-    /// signature is right, and nothing is said.
+    /// signature is right.
     #[test]
     fn a_wrong_d_goes_unused_when_the_primes_have_one_width() {
         let der = edited(|i, int| {
@@ -852,7 +808,7 @@ mod tests {
                 *int.last_mut().unwrap() ^= 0x02;
             }
         });
-        let (key, faulty) = load(&der).expect("loads");
+        let key = load(&der).expect("loads");
         let signer = key
             .choose_scheme(&[SignatureScheme::RSA_PSS_SHA256])
             .unwrap();
@@ -860,8 +816,6 @@ mod tests {
         UnparsedPublicKey::new(&signature::RSA_PSS_2048_8192_SHA256, &generated().1)
             .verify(MESSAGE, &sig)
             .expect("verifies");
-        let error = faulty.explain(Error::Tls("the handshake's".into()));
-        assert_eq!(error.exit_code(), 98);
     }
 
     #[test]

@@ -1,22 +1,34 @@
-//! Confinement (hardening, not in upstream): once the keys and trust
-//! anchors are loaded, root is dropped and the descriptors are taken, the
-//! engine needs nothing but to relay between the fds it holds. From then on
-//! a seccomp-bpf filter (the models: OpenSSH's sandbox, OpenBSD's pledge)
+//! Confinement (hardening, not in upstream), for the two processes of a
+//! connection.
+//!
+//! The engine: once root is dropped, the trust anchors read and the
+//! descriptors taken, it needs nothing but to relay between the fds it
+//! holds, and to ask the key holder over its socket. From then on a
+//! seccomp-bpf filter (the models: OpenSSH's sandbox, OpenBSD's pledge)
 //! answers EPERM to every system call but the few the relay and the crypto
 //! use: no file is opened, no program run, no socket made or connected, no
-//! process traced or signalled, no memory made executable. no_new_privs is
-//! set first (the kernel requires it of an unprivileged filter).
+//! process traced or signalled, no memory made executable; wait4 only for
+//! the key holder. no_new_privs is set first (the kernel requires it of an
+//! unprivileged filter).
 //!
-//! The allow-list was measured, not guessed: `strace -f` over the whole
-//! test suite, every system call an engine made after seccomp(2). A few
-//! calls that the suite never reaches are kept because refusing them would
-//! turn a rare path (a reseed, a crash, an odd clock source) into a hang or
-//! a worse crash; each says why.
+//! The key holder (src/holder/): tighter still, since all it does once its
+//! files are read is answer on its socket: read and write on that one
+//! descriptor, memory without exec rights, getrandom (aws-lc reseeds), exit.
+//! Anything else kills it: the engine then sees its socket close and ends
+//! the handshake (exit 111).
 //!
-//! A kernel without seccomp filters (or an outer sandbox that forbids
-//! installing one) is not an error: the engine runs unconfined and says so
-//! at `-v 2`. Main skips confinement when `S6_TLSD_IO_NO_SANDBOX` is set
-//! (see OPT_OUT), for systems where the filter gets in the way.
+//! The allow-lists were measured, not guessed: `strace -f` over the whole
+//! test suite, every system call an engine or a holder made after
+//! seccomp(2). A few calls that the suite never reaches are kept in the
+//! engine's because refusing them would turn a rare path (a reseed, a
+//! crash, an odd clock source) into a hang or a worse crash; each says why.
+//!
+//! Confinement fails closed: on x86_64, where the filters exist, a filter
+//! that cannot be installed (a kernel without seccomp filters, an outer
+//! sandbox that refuses them) is a start-up error, exit 111, naming the
+//! call and the reason. `S6_TLSD_IO_NO_SANDBOX` (see OPT_OUT) opts out, for
+//! systems where a filter gets in the way; main and the holder then skip
+//! confinement. Elsewhere the engine warns at `-v 2` and runs unconfined.
 
 use crate::error::Error;
 use crate::log::Log;
@@ -24,24 +36,42 @@ use crate::log::Log;
 /// Set to anything but the empty string or `0`: no confinement.
 pub const OPT_OUT: &str = "S6_TLSD_IO_NO_SANDBOX";
 
-/// Confines the calling process for good; nothing undoes it.
-pub fn confine(log: &Log) -> Result<(), Error> {
+/// Whether the environment value of OPT_OUT asks for no confinement.
+pub fn opted_out(value: Option<&std::ffi::OsStr>) -> bool {
+    value.is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Confines the engine for good; nothing undoes it. `holder` is the key
+/// holder's pid, the one process it may reap.
+pub fn confine(log: &Log, holder: Option<u32>) -> Result<(), Error> {
     // aws-lc sets its RNG up on first use: fork detection (mmap +
     // madvise(MADV_WIPEONFORK)), VM-clone detection (stat and open of
     // /dev/sysgenid), /dev/urandom on kernels without getrandom(2). Done
     // now, while that is still possible; reseeding needs only getrandom(2).
     let _ = aws_lc_rs::rand::fill(&mut [0u8; 1]);
-    imp::confine(log)
+    imp::confine(log, holder)
+}
+
+/// Confines the key holder for good: `socket` is the one descriptor it
+/// may read and write.
+pub fn confine_holder(socket: i32) -> Result<(), Error> {
+    let _ = aws_lc_rs::rand::fill(&mut [0u8; 1]);
+    imp::confine_holder(socket)
 }
 
 #[cfg(not(target_arch = "x86_64"))]
 mod imp {
     use super::*;
 
-    pub fn confine(log: &Log) -> Result<(), Error> {
+    pub fn confine(log: &Log, _holder: Option<u32>) -> Result<(), Error> {
         log.warn(format_args!(
             "no seccomp filter for this architecture, running unconfined"
         ));
+        Ok(())
+    }
+
+    /// The engine has said it already.
+    pub fn confine_holder(_socket: i32) -> Result<(), Error> {
         Ok(())
     }
 }
@@ -75,7 +105,16 @@ mod imp {
     const FUTEX_WAIT_BITSET_PRIVATE: u32 =
         (libc::FUTEX_WAIT_BITSET | libc::FUTEX_PRIVATE_FLAG) as u32;
 
-    /// The calls allowed whatever their arguments.
+    /// The key holder's calls allowed whatever their arguments, besides
+    /// read and write on its socket and mmap.
+    const HOLDER_ALWAYS: &[libc::c_long] = &[
+        libc::SYS_brk,
+        libc::SYS_munmap,
+        libc::SYS_getrandom,
+        libc::SYS_exit_group,
+    ];
+
+    /// The engine's calls allowed whatever their arguments.
     const ALWAYS: &[libc::c_long] = &[
         // Measured: the relay (engine/, notify.rs, log.rs), ends shut down
         // and closed, malloc (brk; the relay's 64 KiB buffers are mapped,
@@ -110,11 +149,24 @@ mod imp {
         libc::SYS_gettid,
     ];
 
-    pub fn confine(log: &Log) -> Result<(), Error> {
-        let filter = filter(std::process::id());
+    pub fn confine(_log: &Log, holder: Option<u32>) -> Result<(), Error> {
+        install(&filter(std::process::id(), holder))
+    }
+
+    pub fn confine_holder(socket: i32) -> Result<(), Error> {
+        install(&holder_filter(socket as u32))
+    }
+
+    /// no_new_privs, then the filter; any failure is the caller's error
+    /// (exit 111): a kernel without the facility (ENOSYS, EINVAL) or an
+    /// outer sandbox that refuses it (EPERM) alike, since running
+    /// unconfined is what the filter is there to prevent.
+    fn install(filter: &[sock_filter]) -> Result<(), Error> {
+        let failed =
+            |what: &str, errno| Err(Error::errno(format!("confine the process: {what}"), errno));
         // SAFETY: prctl with integer arguments only.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return unavailable(log, "prctl(PR_SET_NO_NEW_PRIVS)", Errno::last());
+            return failed("prctl(PR_SET_NO_NEW_PRIVS)", Errno::last());
         }
         let prog = libc::sock_fprog {
             len: filter.len() as libc::c_ushort,
@@ -135,7 +187,7 @@ mod imp {
         }
         let errno = Errno::last();
         if errno != Errno::ENOSYS {
-            return unavailable(log, "seccomp", errno);
+            return failed("seccomp", errno);
         }
         // Linux 3.5 to 3.16: filters, but no seccomp(2) yet.
         // SAFETY: as above.
@@ -149,23 +201,7 @@ mod imp {
         if r == 0 {
             return Ok(());
         }
-        unavailable(log, "prctl(PR_SET_SECCOMP)", Errno::last())
-    }
-
-    /// A kernel without the facility (ENOSYS, EINVAL), or an outer sandbox
-    /// that refuses it (EPERM): run unconfined, say so at `-v 2`. Anything
-    /// else (ENOMEM...) is a failure: exit 111.
-    fn unavailable(log: &Log, what: &str, errno: Errno) -> Result<(), Error> {
-        match errno {
-            Errno::EINVAL | Errno::ENOSYS | Errno::EPERM => {
-                log.warn(format_args!(
-                    "unable to confine the process, running unconfined: {what}: {}",
-                    crate::error::strerror(errno as i32)
-                ));
-                Ok(())
-            }
-            e => Err(Error::errno(format!("confine the process: {what}"), e)),
-        }
+        failed("prctl(PR_SET_SECCOMP)", Errno::last())
     }
 
     fn jump(code: u32, k: u32, jt: u8, jf: u8) -> sock_filter {
@@ -189,41 +225,59 @@ mod imp {
         jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, k, jt, jf)
     }
 
-    /// Allow if the argument loaded in A is one of `values`, else deny.
-    fn one_of(arg_offset: u32, values: &[u32]) -> Vec<sock_filter> {
+    /// Allow if the argument at `arg_offset` is one of `values`, else
+    /// `refuse` (the engine's filter denies, the holder's kills).
+    fn one_of(arg_offset: u32, values: &[u32], refuse: u32) -> Vec<sock_filter> {
         let n = values.len() as u8;
         let mut body = vec![load(arg_offset)];
         for (i, &v) in values.iter().enumerate() {
-            // Past the remaining comparisons and the deny, to the allow.
+            // Past the remaining comparisons and the refusal, to the allow.
             body.push(jeq(v, n - i as u8, 0));
         }
-        body.extend([ret(DENY), ret(ALLOW)]);
+        body.extend([ret(refuse), ret(ALLOW)]);
         body
+    }
+
+    /// Allow a mapping that is never executable, else `refuse`.
+    fn no_exec(refuse: u32) -> Vec<sock_filter> {
+        vec![
+            load(arg(2)),
+            jump(
+                libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K,
+                libc::PROT_EXEC as u32,
+                0,
+                1,
+            ),
+            ret(refuse),
+            ret(ALLOW),
+        ]
     }
 
     /// Rules by system call number: if the call is the number, the body
     /// decides (it ends in returns); otherwise the next rule looks at the
-    /// number, still in A. The last rule of a chain falls through to deny.
-    fn chain(rules: &[(u32, Vec<sock_filter>)]) -> Vec<sock_filter> {
+    /// number, still in A. The last rule of a chain falls through to
+    /// `refuse`.
+    fn chain(rules: &[(u32, Vec<sock_filter>)], refuse: u32) -> Vec<sock_filter> {
         let mut out = Vec::new();
         for (nr, body) in rules {
             out.push(jeq(*nr, 0, body.len() as u8));
             out.extend_from_slice(body);
         }
-        out.push(ret(DENY));
+        out.push(ret(refuse));
         out
     }
 
     /// The calls allowed, each with the body that checks its arguments.
-    /// `pid` is the process's own: tgkill may only send SIGABRT to ourselves.
-    fn rules(pid: u32) -> Vec<(u32, Vec<sock_filter>)> {
+    /// `pid` is the process's own: tgkill may only send SIGABRT to ourselves;
+    /// `holder`, the key holder's, the one process wait4 may reap.
+    fn rules(pid: u32, holder: Option<u32>) -> Vec<(u32, Vec<sock_filter>)> {
         let mut rules: Vec<(libc::c_long, Vec<sock_filter>)> =
             ALWAYS.iter().map(|&nr| (nr, vec![ret(ALLOW)])).collect();
         // Measured: engine::run sets the four fds non-blocking (F_GETFL,
         // F_SETFL); debug builds check each fd before closing it (F_GETFD).
         // No F_DUPFD, no F_SETOWN, no locks, no leases.
         let fcntl = [libc::F_GETFL, libc::F_SETFL, libc::F_GETFD].map(|c| c as u32);
-        rules.push((libc::SYS_fcntl, one_of(arg(1), &fcntl)));
+        rules.push((libc::SYS_fcntl, one_of(arg(1), &fcntl, DENY)));
         // Kept: once the handshake is done, and after 0.1 s without traffic,
         // the engine hands back the pages it no longer needs (engine/io.rs,
         // `release_idle_memory`; engine/mod.rs, `release_idle`), and
@@ -231,7 +285,7 @@ mod imp {
         // of the process's own, which read back as zeros.
         rules.push((
             libc::SYS_madvise,
-            one_of(arg(2), &[libc::MADV_DONTNEED as u32]),
+            one_of(arg(2), &[libc::MADV_DONTNEED as u32], DENY),
         ));
         // Measured: glibc's pthread_once (aws-lc's lazy set-ups during the
         // handshake) always ends with FUTEX_WAKE, and aborts the process if
@@ -242,21 +296,15 @@ mod imp {
             FUTEX_WAIT_PRIVATE,
             FUTEX_WAIT_BITSET_PRIVATE,
         ];
-        rules.push((libc::SYS_futex, one_of(arg(1), &futex)));
+        rules.push((libc::SYS_futex, one_of(arg(1), &futex, DENY)));
         // Kept: malloc maps large blocks, and falls back to mmap when brk
         // cannot grow. Never executable; and no mprotect at all.
-        let no_exec = vec![
-            load(arg(2)),
-            jump(
-                libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K,
-                libc::PROT_EXEC as u32,
-                0,
-                1,
-            ),
-            ret(DENY),
-            ret(ALLOW),
-        ];
-        rules.push((libc::SYS_mmap, no_exec));
+        rules.push((libc::SYS_mmap, no_exec(DENY)));
+        // Measured: once the handshake is done, the engine reaps the key
+        // holder (holder/ask.rs), so that no zombie waits while it relays.
+        if let Some(holder) = holder {
+            rules.push((libc::SYS_wait4, one_of(arg(0), &[holder], DENY)));
+        }
         // Kept: abort() raises SIGABRT with tgkill(getpid(), gettid(), ...).
         let abort_only = vec![
             load(arg(0)),
@@ -277,12 +325,31 @@ mod imp {
     /// run it for every system call number (its action cache); a denied
     /// number walks one half-chain instead of the whole list, which makes
     /// seccomp(2) itself about 20 us cheaper (55 instead of 75 us here).
-    pub fn filter(pid: u32) -> Vec<sock_filter> {
-        let rules = rules(pid);
+    pub fn filter(pid: u32, holder: Option<u32>) -> Vec<sock_filter> {
+        let rules = rules(pid, holder);
         let (low, high) = rules.split_at(rules.len() / 2);
-        let (low, high) = (chain(low), chain(high));
+        let (low, high) = (chain(low, DENY), chain(high, DENY));
         let last = rules.last().map_or(0, |r| r.0);
-        let mut f = vec![
+        let mut f = abi_check();
+        f.extend([
+            jump(libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K, last, 0, 1),
+            ret(DENY),
+            jump(
+                libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K,
+                rules[rules.len() / 2].0,
+                low.len() as u8,
+                0,
+            ),
+        ]);
+        f.extend(low);
+        f.extend(high);
+        f
+    }
+
+    /// Another ABI's system call (int 0x80, x32) is never ours: an attack.
+    /// Leaves the call's number in A.
+    fn abi_check() -> Vec<sock_filter> {
+        vec![
             load(ARCH),
             jeq(AUDIT_ARCH_X86_64, 1, 0),
             ret(KILL),
@@ -294,17 +361,35 @@ mod imp {
                 1,
             ),
             ret(KILL),
-            jump(libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K, last, 0, 1),
-            ret(DENY),
-            jump(
-                libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K,
-                rules[rules.len() / 2].0,
-                low.len() as u8,
-                0,
+        ]
+    }
+
+    /// The key holder's program: short (it is installed once per
+    /// connection, at a cost that grows with its length), one chain, and
+    /// anything not on it kills the process. Measured (strace -f over the
+    /// tests): the answers on its socket, malloc's brk, mmap and munmap
+    /// (aws-lc's and ours), getrandom (aws-lc's reseeds), the FUTEX_WAKE
+    /// that ends every pthread_once (aws-lc's lazy set-ups, as the first
+    /// signature with a key type makes them; glibc aborts if it fails),
+    /// exit.
+    pub fn holder_filter(socket: u32) -> Vec<sock_filter> {
+        let on_socket = || one_of(arg(0), &[socket], KILL);
+        let mut rules: Vec<(u32, Vec<sock_filter>)> = vec![
+            (libc::SYS_read as u32, on_socket()),
+            (libc::SYS_write as u32, on_socket()),
+            (libc::SYS_mmap as u32, no_exec(KILL)),
+            (
+                libc::SYS_futex as u32,
+                one_of(arg(1), &[FUTEX_WAKE_PRIVATE], KILL),
             ),
         ];
-        f.extend(low);
-        f.extend(high);
+        rules.extend(
+            HOLDER_ALWAYS
+                .iter()
+                .map(|&nr| (nr as u32, vec![ret(ALLOW)])),
+        );
+        let mut f = abi_check();
+        f.extend(chain(&rules, KILL));
         f
     }
 
@@ -349,7 +434,7 @@ mod imp {
 
         #[test]
         fn allows_the_relay_and_denies_the_rest() {
-            let f = filter(4242);
+            let f = filter(4242, Some(4300));
             assert!(f.len() < 100, "{} instructions", f.len());
             let x = AUDIT_ARCH_X86_64;
             let call = |nr, args| run(&f, nr, x, args);
@@ -400,6 +485,19 @@ mod imp {
             assert_eq!(tgkill(4242, abrt), ALLOW);
             assert_eq!(tgkill(4242, libc::SIGKILL as u64), DENY);
             assert_eq!(tgkill(1, abrt), DENY);
+            let wait4 = |pid| call(libc::SYS_wait4, [pid, 0, 0, 0, 0, 0]);
+            assert_eq!(wait4(4300), ALLOW);
+            assert_eq!(wait4(u64::MAX), DENY, "any child");
+            assert_eq!(wait4(1), DENY);
+            assert_eq!(
+                run(
+                    &filter(4242, None),
+                    libc::SYS_wait4,
+                    x,
+                    [4300, 0, 0, 0, 0, 0]
+                ),
+                DENY
+            );
             // Every number, through both chains and the range check: only
             // the listed calls get through (with arguments all zero, the
             // checked ones are refused but mmap, which maps nothing).
@@ -416,6 +514,36 @@ mod imp {
             assert_eq!(call(x32_read, none), KILL);
             const AUDIT_ARCH_I386: u32 = 3 | 0x4000_0000;
             assert_eq!(run(&f, libc::SYS_read, AUDIT_ARCH_I386, none), KILL);
+        }
+
+        #[test]
+        fn the_holder_may_only_answer_on_its_socket_and_anything_else_kills_it() {
+            let f = holder_filter(7);
+            assert!(f.len() < 40, "{} instructions", f.len());
+            let call = |nr, args| run(&f, nr, AUDIT_ARCH_X86_64, args);
+            let on = |fd| [fd, 0, 0, 0, 0, 0];
+            for nr in [libc::SYS_read, libc::SYS_write] {
+                assert_eq!(call(nr, on(7)), ALLOW, "syscall {nr} on its socket");
+                for fd in [0, 1, 2, 6, 8] {
+                    assert_eq!(call(nr, on(fd)), KILL, "syscall {nr} on fd {fd}");
+                }
+            }
+            let mmap = |prot| call(libc::SYS_mmap, [0, 4096, prot, 0x22, u64::MAX, 0]);
+            assert_eq!(mmap((libc::PROT_READ | libc::PROT_WRITE) as u64), ALLOW);
+            assert_eq!(mmap(libc::PROT_EXEC as u64), KILL);
+            let futex = |op: u32| call(libc::SYS_futex, [0, op.into(), 0, 0, 0, 0]);
+            assert_eq!(futex(FUTEX_WAKE_PRIVATE), ALLOW);
+            assert_eq!(futex(FUTEX_WAIT_PRIVATE), KILL);
+            for nr in 0..1024 {
+                let expected = match nr {
+                    _ if HOLDER_ALWAYS.contains(&nr) => ALLOW,
+                    libc::SYS_mmap => ALLOW,
+                    _ => KILL,
+                };
+                assert_eq!(call(nr, on(0)), expected, "syscall {nr}");
+            }
+            let x32_read = libc::SYS_read | X32_SYSCALL_BIT as libc::c_long;
+            assert_eq!(call(x32_read, on(7)), KILL);
         }
     }
 }

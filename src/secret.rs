@@ -8,11 +8,36 @@ pub(crate) struct Secret(pub(crate) Vec<u8>);
 
 impl Drop for Secret {
     fn drop(&mut self) {
-        for b in self.0.iter_mut() {
-            // SAFETY: a valid, exclusive reference; volatile so that the
-            // compiler cannot drop the stores as dead.
-            unsafe { std::ptr::write_volatile(b, 0) };
-        }
-        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+        wipe(&mut self.0);
+    }
+}
+
+/// Zeros the whole block of `v`, not only its length: bytes past it are
+/// those of a truncation, or those a read left past what it reported.
+fn wipe(v: &mut Vec<u8>) {
+    let block = v.as_mut_ptr();
+    for i in 0..v.capacity() {
+        // SAFETY: within the block the Vec owns (its capacity), which
+        // nothing else refers to; any byte is a valid u8. Volatile, so that
+        // the compiler cannot drop the stores as dead.
+        unsafe { std::ptr::write_volatile(block.add(i), 0) };
+    }
+    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spare_capacity_is_wiped_too() {
+        let mut v = Vec::with_capacity(64);
+        v.extend_from_slice(&[0xa5; 48]);
+        v.truncate(16);
+        wipe(&mut v);
+        // SAFETY: the 64 bytes of the block, all written above (48 by
+        // extend_from_slice, then all by wipe).
+        let block = unsafe { std::slice::from_raw_parts(v.as_ptr(), 64) };
+        assert!(block.iter().all(|&b| b == 0), "{block:?}");
     }
 }

@@ -1,66 +1,56 @@
-//! Key pairs by server name (spec sections 3 and 4): which pairs the
-//! environment names, and which one serves a given SNI.
+//! Key pairs by server name (spec sections 3 and 4), the engine's side:
+//! which certificate chain serves a given SNI. The key holder (src/holder/)
+//! read the files the environment names (keys.rs) and handed the engine
+//! their chains; the keys stay with it, known here by a pair's number.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use rustls::sign::CertifiedKey;
+use rustls::pki_types::CertificateDer;
 
-use crate::env::Env;
-use crate::error::Error;
-use crate::keys::KeyPair;
-use crate::rsa::Faulty;
+/// A certificate chain, leaf first.
+pub type Chain = Vec<CertificateDer<'static>>;
 
-/// Every key pair the engine may serve. The default pair is loaded and
-/// checked at start-up; named pairs are read and decoded at start-up and
-/// loaded only when chosen (see keys.rs).
+/// Every pair the engine may serve: the default one (KEYFILE/CERTFILE,
+/// unless `-k 2` and up) and the named ones (`-k 1` and up), each with the
+/// number the key holder knows its key by.
 pub struct KeyStore {
-    default: Option<Arc<CertifiedKey>>,
+    default: Option<(u32, Chain)>,
     /// Keyed by lowercase server name, `*.rest` for wildcards.
-    by_name: HashMap<String, KeyPair>,
-    /// Where an RSA key that fails to sign leaves its error (rsa.rs).
-    faulty: Faulty,
+    by_name: HashMap<String, (u32, Chain)>,
+}
+
+/// The pair that serves a connection: its key's number and its chain.
+pub struct Chosen {
+    pub pair: u32,
+    pub chain: Chain,
 }
 
 impl KeyStore {
-    /// Reads the pairs that `sni_level` selects.
-    pub fn load(env: &Env, sni_level: u32) -> Result<KeyStore, Error> {
-        let faulty = Faulty::default();
-        let default = match sni_level {
-            0 | 1 => Some(KeyPair::read_default(env)?.load(&faulty)?),
-            _ => None,
+    /// From the pairs in the holder's order (the pair's number is its
+    /// place): the default one has no name. A name given twice (in two
+    /// cases, say) is served the later pair, as the environment's last word.
+    pub fn new(pairs: impl IntoIterator<Item = (Option<String>, Chain)>) -> KeyStore {
+        let mut store = KeyStore {
+            default: None,
+            by_name: HashMap::new(),
         };
-        let by_name = match sni_level {
-            0 => HashMap::new(),
-            _ => read_named_pairs(env)?,
-        };
-        if default.is_none() && by_name.is_empty() {
-            return Err(Error::Config(
-                "no suitable keypairs found in the environment".into(),
-            ));
+        for (n, (name, chain)) in (0u32..).zip(pairs) {
+            match name {
+                Some(name) => store.by_name.insert(name.to_ascii_lowercase(), (n, chain)),
+                None => store.default.replace((n, chain)),
+            };
         }
-        Ok(KeyStore {
-            default,
-            by_name,
-            faulty,
-        })
+        store
     }
 
-    /// Where a key that fails to sign leaves its key file's error, for
-    /// the handshake's error (rsa.rs).
-    pub fn faulty(&self) -> Faulty {
-        self.faulty.clone()
-    }
-
-    /// The pair for `server_name`, loaded; None if there is none to serve.
-    pub fn choose(mut self, server_name: Option<&str>) -> Option<Result<Arc<CertifiedKey>, Error>> {
+    /// The pair for `server_name`; None if there is none to serve.
+    pub fn choose(mut self, server_name: Option<&str>) -> Option<Chosen> {
         let named = server_name
             .and_then(|name| self.matching_name(name))
             .and_then(|key| self.by_name.remove(&key));
-        match named {
-            Some(pair) => Some(pair.load(&self.faulty)),
-            None => self.default.map(Ok),
-        }
+        named
+            .or(self.default)
+            .map(|(pair, chain)| Chosen { pair, chain })
     }
 
     /// The exact name, then `*.` + the name without its first label when the
@@ -81,63 +71,13 @@ impl KeyStore {
     }
 }
 
-/// Every `KEYFILE:x` with its `CERTFILE:x`; a bare `KEYFILE:` is ignored.
-fn read_named_pairs(env: &Env) -> Result<HashMap<String, KeyPair>, Error> {
-    let mut pairs = HashMap::new();
-    for (name, pair) in named_pairs(env) {
-        pairs.insert(name.to_ascii_lowercase(), pair?);
-    }
-    Ok(pairs)
-}
-
-/// Each `KEYFILE:x` (a bare `KEYFILE:` is ignored), in the environment's
-/// order: its `x` as spelled, and its pair read with `CERTFILE:x`, or why
-/// not. The check mode (check.rs) goes through them all.
-pub fn named_pairs(env: &Env) -> impl Iterator<Item = (String, Result<KeyPair, Error>)> + '_ {
-    env.iter().filter_map(|(var, key_path)| {
-        let var = var.to_string_lossy();
-        let name = var.strip_prefix("KEYFILE:").filter(|n| !n.is_empty())?;
-        let cert_var = format!("CERTFILE:{name}");
-        let pair = match env.get(&cert_var) {
-            Some(cert_path) => KeyPair::read(cert_var, cert_path, var.to_string(), key_path),
-            None => Err(Error::Config(format!(
-                "environment variable KEYFILE:{name} not paired with the corresponding CERTFILE"
-            ))),
-        };
-        Some((name.to_string(), pair))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn store(names: &[&str]) -> KeyStore {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("s6-tlsd-io-sni-unit-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["x".into()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        let (c, k) = (dir.join("c.pem"), dir.join("k.pem"));
-        std::fs::write(&c, cert.pem()).unwrap();
-        std::fs::write(&k, key.serialize_pem()).unwrap();
-        let by_name = names
-            .iter()
-            .map(|n| {
-                let pair = KeyPair::read("C".into(), c.as_os_str(), "K".into(), k.as_os_str());
-                (n.to_string(), pair.unwrap())
-            })
-            .collect();
-        KeyStore {
-            default: None,
-            by_name,
-            faulty: Faulty::default(),
-        }
+        let chain = |n: &str| vec![CertificateDer::from(n.as_bytes().to_vec())];
+        KeyStore::new(names.iter().map(|n| (Some(n.to_string()), chain(n))))
     }
 
     #[test]
@@ -166,7 +106,21 @@ mod tests {
             .choose(Some("b.example.com"))
             .is_none());
         assert!(store(&["a.example.com"]).choose(None).is_none());
-        let chosen = store(&["a.example.com"]).choose(Some("A.example.com"));
-        assert!(matches!(chosen, Some(Ok(_))));
+        let chosen = store(&["x", "a.example.com"]).choose(Some("A.example.com"));
+        assert_eq!(
+            chosen.map(|c| (c.pair, c.chain)),
+            Some((
+                1,
+                vec![CertificateDer::from(&b"a.example.com"[..]).into_owned()]
+            ))
+        );
+    }
+
+    #[test]
+    fn the_default_pair_serves_the_rest_with_its_own_number() {
+        let chain = vec![CertificateDer::from(b"default".to_vec())];
+        let s = KeyStore::new([(None, chain), (Some("A.b.c".into()), Vec::new())]);
+        assert_eq!(s.matching_name("a.B.c").as_deref(), Some("a.b.c"));
+        assert_eq!(s.choose(Some("x.y.z")).map(|c| c.pair), Some(0));
     }
 }

@@ -20,6 +20,24 @@ use rustls::{
 
 use crate::error::Error;
 
+/// How many TLS 1.3 tickets a connection sends, with `TLS_TICKET_KEYFILE`:
+/// one, since each resumption brings the next. The key holder seals no
+/// more (holder/serve.rs).
+pub const TICKETS_SENT: usize = 1;
+
+/// The schemes of an RSA key, in the provider's order of preference
+/// (rustls' aws_lc_rs `ALL_RSA_SCHEMES`), so that a client is offered
+/// exactly what it was offered before: rsa.rs's keys sign with them, and
+/// the engine offers them for an RSA certificate (holder/ask.rs).
+pub const RSA_SCHEMES: [SignatureScheme; 6] = [
+    SignatureScheme::RSA_PSS_SHA512,
+    SignatureScheme::RSA_PSS_SHA384,
+    SignatureScheme::RSA_PSS_SHA256,
+    SignatureScheme::RSA_PKCS1_SHA512,
+    SignatureScheme::RSA_PKCS1_SHA384,
+    SignatureScheme::RSA_PKCS1_SHA256,
+];
+
 /// aws-lc-rs with its defaults: X25519MLKEM768 preferred, then the classics.
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
@@ -168,8 +186,7 @@ pub fn server_config(
     config.max_early_data_size = 0;
     if let Some(ticketer) = ticketer {
         config.ticketer = ticketer;
-        // One per connection: each resumption brings the next one.
-        config.send_tls13_tickets = 1;
+        config.send_tls13_tickets = TICKETS_SENT;
     }
     Ok(Arc::new(config))
 }

@@ -2,7 +2,9 @@
 //! length-prefixed vectors off the front of a slice, each read None past
 //! its end. The ClientHello step reads a hello with it (engine/hello.rs),
 //! the ticket policy its own part of a ticket and the version field of
-//! rustls' session (ticket/mod.rs).
+//! rustls' session (ticket/mod.rs), the key holder and the engine each
+//! other's frames (holder/wire.rs), the holder the messages it is asked to
+//! sign.
 
 pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
@@ -22,6 +24,11 @@ impl<'a> Reader<'a> {
 
     pub(crate) fn u16(&mut self) -> Option<u16> {
         self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    pub(crate) fn u32(&mut self) -> Option<u32> {
+        self.take(4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 
     pub(crate) fn u24(&mut self) -> Option<usize> {

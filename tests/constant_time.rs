@@ -46,8 +46,7 @@ use std::time::Duration;
 
 use common::{openssl, tmpdir, wait_or_kill};
 use s6_tlsd_io::asn1::elements;
-use s6_tlsd_io::error::Error;
-use s6_tlsd_io::rsa::{Faulty, Refused, RsaKey};
+use s6_tlsd_io::rsa::{Refused, RsaKey};
 
 /// The child's mode, `check` or `leak`; and where its keys are.
 const MODE: &str = "S6_TLSD_IO_CONSTANT_TIME_MODE";
@@ -313,8 +312,7 @@ fn window<T>(
 
 /// The engine's load of an RSA key.
 fn load(der: &[u8]) -> Result<RsaKey, Refused> {
-    let error = Error::Config("the key file's error".into());
-    RsaKey::from_pkcs1_declassifying(der, Faulty::default(), error, memcheck::declassify)
+    RsaKey::from_pkcs1_declassifying(der, memcheck::declassify)
 }
 
 /// Where d, p, q, dp, dq and q⁻¹ mod p lie in `der` (their contents).

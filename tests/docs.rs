@@ -491,6 +491,7 @@ fn source_messages() -> BTreeSet<String> {
             ("Error::Config(", false),
             ("Error::Setup(", false),
             ("Error::Tls(", false),
+            ("Error::Holder(", false),
             ("Error::errno(", true),
             ("Error::sys(", true),
         ] {

@@ -172,7 +172,8 @@ fn child_entry() {
     match std::env::var(CHILD).as_deref() {
         Ok("probe") => probe(),
         Ok("segv") => segv(),
-        Ok("no-seccomp") => no_seccomp(),
+        Ok(which @ "seccomp-refused") => no_seccomp(which, libc::EPERM, libc::EPERM),
+        Ok(which @ "seccomp-missing") => no_seccomp(which, libc::ENOSYS, libc::EINVAL),
         _ => {}
     }
 }
@@ -208,17 +209,23 @@ fn a_crash_while_confined_kills_the_process_instead_of_looping() {
     assert!(text(&out.stdout).contains("segv: confined\n"));
 }
 
+/// Confinement fails closed: an outer sandbox that refuses filters, or a
+/// kernel without them, stops the engine at start-up (exit 111, the call
+/// and the reason), before it reads a byte of the client's; the opt-out
+/// still runs it, unconfined.
 #[test]
-fn without_seccomp_the_engine_runs_unconfined_with_one_warning_at_v2() {
-    let out = in_child("no-seccomp");
-    assert!(
-        out.status.success(),
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    assert!(text(&out.stdout).contains("no-seccomp: done\n"));
+fn a_filter_that_cannot_be_installed_is_a_start_up_error_unless_opted_out() {
+    for which in ["seccomp-refused", "seccomp-missing"] {
+        let out = in_child(which);
+        assert!(
+            out.status.success(),
+            "{which}: status {:?}\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        assert!(text(&out.stdout).contains(&format!("{which}: done\n")));
+    }
 }
 
 /// One line on stdout with a single write(2): no lock, no buffer.
@@ -239,7 +246,7 @@ fn outcome(r: impl Into<i64>) -> (i64, i32) {
 
 /// What must fail with EPERM once confined, and what must still work.
 fn probe() {
-    sandbox::confine(&Log::new(2)).expect("confine");
+    sandbox::confine(&Log::new(2), None).expect("confine");
     let rw = libc::PROT_READ | libc::PROT_WRITE;
     let rwx = rw | libc::PROT_EXEC;
     let anon = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
@@ -334,49 +341,47 @@ fn probe() {
 /// A wild write once confined: std's SIGSEGV handler must be able to give
 /// the signal back to the kernel (sigaction), or it would fault for ever.
 fn segv() {
-    sandbox::confine(&Log::new(2)).expect("confine");
+    sandbox::confine(&Log::new(2), None).expect("confine");
     say("segv: confined");
     // SAFETY: not safe at all: the point is to crash.
     unsafe { std::ptr::write_volatile(16 as *mut u8, 1) };
     say("segv: still alive");
 }
 
-/// An outer filter makes seccomp(2) ENOSYS and prctl(PR_SET_SECCOMP)
-/// EINVAL, as on a kernel built without seccomp filters; then the real
-/// engine runs in it.
-fn no_seccomp() {
-    outer_sandbox_without_seccomp();
-    // The facility is missing: a warning at -v 2, nothing at -v 1.
-    for (verbosity, warned) in [("2", true), ("1", false)] {
-        let mut e = spawn().args(&["-v", verbosity]).start();
-        let mut tls = connect(&e, tls13(), "localhost");
-        assert_eq!(e.proc_status("Seccomp_filters").as_deref(), Some("1"));
-        tls.write_all(b"ping").unwrap();
-        assert_eq!(read_app(&mut e, 4), b"ping");
-        tls.conn.send_close_notify();
-        tls.conn.complete_io(&mut tls.sock).unwrap();
-        e.close_app_tx();
-        let exit = e.wait_exit();
-        assert_eq!(exit.code, Some(0), "stderr: {}", exit.stderr);
-        let warnings: Vec<&str> = exit
-            .stderr
-            .lines()
-            .filter(|l| l.contains("warning"))
-            .collect();
-        let expected = [
-            "s6-tlsd-io: warning: unable to confine the process, running unconfined: \
-             prctl(PR_SET_SECCOMP): Invalid argument",
-        ];
-        if warned {
-            assert_eq!(warnings, expected, "stderr: {}", exit.stderr);
-        } else {
-            assert!(warnings.is_empty(), "stderr: {}", exit.stderr);
-        }
+/// An outer filter answers seccomp(2) with `seccomp` and
+/// prctl(PR_SET_SECCOMP) with `prctl`: EPERM for both, as a container's
+/// sandbox that forbids filters; ENOSYS and EINVAL, as a kernel built
+/// without them. Then the real engine runs in it. `which`: the child's
+/// name, said at the end.
+fn no_seccomp(which: &str, seccomp: i32, prctl: i32) {
+    outer_sandbox(seccomp, prctl);
+    let (call, errno) = match seccomp {
+        libc::ENOSYS => ("prctl(PR_SET_SECCOMP)", prctl),
+        _ => ("seccomp", seccomp),
+    };
+    let reason = std::io::Error::from_raw_os_error(errno).to_string();
+    let reason = reason.split(" (os error").next().unwrap();
+    for verbosity in ["0", "1", "2"] {
+        let (code, stderr) = startup_failure(&["-v", verbosity], key_env(default_keys()));
+        assert_eq!(
+            (code, stderr),
+            (
+                Some(111),
+                fatal(&format!("unable to confine the process: {call}: {reason}"))
+            ),
+            "-v {verbosity}"
+        );
     }
-    say("no-seccomp: done");
+    // The opt-out: it relays, unconfined but for the outer filter, and
+    // says nothing of it.
+    let e = spawn().set(sandbox::OPT_OUT, "1").start();
+    let tls = connect(&e, tls13(), "localhost");
+    assert_eq!(e.proc_status("Seccomp_filters").as_deref(), Some("1"));
+    echo_and_close(e, tls);
+    say(&format!("{which}: done"));
 }
 
-fn outer_sandbox_without_seccomp() {
+fn outer_sandbox(seccomp: i32, prctl: i32) {
     let ins = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter {
         code: code as u16,
         jt,
@@ -390,11 +395,11 @@ fn outer_sandbox_without_seccomp() {
     let filter = [
         ins(ld, 0, 0, 0),
         ins(jeq, libc::SYS_seccomp as u32, 0, 1),
-        ins(ret, errno(libc::ENOSYS), 0, 0),
+        ins(ret, errno(seccomp), 0, 0),
         ins(jeq, libc::SYS_prctl as u32, 0, 3),
         ins(ld, 16, 0, 0),
         ins(jeq, libc::PR_SET_SECCOMP as u32, 0, 1),
-        ins(ret, errno(libc::EINVAL), 0, 0),
+        ins(ret, errno(prctl), 0, 0),
         ins(ret, libc::SECCOMP_RET_ALLOW, 0, 0),
     ];
     let prog = libc::sock_fprog {

@@ -64,7 +64,7 @@ fuzz_target!(
             "KEYFILE".into(),
             f.key.as_os_str(),
         )
-        .and_then(|pair| pair.load(&Default::default()));
+        .and_then(KeyPair::load);
         if let Err(e) = result {
             let msg = e.to_string();
             assert_eq!(e.exit_code(), 96, "{msg}");

@@ -93,7 +93,8 @@ fn build() -> Identity {
         "KEYFILE".into(),
         key_path.as_os_str(),
     )
-    .and_then(|pair| pair.load(&Default::default()))
+    .and_then(KeyPair::load)
+    .map(|loaded| loaded.pair)
     .unwrap_or_else(|e| panic!("the fuzz server key pair does not load: {e}"));
     let _ = std::fs::remove_file(&cert_path);
     let _ = std::fs::remove_file(&key_path);

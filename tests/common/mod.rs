@@ -199,6 +199,11 @@ pub struct Spawn {
     /// One socketpair to the application, passed as both fdr and fdw
     /// (`-- 3 3`); the test's end is `Engine::app_sock`.
     pub app_socket: bool,
+    /// Start the engine as this uid and gid (no supplementary group)
+    /// instead of the test's, its core file size limit raised to the hard
+    /// limit: what a process looks like when it does nothing itself against
+    /// being dumped (see `run_as`).
+    pub user: Option<(u32, u32)>,
 }
 
 impl Default for Spawn {
@@ -211,6 +216,7 @@ impl Default for Spawn {
             clear_env: true,
             stderr: None,
             app_socket: false,
+            user: None,
         }
     }
 }
@@ -232,6 +238,15 @@ impl Spawn {
 
     pub fn set(mut self, name: &str, value: &str) -> Self {
         self.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// Starts the engine as `uid` and `gid` (the test must be root). The
+    /// exec that follows the change leaves it dumpable (its ids are all
+    /// equal), and its core limit is the hard one: whatever keeps it from
+    /// being dumped is the engine's own doing.
+    pub fn run_as(mut self, uid: u32, gid: u32) -> Self {
+        self.user = Some((uid, gid));
         self
     }
 
@@ -295,8 +310,9 @@ impl Spawn {
             .chain([(OwnedFd::from(notif_w), NOTIF)])
             .collect();
         let raw: Vec<(i32, i32)> = moves.iter().map(|(fd, to)| (fd.as_raw_fd(), *to)).collect();
-        // SAFETY: only async-signal-safe calls (fcntl, dup2) between fork
-        // and exec.
+        let user = self.user;
+        // SAFETY: only async-signal-safe calls (fcntl, dup2, getrlimit,
+        // setrlimit, setgroups, setgid, setuid) between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
                 // First out of the way of the targets, then into place.
@@ -311,6 +327,23 @@ impl Spawn {
                 }
                 for &(h, to) in &high[..raw.len()] {
                     if libc::dup2(h, to) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                if let Some((uid, gid)) = user {
+                    let mut core = libc::rlimit {
+                        rlim_cur: 0,
+                        rlim_max: 0,
+                    };
+                    if libc::getrlimit(libc::RLIMIT_CORE, &mut core) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    core.rlim_cur = core.rlim_max;
+                    if libc::setrlimit(libc::RLIMIT_CORE, &core) != 0
+                        || libc::setgroups(0, std::ptr::null()) != 0
+                        || libc::setgid(gid) != 0
+                        || libc::setuid(uid) != 0
+                    {
                         return Err(std::io::Error::last_os_error());
                     }
                 }
@@ -451,11 +484,7 @@ impl Engine {
 
     /// A value from /proc/PID/status, e.g. "Uid" or "VmHWM".
     pub fn proc_status(&self, field: &str) -> Option<String> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        status.lines().find_map(|l| {
-            l.strip_prefix(&format!("{field}:"))
-                .map(|v| v.trim().to_string())
-        })
+        pid_status(self.pid(), field)
     }
 
     /// CPU ticks (utime + stime) the engine has used.
@@ -475,6 +504,15 @@ impl Drop for Engine {
         }
         let _ = self.child.wait();
     }
+}
+
+/// A value from /proc/`pid`/status, e.g. "Uid" or "Seccomp", trimmed.
+pub fn pid_status(pid: u32, field: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| {
+        l.strip_prefix(&format!("{field}:"))
+            .map(|v| v.trim().to_string())
+    })
 }
 
 /// The one line the engine writes before it exits on a fatal error.
