@@ -126,7 +126,7 @@ pub fn split(data: &[u8]) -> (Control, &[u8]) {
     }
 }
 
-fn socketpair() -> (OwnedFd, OwnedFd) {
+pub(crate) fn socketpair() -> (OwnedFd, OwnedFd) {
     let mut fds = [0; 2];
     // SAFETY: `fds` has room for the two descriptors socketpair(2) returns.
     let r = unsafe {
@@ -143,7 +143,7 @@ fn socketpair() -> (OwnedFd, OwnedFd) {
 }
 
 /// (read end, write end)
-fn pipe() -> (OwnedFd, OwnedFd) {
+pub(crate) fn pipe() -> (OwnedFd, OwnedFd) {
     let mut fds = [0; 2];
     // SAFETY: `fds` has room for the two descriptors pipe2(2) returns.
     let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
@@ -196,7 +196,7 @@ fn drain(fd: &OwnedFd, out: &mut Vec<u8>) -> bool {
 }
 
 /// (device, inode) of an open descriptor.
-fn identity_of(fd: i32) -> Option<(u64, u64)> {
+pub(crate) fn identity_of(fd: i32) -> Option<(u64, u64)> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: fstat(2) fills the buffer or fails; we read it only on success.
     if unsafe { libc::fstat(fd, st.as_mut_ptr()) } != 0 {
@@ -207,7 +207,7 @@ fn identity_of(fd: i32) -> Option<(u64, u64)> {
     Some((st.st_dev, st.st_ino))
 }
 
-fn dup(fd: &OwnedFd) -> OwnedFd {
+pub(crate) fn dup(fd: &OwnedFd) -> OwnedFd {
     fd.try_clone().expect("dup")
 }
 
@@ -499,6 +499,45 @@ mod tests {
         let o = run(Control(0x83), &[], &[0x16, 3, 1]);
         o.check();
         assert!(matches!(o.result, Err(Error::HandshakeTimeout)), "{o:?}");
+    }
+
+    /// The fallback seeds reach hello.rs's SCSV check: a TLS 1.2 fallback
+    /// gets inappropriate_fallback, a TLS 1.3 client's SCSV is no fallback,
+    /// a TLS 1.1 one is refused (which alert comes first is hello.rs's
+    /// `verdict` to say).
+    #[test]
+    fn fallback_seeds_reach_the_scsv_check() {
+        crate::ignore_sigpipe();
+        let seeds = crate::seeds::engine(false);
+        let seed = |name: &str| &seeds.iter().find(|(n, _)| n == name).unwrap().1;
+        for name in ["fallback-tls12-first", "fallback-tls12-last"] {
+            let (ctl, rest) = split(seed(name));
+            let o = run(ctl, &[], rest);
+            o.check();
+            assert!(
+                o.to_client.ends_with(&[0x15, 3, 3, 0, 2, 2, 86]),
+                "{name}: {o:?}"
+            );
+            assert!(
+                format!("{:?}", o.result).contains("TLS_FALLBACK_SCSV"),
+                "{name}: {o:?}"
+            );
+        }
+        for name in ["fallback-tls13-first", "fallback-tls13-last"] {
+            let (ctl, rest) = split(seed(name));
+            let o = run(ctl, &[], rest);
+            assert_eq!(
+                records(&o.to_client).first().map(|r| r.0),
+                Some(0x16),
+                "{name}: {o:?}"
+            );
+        }
+        for name in ["fallback-tls11-first", "fallback-tls11-records-last"] {
+            let (ctl, rest) = split(seed(name));
+            let o = run(ctl, &[], rest);
+            o.check();
+            assert!(ends_with_alert(&o.to_client), "{name}: {o:?}");
+        }
     }
 
     #[test]
