@@ -1172,16 +1172,12 @@ fn server_rx_queue((ours, theirs): (u16, u16)) -> Option<u64> {
     })
 }
 
-#[test]
-fn close_notify_that_cannot_be_queued_is_an_error_not_a_bare_fin() {
-    // Under -S the close_notify goes behind every record the client sent
-    // that is still to be decrypted: rustls decrypts them first. One that
-    // is corrupt, left waiting because the application does not read,
-    // makes the close_notify impossible; a bare FIN would then break -S's
-    // promise. The app's pipe is full, and the engine is stopped while the
-    // client sends five records and a corrupt one, so that it reads them
-    // all before it stalls, the corrupt one undecrypted.
-    let mut e = spawn().args(&["-S"]).start();
+/// An engine whose application's pipe is full, with five records of the
+/// client's read and a corrupt one behind them, undecrypted: the engine is
+/// stopped while the client sends them, so that it reads them all before
+/// it stalls. The client's connection is returned too, to keep it open.
+fn stalled_behind_a_corrupt_record(args: &[&str]) -> (Engine, impl Sized) {
+    let mut e = spawn().args(args).start();
     let mut tls = connect(&e, tls13(), "localhost");
     let capacity = {
         let app_rx = e.app_rx();
@@ -1216,6 +1212,17 @@ fn close_notify_that_cannot_be_queued_is_an_error_not_a_bare_fin() {
         server_rx_queue(ports(&tls.sock)) == Some(0)
     });
     assert!(e.still_running_after(Duration::from_millis(100)));
+    (e, tls)
+}
+
+#[test]
+fn close_notify_that_cannot_be_queued_is_an_error_not_a_bare_fin() {
+    // Under -S the close_notify goes behind every record the client sent
+    // that is still to be decrypted: rustls decrypts them first. One that
+    // is corrupt, left waiting because the application does not read,
+    // makes the close_notify impossible; a bare FIN would then break -S's
+    // promise.
+    let (mut e, _client) = stalled_behind_a_corrupt_record(&["-S"]);
     e.close_app_tx();
     let exit = e.wait_exit();
     assert_eq!(exit.code, Some(98), "{}", exit.stderr);
@@ -1223,6 +1230,25 @@ fn close_notify_that_cannot_be_queued_is_an_error_not_a_bare_fin() {
         exit.stderr.starts_with(
             "s6-tlsd-io: fatal: the TLS engine closed the connection after the handshake: \
              unable to queue a close_notify: "
+        ),
+        "{}",
+        exit.stderr
+    );
+}
+
+#[test]
+fn a_corrupt_record_decrypted_before_the_answer_is_the_client_s_failure() {
+    // The same corrupt record, found as the application's answer is
+    // encrypted (rustls decrypts what is pending first): a TLS failure of
+    // the client's (exit 98), not the engine refusing data (97, as the
+    // engine_relay fuzz target found).
+    let (mut e, _client) = stalled_behind_a_corrupt_record(&[]);
+    e.app_tx().write_all(b"the answer").unwrap();
+    let exit = e.wait_exit();
+    assert_eq!(exit.code, Some(98), "{}", exit.stderr);
+    assert!(
+        exit.stderr.starts_with(
+            "s6-tlsd-io: fatal: the TLS engine closed the connection after the handshake: "
         ),
         "{}",
         exit.stderr

@@ -149,7 +149,9 @@ impl Conn {
     }
 
     /// Encrypts application data; rustls must be past the handshake, and
-    /// `outgoing` empty (the engine reads fdr only then).
+    /// `outgoing` empty (the engine reads fdr only then). rustls first
+    /// decrypts the client's pending records: an error is its verdict on
+    /// one of them, unless it is one of ours here (`General`).
     pub fn encrypt(&mut self, data: &[u8]) -> Result<(), rustls::Error> {
         self.write(Write::Data(data))
     }

@@ -740,7 +740,15 @@ where
             self.app_to_client += n as u64;
             self.conn
                 .encrypt(&self.buf[at..at + n])
-                .map_err(|e| Error::Setup(format!("TLS engine refused data: {e}")))?;
+                .map_err(|e| match e {
+                    // conn.rs's own: no room, or a record it cannot encode.
+                    rustls::Error::General(_) => {
+                        Error::Setup(format!("TLS engine refused data: {e}"))
+                    }
+                    // rustls decrypts the client's pending records before it
+                    // encrypts: one of them was bad, a TLS failure (exit 98).
+                    e => engine_closed(false, e),
+                })?;
         }
         // Most of the time the socket has room: skip a trip through poll(2).
         self.flush_net()
