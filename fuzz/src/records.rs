@@ -177,6 +177,22 @@ impl Keys {
     }
 }
 
+/// The content type and content a record of `content_type` carrying
+/// `payload` is read as: as it is under TLS 1.2; under TLS 1.3 the last
+/// byte that is not zero of the payload and type together is the type
+/// (RFC 8446 section 5.4: zeros after it are padding), None if there is
+/// none.
+pub fn as_read(version: Version, content_type: u8, payload: &[u8]) -> (Option<u8>, &[u8]) {
+    match version {
+        Version::Tls12 => (Some(content_type), payload),
+        Version::Tls13 if content_type != 0 => (Some(content_type), payload),
+        Version::Tls13 => match payload.iter().rposition(|&b| b != 0) {
+            Some(i) => (Some(payload[i]), &payload[..i]),
+            None => (None, &[]),
+        },
+    }
+}
+
 fn less_safe(aead: &'static aead::Algorithm, key: &[u8]) -> LessSafeKey {
     LessSafeKey::new(UnboundKey::new(aead, key).expect("a key of the suite's length"))
 }
@@ -267,6 +283,15 @@ pub fn whole_records(stream: &[u8]) -> Vec<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls13_padding_hides_the_type_given() {
+        let v = Version::Tls13;
+        assert_eq!(as_read(v, 23, b"ab"), (Some(23), &b"ab"[..]));
+        assert_eq!(as_read(v, 0, &[7, 9, 23, 0]), (Some(23), &[7, 9][..]));
+        assert_eq!(as_read(v, 0, &[0, 0]), (None, &[][..]));
+        assert_eq!(as_read(Version::Tls12, 0, &[1, 23]), (Some(0), &[1, 23][..]));
+    }
 
     /// RFC 8448 section 3 ("Simple 1-RTT Handshake"): the server's
     /// application traffic secret, and the key and iv it gives.

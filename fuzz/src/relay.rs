@@ -962,15 +962,16 @@ impl Driver {
             }
             Op::Record(typ, payload) => {
                 self.after_close();
-                if *typ != APPLICATION_DATA || payload.is_empty() {
+                let (read_as, content) = records::as_read(self.setup.version, *typ, payload);
+                if read_as != Some(APPLICATION_DATA) || content.is_empty() {
                     self.fault(format!("a record of type {typ}, {} bytes", payload.len()));
                 } else {
                     self.key_updates = 0;
                 }
                 let record = self.keys().map(|k| k.seal(*typ, payload));
                 self.send(record.unwrap_or_default());
-                if *typ == APPLICATION_DATA {
-                    self.t.client_sent.extend(payload);
+                if read_as == Some(APPLICATION_DATA) {
+                    self.t.client_sent.extend(content);
                 }
             }
             Op::Alert(level, description) => {
