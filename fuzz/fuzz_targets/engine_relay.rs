@@ -17,7 +17,7 @@ fuzz_target!(
     init: {
         s6_tlsd_io_fuzz::ignore_sigpipe();
         s6_tlsd_io_fuzz::identity::identity();
-        relay::tolerate_rustls_959();
+        relay::tolerate_rustls_alert_after_close_notify();
         seeds::write(relay::seeds);
     },
     |data: &[u8]| {

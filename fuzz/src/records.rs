@@ -290,7 +290,10 @@ mod tests {
         assert_eq!(as_read(v, 23, b"ab"), (Some(23), &b"ab"[..]));
         assert_eq!(as_read(v, 0, &[7, 9, 23, 0]), (Some(23), &[7, 9][..]));
         assert_eq!(as_read(v, 0, &[0, 0]), (None, &[][..]));
-        assert_eq!(as_read(Version::Tls12, 0, &[1, 23]), (Some(0), &[1, 23][..]));
+        assert_eq!(
+            as_read(Version::Tls12, 0, &[1, 23]),
+            (Some(0), &[1, 23][..])
+        );
     }
 
     /// RFC 8448 section 3 ("Simple 1-RTT Handshake"): the server's

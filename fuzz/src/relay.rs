@@ -1506,12 +1506,13 @@ impl Drop for Finish {
     }
 }
 
-/// rustls#959 (fuzz/README.md, "Findings"): with debug assertions (the
-/// fuzz builds), a record that rustls refuses with a fatal alert after it
-/// sent close_notify trips its `debug_assert!(!self.sent_fatal_alert)`;
-/// without them (the product), the alert is queued behind the
-/// close_notify. Recognised by its message and file, not its line.
-pub fn is_rustls_959(info: &PanicHookInfo) -> bool {
+/// rustls' debug assertion on a fatal alert after its close_notify
+/// (fuzz/README.md, "Findings"): with debug assertions (the fuzz builds),
+/// a record that rustls refuses with a fatal alert after it queued
+/// close_notify trips `debug_assert!(!self.sent_fatal_alert)`; without
+/// them (the product), the alert is queued behind the close_notify.
+/// Recognised by its message and file, not its line.
+pub fn is_rustls_alert_after_close_notify(info: &PanicHookInfo) -> bool {
     let message = info
         .payload()
         .downcast_ref::<&str>()
@@ -1524,23 +1525,23 @@ pub fn is_rustls_959(info: &PanicHookInfo) -> bool {
         && file.ends_with("common_state.rs")
 }
 
-/// With S6_FUZZ_TOLERATE_KNOWN=1, rustls#959's panic unwinds (the run is
+/// With S6_FUZZ_TOLERATE_KNOWN=1, that panic unwinds (the run is
 /// dropped, its descriptors closed, the driver joined) instead of reaching
 /// libFuzzer's hook, which aborts: `run_tolerating` then returns None.
 /// Every other panic still aborts.
-pub fn tolerate_rustls_959() {
+pub fn tolerate_rustls_alert_after_close_notify() {
     if !tolerate_known() {
         return;
     }
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if !is_rustls_959(info) {
+        if !is_rustls_alert_after_close_notify(info) {
             hook(info)
         }
     }));
 }
 
-/// `run`, and None if rustls#959 was tolerated.
+/// `run`, and None if that panic was tolerated.
 pub fn run_tolerating(program: &Program) -> Option<Outcome> {
     std::panic::catch_unwind(|| run(program)).ok()
 }
