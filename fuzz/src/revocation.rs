@@ -82,11 +82,14 @@ pub fn check(data: &[u8], path: &Path) {
     // One CRL of the test CA: the verifier and check.rs agree on when it
     // goes stale.
     let [one] = &crls[..] else { return };
+    // It covers the test client if its issuer is the CA and it has no
+    // issuing distribution point (which the client's certificate, with no
+    // distribution point of its own, would have to match).
     let ca_subject = asn1::serial_and_issuer(&id.ca_der).map(|(_, issuer)| issuer);
-    let crl_issuer = webpki::OwnedCertRevocationList::from_der(one.as_ref())
-        .map(|c| webpki::CertRevocationList::from(c).issuer().to_vec())
-        .ok();
-    if crl_issuer.as_deref() != ca_subject {
+    let covers = webpki::OwnedCertRevocationList::from_der(one.as_ref())
+        .map(webpki::CertRevocationList::from)
+        .is_ok_and(|c| Some(c.issuer()) == ca_subject && c.issuing_distribution_point().is_none());
+    if !covers {
         return;
     }
     let Some(next) = asn1::next_update(one) else {
@@ -127,8 +130,9 @@ fn refused(e: &Error, path: &Path) {
 /// constant of identity.rs, and Ed25519 signs deterministically).
 pub fn seeds() -> Vec<(String, Vec<u8>)> {
     use rcgen::{
-        date_time_ymd, CertificateRevocationListParams, KeyIdMethod, RevocationReason,
-        RevokedCertParams, SerialNumber,
+        date_time_ymd, CertificateRevocationListParams, CrlDistributionPoint,
+        CrlIssuingDistributionPoint, CrlScope, KeyIdMethod, RevocationReason, RevokedCertParams,
+        SerialNumber,
     };
     let (ca, ca_key) = crate::identity::ca();
     let crl = |next: (i32, u8, u8), revoked: &[(u8, Option<RevocationReason>)]| {
@@ -160,6 +164,28 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
     let stale = crl((2010, 1, 1), &client);
     let other = crl((2049, 12, 31), &others);
     let empty = crl((2050, 1, 1), &[]);
+    // With an issuing distribution point: it covers only certificates that
+    // name that point, which the test client's does not.
+    let mut params = CertificateRevocationListParams {
+        this_update: date_time_ymd(2000, 1, 1),
+        next_update: date_time_ymd(2030, 1, 1),
+        crl_number: SerialNumber::from_slice(&[2]),
+        issuing_distribution_point: Some(CrlIssuingDistributionPoint {
+            distribution_point: CrlDistributionPoint {
+                uris: vec!["http://crl.example/ca.crl".into()],
+            },
+            scope: Some(CrlScope::UserCertsOnly),
+        }),
+        revoked_certs: Vec::new(),
+        key_identifier_method: KeyIdMethod::Sha256,
+    };
+    params.revoked_certs.push(RevokedCertParams {
+        serial_number: SerialNumber::from_slice(&[CLIENT_SERIAL]),
+        revocation_time: date_time_ymd(2001, 2, 3),
+        reason_code: Some(RevocationReason::RemoveFromCrl),
+        invalidity_date: Some(date_time_ymd(2001, 1, 1)),
+    });
+    let idp = params.signed_by(&ca, &ca_key).expect("a CRL");
     let mut out = vec![
         ("revoking.der".to_string(), revoking.der().to_vec()),
         ("revoking.pem".into(), pem(&revoking)),
@@ -167,6 +193,7 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
         ("stale.pem".into(), pem(&stale)),
         ("others.der".into(), other.der().to_vec()),
         ("empty.pem".into(), pem(&empty)),
+        ("idp.der".into(), idp.der().to_vec()),
         (
             "bundle.pem".into(),
             [pem(&other), b"comment\n".to_vec(), pem(&revoking)].concat(),
