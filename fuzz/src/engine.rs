@@ -196,7 +196,7 @@ fn drain(fd: &OwnedFd, out: &mut Vec<u8>) -> bool {
 }
 
 /// (device, inode) of an open descriptor.
-pub(crate) fn identity_of(fd: i32) -> Option<(u64, u64)> {
+fn identity_of(fd: i32) -> Option<(u64, u64)> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: fstat(2) fills the buffer or fails; we read it only on success.
     if unsafe { libc::fstat(fd, st.as_mut_ptr()) } != 0 {
@@ -209,6 +209,43 @@ pub(crate) fn identity_of(fd: i32) -> Option<(u64, u64)> {
 
 pub(crate) fn dup(fd: &OwnedFd) -> OwnedFd {
     fd.try_clone().expect("dup")
+}
+
+/// Which descriptors the engine was given, by number and identity.
+pub(crate) struct Given(Vec<(i32, (u64, u64))>);
+
+impl Given {
+    /// Whatever the engine left open when it returned (it should leave
+    /// none), closed as the process's exit would: how many.
+    pub(crate) fn close_left_open(self) -> usize {
+        let mut left_open = 0;
+        for (fd, id) in self.0 {
+            if identity_of(fd) == Some(id) {
+                left_open += 1;
+                // SAFETY: the engine returned, and the descriptor, still
+                // the one it was given, is not closed by anything else.
+                drop(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+        left_open
+    }
+}
+
+/// The engine's four descriptors: `server` as fds 0 and 1 (a duplicate
+/// for 0, as s6-tcpserver gives one socket twice), and the application's.
+pub(crate) fn engine_fds(server: OwnedFd, app_in: OwnedFd, app_out: OwnedFd) -> (Fds, Given) {
+    let net_in = dup(&server);
+    let given = [&net_in, &server, &app_in, &app_out]
+        .iter()
+        .map(|fd| (fd.as_raw_fd(), identity_of(fd.as_raw_fd()).expect("fstat")))
+        .collect();
+    let fds = Fds {
+        net_in,
+        net_out: server,
+        app_in,
+        app_out,
+    };
+    (fds, Given(given))
 }
 
 /// Runs the engine with `prefix` then `data` as the client's bytes.
@@ -228,20 +265,7 @@ pub fn run(ctl: Control, prefix: &[u8], data: &[u8]) -> Outcome {
     // The application has nothing to say; the handshake must go on anyway.
     drop(app_tx);
 
-    let net_in = dup(&server);
-    // Which descriptors the engine gets, by number and identity: whatever
-    // it left open when it returned (it should leave none) the harness
-    // closes, as the process's exit would, and counts.
-    let given: Vec<(i32, (u64, u64))> = [&net_in, &server, &app_in, &app_out]
-        .iter()
-        .map(|fd| (fd.as_raw_fd(), identity_of(fd.as_raw_fd()).expect("fstat")))
-        .collect();
-    let fds = Fds {
-        net_in,
-        net_out: server,
-        app_in,
-        app_out,
-    };
+    let (fds, given) = engine_fds(server, app_in, app_out);
     let settings = Settings {
         close_notify: ctl.close_notify(),
         enforce_close_notify: ctl.enforce_close_notify(),
@@ -277,15 +301,7 @@ pub fn run(ctl: Control, prefix: &[u8], data: &[u8]) -> Outcome {
         },
     );
     let elapsed = started.elapsed();
-    let mut left_open = 0;
-    for (fd, id) in given {
-        if identity_of(fd) == Some(id) {
-            left_open += 1;
-            // SAFETY: the engine returned, and the descriptor, still the
-            // one it was given, is not closed by anything else.
-            drop(unsafe { OwnedFd::from_raw_fd(fd) });
-        }
-    }
+    let left_open = given.close_left_open();
 
     let mut to_client = Vec::new();
     let client_saw_eof = drain(&client, &mut to_client);

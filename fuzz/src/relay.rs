@@ -43,12 +43,12 @@ use rustls::crypto::{aws_lc_rs, CryptoProvider};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, KeyLog, ServerConfig};
 
-use s6_tlsd_io::engine::{self, Fds, Settings};
+use s6_tlsd_io::engine::{self, Settings};
 use s6_tlsd_io::error::Error;
 use s6_tlsd_io::log::Log;
 use s6_tlsd_io::notify::Notification;
 
-use crate::engine::{dup, identity_of, pipe, socketpair, tolerate_known};
+use crate::engine::{dup, engine_fds, pipe, socketpair, tolerate_known};
 use crate::identity::{identity, SERVER_NAME};
 use crate::records::{self, Keys, Version, ALERT, APPLICATION_DATA, HANDSHAKE, KEY_UPDATE};
 use std::panic::PanicHookInfo;
@@ -787,7 +787,7 @@ impl Driver {
                     }
                 }
                 Tls::Keys(keys) => match keys.open(&record) {
-                    Ok((typ, plain)) => self.from_engine(typ, plain),
+                    Ok((typ, plain)) => self.got_from_engine(typ, plain),
                     Err(_) => {
                         self.t.undecryptable.get_or_insert_with(|| {
                             format!("a record of {} bytes, type {}", record.len(), record[0])
@@ -799,7 +799,7 @@ impl Driver {
         }
     }
 
-    fn from_engine(&mut self, typ: u8, plain: Vec<u8>) {
+    fn got_from_engine(&mut self, typ: u8, plain: Vec<u8>) {
         match typ {
             APPLICATION_DATA => self.t.client_got.extend(plain),
             ALERT if plain == [1, 0] => self.t.server_close_notify = true,
@@ -1218,17 +1218,7 @@ pub fn run(program: &Program) -> Outcome {
         t: Transcript::default(),
     };
 
-    let net_in = dup(&server);
-    let given: Vec<(i32, (u64, u64))> = [&net_in, &server, &app_in, &app_out]
-        .iter()
-        .map(|fd| (fd.as_raw_fd(), identity_of(fd.as_raw_fd()).expect("fstat")))
-        .collect();
-    let fds = Fds {
-        net_in,
-        net_out: server,
-        app_in,
-        app_out,
-    };
+    let (fds, given) = engine_fds(server, app_in, app_out);
     let settings = Settings {
         close_notify: setup.close_notify,
         enforce_close_notify: setup.enforce_close_notify,
@@ -1264,12 +1254,7 @@ pub fn run(program: &Program) -> Outcome {
         },
     );
     shared.done.store(true, Ordering::Release);
-    let mut left_open = 0;
-    for (fd, id) in given {
-        if identity_of(fd) == Some(id) {
-            left_open += 1;
-        }
-    }
+    let left_open = given.close_left_open();
     let t = match finish.driver.take().map(JoinHandle::join) {
         Some(Ok(t)) => t,
         Some(Err(panic)) => std::panic::resume_unwind(panic),
