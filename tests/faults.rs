@@ -1173,10 +1173,11 @@ fn server_rx_queue((ours, theirs): (u16, u16)) -> Option<u64> {
 }
 
 /// An engine whose application's pipe is full, with five records of the
-/// client's read and a corrupt one behind them, undecrypted: the engine is
-/// stopped while the client sends them, so that it reads them all before
-/// it stalls. The client's connection is returned too, to keep it open.
-fn stalled_behind_a_corrupt_record(args: &[&str]) -> (Engine, impl Sized) {
+/// client's read and what `last` adds behind them, undecrypted: the engine
+/// is stopped while the client sends them, so that it reads them all
+/// before it stalls. The pipe's capacity comes back with the engine and
+/// the client.
+fn stalled_behind(args: &[&str], last: fn(&mut Tls, &mut Vec<u8>)) -> (Engine, Tls, usize) {
     let mut e = spawn().args(args).start();
     let mut tls = connect(&e, tls13(), "localhost");
     let capacity = {
@@ -1203,8 +1204,7 @@ fn stalled_behind_a_corrupt_record(args: &[&str]) -> (Engine, impl Sized) {
             tls.conn.write_tls(&mut burst).unwrap();
         }
     }
-    burst.extend([0x17, 3, 3, 0, 32]);
-    burst.extend([0x5a; 32]);
+    last(&mut tls, &mut burst);
     tls.sock.write_all(&burst).unwrap();
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGCONT) };
@@ -1212,7 +1212,13 @@ fn stalled_behind_a_corrupt_record(args: &[&str]) -> (Engine, impl Sized) {
         server_rx_queue(ports(&tls.sock)) == Some(0)
     });
     assert!(e.still_running_after(Duration::from_millis(100)));
-    (e, tls)
+    (e, tls, capacity as usize)
+}
+
+/// A record that does not decrypt.
+fn corrupt_record(_: &mut Tls, burst: &mut Vec<u8>) {
+    burst.extend([0x17, 3, 3, 0, 32]);
+    burst.extend([0x5a; 32]);
 }
 
 #[test]
@@ -1222,7 +1228,7 @@ fn close_notify_that_cannot_be_queued_is_an_error_not_a_bare_fin() {
     // is corrupt, left waiting because the application does not read,
     // makes the close_notify impossible; a bare FIN would then break -S's
     // promise.
-    let (mut e, _client) = stalled_behind_a_corrupt_record(&["-S"]);
+    let (mut e, _client, _) = stalled_behind(&["-S"], corrupt_record);
     e.close_app_tx();
     let exit = e.wait_exit();
     assert_eq!(exit.code, Some(98), "{}", exit.stderr);
@@ -1242,7 +1248,7 @@ fn a_corrupt_record_decrypted_before_the_answer_is_the_client_s_failure() {
     // encrypted (rustls decrypts what is pending first): a TLS failure of
     // the client's (exit 98), not the engine refusing data (97, as the
     // engine_relay fuzz target found).
-    let (mut e, _client) = stalled_behind_a_corrupt_record(&[]);
+    let (mut e, _client, _) = stalled_behind(&[], corrupt_record);
     e.app_tx().write_all(b"the answer").unwrap();
     assert_exit(
         &mut e,
@@ -1250,6 +1256,29 @@ fn a_corrupt_record_decrypted_before_the_answer_is_the_client_s_failure() {
         "s6-tlsd-io: fatal: the TLS engine closed the connection after the handshake: \
          cannot decrypt peer's message\n",
     );
+}
+
+#[test]
+fn a_key_update_taken_as_the_answer_is_encrypted_is_taken_once() {
+    // A KeyUpdate of the client's still pending when the application
+    // answers: rustls takes it as it encrypts the answer, decrypting it in
+    // place. The engine kept those bytes and gave them to rustls again,
+    // which could not decrypt them twice: bad_record_mac and exit 98 on a
+    // healthy connection (found by engine_relay).
+    let (mut e, mut tls, capacity) = stalled_behind(&[], |tls, burst| {
+        tls.conn.refresh_traffic_keys().unwrap();
+        while tls.conn.wants_write() {
+            tls.conn.write_tls(burst).unwrap();
+        }
+    });
+    e.app_tx().write_all(b"the answer").unwrap();
+    let mut answer = [0u8; 10];
+    tls.read_exact(&mut answer).expect("the answer");
+    assert_eq!(&answer, b"the answer");
+    let all = read_app(&mut e, capacity + (5 << 14));
+    assert!(all[..capacity] == pattern(capacity, 51)[..]);
+    assert!(all[capacity..] == pattern(5 << 14, 52)[..]);
+    finish(e, tls);
 }
 
 #[test]
