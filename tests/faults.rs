@@ -1282,6 +1282,66 @@ fn a_key_update_taken_as_the_answer_is_encrypted_is_taken_once() {
 }
 
 #[test]
+fn tls12_close_notify_while_flushing_still_gets_its_answer() {
+    // Under -S the engine's close_notify waits behind a full socket (the
+    // client reads nothing yet) when the TLS 1.2 client's own comes: what
+    // is queued, the close_notify with it, must still leave. The engine
+    // used to drop it all and close (found by engine_relay). The client's
+    // connection is a Unix socket pair at the smallest send buffers, so
+    // that 3000 bytes fill it.
+    let (client, server) = UnixStream::pair().expect("socketpair");
+    for s in [&client, &server] {
+        let size: libc::c_int = 1;
+        // SAFETY: a valid option value of its size, on our own socket; the
+        // kernel rounds it up to its minimum.
+        unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+    }
+    let as_tcp = |s: UnixStream| TcpStream::from(std::os::fd::OwnedFd::from(s));
+    let mut e = spawn()
+        .args(&["-S"])
+        .start_on(Some(as_tcp(client)), as_tcp(server));
+    let mut tls = connect(&e, tls12(), "localhost");
+    let answer = pattern(3000, 61);
+    e.app_tx().write_all(&answer).unwrap();
+    e.close_app_tx();
+    // Bytes waiting in the client's socket to be read (FIONREAD), and of
+    // the client's waiting for the engine to read (TIOCOUTQ).
+    let queued = |tls: &Tls, request| {
+        let mut n: libc::c_int = 0;
+        // SAFETY: an ioctl that fills an int, on our own socket.
+        unsafe { libc::ioctl(tls.sock.as_raw_fd(), request, &mut n) };
+        n as usize
+    };
+    wait_until("the answer in the client's socket", LONG, || {
+        queued(&tls, libc::FIONREAD) > answer.len()
+    });
+    // Time for the engine to read fdr's EOF and queue its close_notify.
+    assert!(e.still_running_after(Duration::from_millis(100)));
+    client_close_notify(&mut tls);
+    // The engine takes the client's close_notify before the client reads
+    // anything: its own still waits for room.
+    wait_until("the engine read the client's close_notify", LONG, || {
+        queued(&tls, libc::TIOCOUTQ) == 0
+    });
+    let (got, end) = read_to_end_tls(&mut tls);
+    assert!(got == answer, "{} bytes of {}", got.len(), answer.len());
+    // rustls ends cleanly only on the engine's close_notify.
+    assert!(end.is_ok(), "{end:?}");
+    drop(tls);
+    e.client.take();
+    let exit = e.wait_exit();
+    assert_eq!((exit.code, exit.stderr.as_str()), (Some(0), ""));
+}
+
+#[test]
 fn end_line_never_claims_a_close_notify_that_did_not_go_out() {
     // The client goes first: a FIN, then a reset. The app then closes fdr
     // under -S: the close_notify cannot leave, and the end line says so
