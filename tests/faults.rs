@@ -1172,16 +1172,13 @@ fn server_rx_queue((ours, theirs): (u16, u16)) -> Option<u64> {
     })
 }
 
-#[test]
-fn close_notify_that_cannot_be_queued_is_an_error_not_a_bare_fin() {
-    // Under -S the close_notify goes behind every record the client sent
-    // that is still to be decrypted: rustls decrypts them first. One that
-    // is corrupt, left waiting because the application does not read,
-    // makes the close_notify impossible; a bare FIN would then break -S's
-    // promise. The app's pipe is full, and the engine is stopped while the
-    // client sends five records and a corrupt one, so that it reads them
-    // all before it stalls, the corrupt one undecrypted.
-    let mut e = spawn().args(&["-S"]).start();
+/// An engine whose application's pipe is full, with five records of the
+/// client's read and what `last` adds behind them, undecrypted: the engine
+/// is stopped while the client sends them, so that it reads them all
+/// before it stalls. The pipe's capacity comes back with the engine and
+/// the client.
+fn stalled_behind(args: &[&str], last: fn(&mut Tls, &mut Vec<u8>)) -> (Engine, Tls, usize) {
+    let mut e = spawn().args(args).start();
     let mut tls = connect(&e, tls13(), "localhost");
     let capacity = {
         let app_rx = e.app_rx();
@@ -1207,8 +1204,7 @@ fn close_notify_that_cannot_be_queued_is_an_error_not_a_bare_fin() {
             tls.conn.write_tls(&mut burst).unwrap();
         }
     }
-    burst.extend([0x17, 3, 3, 0, 32]);
-    burst.extend([0x5a; 32]);
+    last(&mut tls, &mut burst);
     tls.sock.write_all(&burst).unwrap();
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGCONT) };
@@ -1216,6 +1212,23 @@ fn close_notify_that_cannot_be_queued_is_an_error_not_a_bare_fin() {
         server_rx_queue(ports(&tls.sock)) == Some(0)
     });
     assert!(e.still_running_after(Duration::from_millis(100)));
+    (e, tls, capacity as usize)
+}
+
+/// A record that does not decrypt.
+fn corrupt_record(_: &mut Tls, burst: &mut Vec<u8>) {
+    burst.extend([0x17, 3, 3, 0, 32]);
+    burst.extend([0x5a; 32]);
+}
+
+#[test]
+fn close_notify_that_cannot_be_queued_is_an_error_not_a_bare_fin() {
+    // Under -S the close_notify goes behind every record the client sent
+    // that is still to be decrypted: rustls decrypts them first. One that
+    // is corrupt, left waiting because the application does not read,
+    // makes the close_notify impossible; a bare FIN would then break -S's
+    // promise.
+    let (mut e, _client, _) = stalled_behind(&["-S"], corrupt_record);
     e.close_app_tx();
     let exit = e.wait_exit();
     assert_eq!(exit.code, Some(98), "{}", exit.stderr);
@@ -1227,6 +1240,105 @@ fn close_notify_that_cannot_be_queued_is_an_error_not_a_bare_fin() {
         "{}",
         exit.stderr
     );
+}
+
+#[test]
+fn a_corrupt_record_decrypted_before_the_answer_is_the_client_s_failure() {
+    // The same corrupt record, found as the application's answer is
+    // encrypted (rustls decrypts what is pending first): a TLS failure of
+    // the client's (exit 98), not the engine refusing data (97, as the
+    // engine_relay fuzz target found).
+    let (mut e, _client, _) = stalled_behind(&[], corrupt_record);
+    e.app_tx().write_all(b"the answer").unwrap();
+    assert_exit(
+        &mut e,
+        98,
+        "s6-tlsd-io: fatal: the TLS engine closed the connection after the handshake: \
+         cannot decrypt peer's message\n",
+    );
+}
+
+#[test]
+fn a_key_update_taken_as_the_answer_is_encrypted_is_taken_once() {
+    // A KeyUpdate of the client's still pending when the application
+    // answers: rustls takes it as it encrypts the answer, decrypting it in
+    // place. The engine kept those bytes and gave them to rustls again,
+    // which could not decrypt them twice: bad_record_mac and exit 98 on a
+    // healthy connection (found by engine_relay).
+    let (mut e, mut tls, capacity) = stalled_behind(&[], |tls, burst| {
+        tls.conn.refresh_traffic_keys().unwrap();
+        while tls.conn.wants_write() {
+            tls.conn.write_tls(burst).unwrap();
+        }
+    });
+    e.app_tx().write_all(b"the answer").unwrap();
+    let mut answer = [0u8; 10];
+    tls.read_exact(&mut answer).expect("the answer");
+    assert_eq!(&answer, b"the answer");
+    let all = read_app(&mut e, capacity + (5 << 14));
+    assert!(all[..capacity] == pattern(capacity, 51)[..]);
+    assert!(all[capacity..] == pattern(5 << 14, 52)[..]);
+    finish(e, tls);
+}
+
+#[test]
+fn tls12_close_notify_while_flushing_still_gets_its_answer() {
+    // Under -S the engine's close_notify waits behind a full socket (the
+    // client reads nothing yet) when the TLS 1.2 client's own comes: what
+    // is queued, the close_notify with it, must still leave. The engine
+    // used to drop it all and close (found by engine_relay). The client's
+    // connection is a Unix socket pair at the smallest send buffers, so
+    // that 3000 bytes fill it.
+    let (client, server) = UnixStream::pair().expect("socketpair");
+    for s in [&client, &server] {
+        let size: libc::c_int = 1;
+        // SAFETY: a valid option value of its size, on our own socket; the
+        // kernel rounds it up to its minimum.
+        unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+    }
+    let as_tcp = |s: UnixStream| TcpStream::from(std::os::fd::OwnedFd::from(s));
+    let mut e = spawn()
+        .args(&["-S"])
+        .start_on(Some(as_tcp(client)), as_tcp(server));
+    let mut tls = connect(&e, tls12(), "localhost");
+    let answer = pattern(3000, 61);
+    e.app_tx().write_all(&answer).unwrap();
+    e.close_app_tx();
+    // Bytes waiting in the client's socket to be read (FIONREAD), and of
+    // the client's waiting for the engine to read (TIOCOUTQ).
+    let queued = |tls: &Tls, request| {
+        let mut n: libc::c_int = 0;
+        // SAFETY: an ioctl that fills an int, on our own socket.
+        unsafe { libc::ioctl(tls.sock.as_raw_fd(), request, &mut n) };
+        n as usize
+    };
+    wait_until("the answer in the client's socket", LONG, || {
+        queued(&tls, libc::FIONREAD) > answer.len()
+    });
+    // Time for the engine to read fdr's EOF and queue its close_notify.
+    assert!(e.still_running_after(Duration::from_millis(100)));
+    client_close_notify(&mut tls);
+    // The engine takes the client's close_notify before the client reads
+    // anything: its own still waits for room.
+    wait_until("the engine read the client's close_notify", LONG, || {
+        queued(&tls, libc::TIOCOUTQ) == 0
+    });
+    let (got, end) = read_to_end_tls(&mut tls);
+    assert!(got == answer, "{} bytes of {}", got.len(), answer.len());
+    // rustls ends cleanly only on the engine's close_notify.
+    assert!(end.is_ok(), "{end:?}");
+    drop(tls);
+    e.client.take();
+    let exit = e.wait_exit();
+    assert_eq!((exit.code, exit.stderr.as_str()), (Some(0), ""));
 }
 
 #[test]

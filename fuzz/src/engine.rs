@@ -126,7 +126,7 @@ pub fn split(data: &[u8]) -> (Control, &[u8]) {
     }
 }
 
-fn socketpair() -> (OwnedFd, OwnedFd) {
+pub(crate) fn socketpair() -> (OwnedFd, OwnedFd) {
     let mut fds = [0; 2];
     // SAFETY: `fds` has room for the two descriptors socketpair(2) returns.
     let r = unsafe {
@@ -143,7 +143,7 @@ fn socketpair() -> (OwnedFd, OwnedFd) {
 }
 
 /// (read end, write end)
-fn pipe() -> (OwnedFd, OwnedFd) {
+pub(crate) fn pipe() -> (OwnedFd, OwnedFd) {
     let mut fds = [0; 2];
     // SAFETY: `fds` has room for the two descriptors pipe2(2) returns.
     let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
@@ -207,8 +207,45 @@ fn identity_of(fd: i32) -> Option<(u64, u64)> {
     Some((st.st_dev, st.st_ino))
 }
 
-fn dup(fd: &OwnedFd) -> OwnedFd {
+pub(crate) fn dup(fd: &OwnedFd) -> OwnedFd {
     fd.try_clone().expect("dup")
+}
+
+/// Which descriptors the engine was given, by number and identity.
+pub(crate) struct Given(Vec<(i32, (u64, u64))>);
+
+impl Given {
+    /// Whatever the engine left open when it returned (it should leave
+    /// none), closed as the process's exit would: how many.
+    pub(crate) fn close_left_open(self) -> usize {
+        let mut left_open = 0;
+        for (fd, id) in self.0 {
+            if identity_of(fd) == Some(id) {
+                left_open += 1;
+                // SAFETY: the engine returned, and the descriptor, still
+                // the one it was given, is not closed by anything else.
+                drop(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+        left_open
+    }
+}
+
+/// The engine's four descriptors: `server` as fds 0 and 1 (a duplicate
+/// for 0, as s6-tcpserver gives one socket twice), and the application's.
+pub(crate) fn engine_fds(server: OwnedFd, app_in: OwnedFd, app_out: OwnedFd) -> (Fds, Given) {
+    let net_in = dup(&server);
+    let given = [&net_in, &server, &app_in, &app_out]
+        .iter()
+        .map(|fd| (fd.as_raw_fd(), identity_of(fd.as_raw_fd()).expect("fstat")))
+        .collect();
+    let fds = Fds {
+        net_in,
+        net_out: server,
+        app_in,
+        app_out,
+    };
+    (fds, Given(given))
 }
 
 /// Runs the engine with `prefix` then `data` as the client's bytes.
@@ -228,20 +265,7 @@ pub fn run(ctl: Control, prefix: &[u8], data: &[u8]) -> Outcome {
     // The application has nothing to say; the handshake must go on anyway.
     drop(app_tx);
 
-    let net_in = dup(&server);
-    // Which descriptors the engine gets, by number and identity: whatever
-    // it left open when it returned (it should leave none) the harness
-    // closes, as the process's exit would, and counts.
-    let given: Vec<(i32, (u64, u64))> = [&net_in, &server, &app_in, &app_out]
-        .iter()
-        .map(|fd| (fd.as_raw_fd(), identity_of(fd.as_raw_fd()).expect("fstat")))
-        .collect();
-    let fds = Fds {
-        net_in,
-        net_out: server,
-        app_in,
-        app_out,
-    };
+    let (fds, given) = engine_fds(server, app_in, app_out);
     let settings = Settings {
         close_notify: ctl.close_notify(),
         enforce_close_notify: ctl.enforce_close_notify(),
@@ -277,15 +301,7 @@ pub fn run(ctl: Control, prefix: &[u8], data: &[u8]) -> Outcome {
         },
     );
     let elapsed = started.elapsed();
-    let mut left_open = 0;
-    for (fd, id) in given {
-        if identity_of(fd) == Some(id) {
-            left_open += 1;
-            // SAFETY: the engine returned, and the descriptor, still the
-            // one it was given, is not closed by anything else.
-            drop(unsafe { OwnedFd::from_raw_fd(fd) });
-        }
-    }
+    let left_open = given.close_left_open();
 
     let mut to_client = Vec::new();
     let client_saw_eof = drain(&client, &mut to_client);
@@ -499,6 +515,45 @@ mod tests {
         let o = run(Control(0x83), &[], &[0x16, 3, 1]);
         o.check();
         assert!(matches!(o.result, Err(Error::HandshakeTimeout)), "{o:?}");
+    }
+
+    /// The fallback seeds reach hello.rs's SCSV check: a TLS 1.2 fallback
+    /// gets inappropriate_fallback, a TLS 1.3 client's SCSV is no fallback,
+    /// a TLS 1.1 one is refused (which alert comes first is hello.rs's
+    /// `verdict` to say).
+    #[test]
+    fn fallback_seeds_reach_the_scsv_check() {
+        crate::ignore_sigpipe();
+        let seeds = crate::seeds::engine(false);
+        let seed = |name: &str| &seeds.iter().find(|(n, _)| n == name).unwrap().1;
+        for name in ["fallback-tls12-first", "fallback-tls12-last"] {
+            let (ctl, rest) = split(seed(name));
+            let o = run(ctl, &[], rest);
+            o.check();
+            assert!(
+                o.to_client.ends_with(&[0x15, 3, 3, 0, 2, 2, 86]),
+                "{name}: {o:?}"
+            );
+            assert!(
+                format!("{:?}", o.result).contains("TLS_FALLBACK_SCSV"),
+                "{name}: {o:?}"
+            );
+        }
+        for name in ["fallback-tls13-first", "fallback-tls13-last"] {
+            let (ctl, rest) = split(seed(name));
+            let o = run(ctl, &[], rest);
+            assert_eq!(
+                records(&o.to_client).first().map(|r| r.0),
+                Some(0x16),
+                "{name}: {o:?}"
+            );
+        }
+        for name in ["fallback-tls11-first", "fallback-tls11-records-last"] {
+            let (ctl, rest) = split(seed(name));
+            let o = run(ctl, &[], rest);
+            o.check();
+            assert!(ends_with_alert(&o.to_client), "{name}: {o:?}");
+        }
     }
 
     #[test]

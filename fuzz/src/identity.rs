@@ -17,6 +17,8 @@ use s6_tlsd_io::tls;
 const CA_SEED: [u8; 32] = [0xca; 32];
 const SERVER_SEED: [u8; 32] = [0x5e; 32];
 const CLIENT_SEED: [u8; 32] = [0xc1; 32];
+/// The client certificate's serial number (the crl target revokes it).
+pub const CLIENT_SERIAL: u8 = 3;
 
 pub const SERVER_NAME: &str = "localhost";
 
@@ -54,6 +56,15 @@ fn params(names: &[&str], cn: &str, serial: u8) -> rcgen::CertificateParams {
     p
 }
 
+/// The CA and its key, the same in every call (for CRLs it signs).
+pub fn ca() -> (rcgen::Certificate, rcgen::KeyPair) {
+    let ca_key = rcgen_key(&ed25519_pkcs8(&CA_SEED));
+    let mut ca_params = params(&[], "s6-tlsd-io fuzz CA", 1);
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    (ca, ca_key)
+}
+
 pub fn identity() -> &'static Identity {
     static IDENTITY: OnceLock<Identity> = OnceLock::new();
     IDENTITY.get_or_init(build)
@@ -62,10 +73,7 @@ pub fn identity() -> &'static Identity {
 fn build() -> Identity {
     let provider = tls::provider();
 
-    let ca_key = rcgen_key(&ed25519_pkcs8(&CA_SEED));
-    let mut ca_params = params(&[], "s6-tlsd-io fuzz CA", 1);
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let (ca, ca_key) = ca();
 
     let server_key_pkcs8 = ed25519_pkcs8(&SERVER_SEED);
     let server = params(&[SERVER_NAME, "127.0.0.1"], "s6-tlsd-io fuzz server", 2)
@@ -73,7 +81,7 @@ fn build() -> Identity {
         .expect("server certificate");
 
     let client_key_pkcs8 = ed25519_pkcs8(&CLIENT_SEED);
-    let mut client_params = params(&[], "fuzz client", 3);
+    let mut client_params = params(&[], "fuzz client", CLIENT_SERIAL);
     client_params
         .distinguished_name
         .push(rcgen::DnType::OrganizationName, "Example, Inc.");
@@ -112,8 +120,15 @@ fn build() -> Identity {
                     .unwrap_or_else(|e| panic!("client verifier: {e}")),
             ),
         };
-        tls::server_config(provider.clone(), certified.clone(), verifier, Vec::new(), None, None)
-            .unwrap_or_else(|e| panic!("server config: {e}"))
+        tls::server_config(
+            provider.clone(),
+            certified.clone(),
+            verifier,
+            Vec::new(),
+            None,
+            None,
+        )
+        .unwrap_or_else(|e| panic!("server config: {e}"))
     };
 
     Identity {

@@ -13,6 +13,9 @@ mod findings;
 #[cfg(test)]
 mod fixtures;
 pub mod identity;
+pub mod records;
+pub mod relay;
+pub mod revocation;
 pub mod seeds;
 pub mod subject_model;
 

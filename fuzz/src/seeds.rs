@@ -344,6 +344,30 @@ pub fn engine(with_hello: bool) -> Vec<(String, Vec<u8>)> {
         let mut old = fixture("hello-tls12.bin");
         old[9..11].copy_from_slice(&[3, 2]);
         out.push(("tls11".into(), [&[0u8][..], &old].concat()));
+        // TLS_FALLBACK_SCSV (RFC 7507) from clients that fell back: to TLS
+        // 1.2 (refused, TLS 1.3 is available), to TLS 1.1 (no version in
+        // common), each with the SCSV first and last; and from a TLS 1.3
+        // client, which has not fallen back.
+        for (name, hello, version) in [
+            ("tls12", "hello-tls12.bin", None),
+            ("tls11", "hello-tls12.bin", Some([3, 2])),
+            ("tls11-records", "hello-tls12.bin", Some([3, 2])),
+            ("tls13", "hello-tls13.bin", None),
+        ] {
+            for (at, position) in [("first", 0), ("last", usize::MAX)] {
+                let mut hello = with_fallback_scsv(&fixture(hello), position);
+                if let Some(v) = version {
+                    hello[9..11].copy_from_slice(&v);
+                    if name.ends_with("-records") {
+                        hello[1..3].copy_from_slice(&v);
+                    }
+                }
+                out.push((
+                    format!("fallback-{name}-{at}"),
+                    [&[0u8][..], &hello].concat(),
+                ));
+            }
+        }
         out.push((
             "sni-refused".into(),
             [&[0x40u8][..], &fixture("hello-tls13-nosni.bin")].concat(),
@@ -354,4 +378,25 @@ pub fn engine(with_hello: bool) -> Vec<(String, Vec<u8>)> {
         ));
     }
     out
+}
+
+/// A recorded ClientHello (one record) with TLS_FALLBACK_SCSV inserted in
+/// its cipher suites at `position` (0 first, past the end: last), every
+/// length in front of it adjusted.
+pub fn with_fallback_scsv(hello: &[u8], position: usize) -> Vec<u8> {
+    let grow = |bytes: &mut [u8]| {
+        let n = u16::from_be_bytes([bytes[0], bytes[1]]) + 2;
+        bytes.copy_from_slice(&n.to_be_bytes());
+    };
+    let mut h = hello.to_vec();
+    // Record header (5), handshake header (4), version (2), random (32).
+    let session_id = 5 + 4 + 2 + 32;
+    let suites = session_id + 1 + usize::from(h[session_id]);
+    let n = usize::from(u16::from_be_bytes([h[suites], h[suites + 1]]));
+    let at = suites + 2 + position.min(n / 2) * 2;
+    h.splice(at..at, [0x56, 0x00]);
+    grow(&mut h[3..5]);
+    grow(&mut h[7..9]); // a 24-bit length whose top byte stays 0
+    grow(&mut h[suites..suites + 2]);
+    h
 }

@@ -149,7 +149,9 @@ impl Conn {
     }
 
     /// Encrypts application data; rustls must be past the handshake, and
-    /// `outgoing` empty (the engine reads fdr only then).
+    /// `outgoing` empty (the engine reads fdr only then). rustls first
+    /// decrypts the client's pending records: an error is its verdict on
+    /// one of them, unless it is one of ours here (`General`).
     pub fn encrypt(&mut self, data: &[u8]) -> Result<(), rustls::Error> {
         self.write(Write::Data(data))
     }
@@ -265,6 +267,10 @@ impl Conn {
                 // What was encoded waits in `outgoing` for fd 1.
                 ConnectionState::TransmitTlsData(transmit) => transmit.done(),
                 ConnectionState::PeerClosed => self.peer_closed = true,
+                // What rustls took on its way here (a KeyUpdate, say, that
+                // changes no state) is `discard`, consumed below like any:
+                // those bytes are decrypted in place, and given again they
+                // would not decrypt (found by fuzz/'s engine_relay).
                 ConnectionState::WriteTraffic(mut traffic) => {
                     more = false;
                     match write.take() {
@@ -274,13 +280,11 @@ impl Conn {
                                 let n = traffic.encrypt(fragment, room).map_err(encrypt_failed)?;
                                 self.outgoing.commit(n);
                             }
-                            return Ok(true);
                         }
                         Some(Write::CloseNotify) => {
                             let room = self.outgoing.room();
                             let n = traffic.queue_close_notify(room).map_err(encrypt_failed)?;
                             self.outgoing.commit(n);
-                            return Ok(true);
                         }
                         None => {}
                     }

@@ -756,7 +756,15 @@ where
             self.app_to_client += n as u64;
             self.conn
                 .encrypt(&self.buf[at..at + n])
-                .map_err(|e| Error::Setup(format!("TLS engine refused data: {e}")))?;
+                .map_err(|e| match e {
+                    // conn.rs's own: no room, or a record it cannot encode.
+                    rustls::Error::General(_) => {
+                        Error::Setup(format!("TLS engine refused data: {e}"))
+                    }
+                    // rustls decrypts the client's pending records before it
+                    // encrypts: one of them was bad, a TLS failure (exit 98).
+                    e => engine_closed(false, e),
+                })?;
         }
         // Most of the time the socket has room: skip a trip through poll(2).
         self.flush_net()
@@ -766,19 +774,38 @@ where
     /// the pending records leave, behind them a close_notify when
     /// `close_notify` (`-S`; always in answer to TLS 1.2's).
     fn local_eof(&mut self, why: &'static str, close_notify: bool) -> Result<(), Error> {
-        let Outbound::Open { net, .. } = std::mem::replace(&mut self.outbound, Outbound::Closed)
-        else {
-            return Ok(());
-        };
-        self.outbound = Outbound::Flushing { net };
-        self.outbound_end = Some((why, close_notify));
-        let queued = match close_notify {
-            true => ", close_notify queued",
-            false => "",
-        };
-        self.settings
-            .log
-            .debug(format_args!("outbound: open -> flushing ({why}{queued})"));
+        match std::mem::replace(&mut self.outbound, Outbound::Closed) {
+            Outbound::Open { net, .. } => {
+                self.outbound = Outbound::Flushing { net };
+                self.outbound_end = Some((why, close_notify));
+                let queued = match close_notify {
+                    true => ", close_notify queued",
+                    false => "",
+                };
+                self.settings
+                    .log
+                    .debug(format_args!("outbound: open -> flushing ({why}{queued})"));
+            }
+            // Already flushing (a TLS 1.2 client's close_notify after fdr's
+            // EOF): what is queued still leaves, and a close_notify is all
+            // this can add, the answer TLS 1.2 wants where `-S` queued none.
+            // (This arm used to leave the direction Closed, dropping what
+            // was queued, close_notify included: found by engine_relay.)
+            Outbound::Flushing { net } => {
+                self.outbound = Outbound::Flushing { net };
+                match self.outbound_end {
+                    Some((first, false)) if close_notify => {
+                        self.outbound_end = Some((first, true));
+                        self.settings.log.debug(format_args!(
+                            "outbound: flushing, close_notify queued ({why})"
+                        ));
+                    }
+                    _ => return Ok(()),
+                }
+            }
+            // fd 1 is shut down: nothing more can leave.
+            Outbound::Closed => return Ok(()),
+        }
         if close_notify {
             // rustls refuses it only without room, which the engine never
             // lacks here (fdr is read only while nothing waits for fd 1),
