@@ -119,6 +119,7 @@ fn run(opts: &Options) -> Result<(), Error> {
         enforce_close_notify: opts.enforce_close_notify,
         handshake_timeout,
         log,
+        exit_after: true,
     };
     let (keys, verifier, revoked) = (ready.keys, client.verifier, client.revoked);
     engine::run(

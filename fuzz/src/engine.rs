@@ -271,6 +271,7 @@ pub fn run(ctl: Control, prefix: &[u8], data: &[u8]) -> Outcome {
         enforce_close_notify: ctl.enforce_close_notify(),
         handshake_timeout: Some(ctl.timeout()),
         log: Log::new(1),
+        exit_after: false,
     };
     let config: Arc<ServerConfig> = id.configs[ctl.cert_mode()].clone();
     let handshake_done = Cell::new(false);
