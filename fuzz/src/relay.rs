@@ -1232,6 +1232,7 @@ pub fn run(program: &Program) -> Outcome {
         enforce_close_notify: setup.enforce_close_notify,
         handshake_timeout: Some(HANDSHAKE_TIMEOUT),
         log: Log::new(verbosity()),
+        exit_after: false,
     };
     let config: Arc<ServerConfig> = identity().configs[setup.cert_mode].clone();
     let ops = program.ops.clone();
