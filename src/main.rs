@@ -19,28 +19,22 @@
 
 #![no_main]
 
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
 use rustls::crypto::CryptoProvider;
-use rustls::server::danger::ClientCertVerifier;
-use rustls::server::ClientHello;
-use rustls::{AlertDescription, ServerConfig};
 
-use s6_tlsd_io::alpn::{Alpn, Protocols};
-use s6_tlsd_io::cli::{self, ClientCert, Options};
-use s6_tlsd_io::crl::{self, Revoked};
-use s6_tlsd_io::engine::{self, Fds, Refusal, Settings, Veto};
+use s6_tlsd_io::alpn::Alpn;
+use s6_tlsd_io::cli::{self, Options};
+use s6_tlsd_io::engine::{self, Fds, Settings};
 use s6_tlsd_io::env::Env;
 use s6_tlsd_io::error::Error;
 use s6_tlsd_io::holder::{self, Holder, Stage, Staged};
 use s6_tlsd_io::log::Log;
 use s6_tlsd_io::notify::Notification;
-use s6_tlsd_io::sni::KeyStore;
-use s6_tlsd_io::ticket::{self, Seal};
-use s6_tlsd_io::{anchors, check, privilege, sandbox, tls};
+use s6_tlsd_io::policy::{self, ClientAuth, Pairs, Tickets};
+use s6_tlsd_io::{check, fds, privilege, sandbox, tls};
 
 /// Large blocks on page boundaries: the relay's copies then cost the same
 /// whatever the heap's layout (src/alloc.rs).
@@ -78,7 +72,7 @@ fn run(opts: &Options) -> Result<(), Error> {
     let log = Log::connection(opts.verbosity, &env);
     // Checked before the holder's socket can take a number that was to be
     // one of them (a closed fd 3, say).
-    let fds = take_fds(opts);
+    let fds = fds::take(opts);
     // No core file, no ptrace by the same uid, for either process.
     privilege::no_dumps()?;
     // The process splits here, first thing: the fork copies little yet.
@@ -133,7 +127,7 @@ fn run(opts: &Options) -> Result<(), Error> {
                 keys,
                 holder: &holder,
             };
-            configure(
+            policy::configure(
                 pairs,
                 &alpn,
                 client_hello,
@@ -191,7 +185,7 @@ fn prepare(
     let later = |e| Stage::Later.of(e);
     // The engine reads nothing as root: the holder read the key pairs.
     *warning = privilege::drop_ids(env).map_err(later)?;
-    let client = client_auth(opts, env, provider, *log).map_err(later)?;
+    let client = policy::client_auth(opts, env, provider, *log).map_err(later)?;
     let (fds, notif) = fds.map_err(later)?;
     // From here on the engine only relays, and asks the holder: no file,
     // no exec, no new socket.
@@ -204,190 +198,4 @@ fn prepare(
         fds,
         notif,
     })
-}
-
-/// Client certificates (`-Y`, `-y`): the verifier, what names a revoked
-/// certificate in the handshake's error, and what a ticket is bound to and
-/// checked with again.
-struct ClientAuth {
-    verifier: Option<Arc<dyn ClientCertVerifier>>,
-    revoked: Revoked,
-    /// ticket::Context's.
-    mode: u8,
-    anchors: [u8; 32],
-    recheck: Option<ticket::Recheck>,
-}
-
-fn client_auth(
-    opts: &Options,
-    env: &Env,
-    provider: &Arc<CryptoProvider>,
-    log: Log,
-) -> Result<ClientAuth, Error> {
-    let mode = match opts.client_cert {
-        ClientCert::None => {
-            return Ok(ClientAuth {
-                verifier: None,
-                revoked: Revoked::default(),
-                mode: 0,
-                anchors: [0; 32],
-                recheck: None,
-            })
-        }
-        ClientCert::Optional => 1,
-        ClientCert::Mandatory => 2,
-    };
-    let roots = anchors::read_trust_anchors(env)?;
-    let anchors = ticket::anchors_digest(
-        roots
-            .roots
-            .iter()
-            .map(|a| (&a.subject[..], &a.subject_public_key_info[..])),
-    );
-    let crls = crl::read_crls(env)?;
-    let verifier = tls::client_verifier(provider.clone(), roots, crls.clone(), mode == 2)?;
-    // A resumption checks the session's chain with the same verifier,
-    // anchors and CRLs (ticket/recheck.rs); what it finds is not this
-    // connection's refusal, so not `revoked`'s. The chain this connection's
-    // verifier accepts is the one its ticket records: it is watched
-    // (whether tickets are on, the holder says later).
-    let recheck = ticket::Recheck::new(verifier.clone(), log);
-    let verifier = recheck.watching(verifier);
-    let (verifier, revoked) = crl::naming_revoked(verifier, &crls);
-    Ok(ClientAuth {
-        verifier: Some(verifier),
-        revoked,
-        mode,
-        anchors,
-        recheck: Some(recheck),
-    })
-}
-
-/// The ticket keys, the client certificate policy a ticket is bound to,
-/// and how a ticket's client certificate is checked again.
-struct Tickets {
-    seal: Arc<dyn Seal>,
-    client_cert_mode: u8,
-    anchors: [u8; 32],
-    recheck: Option<ticket::Recheck>,
-}
-
-/// The pairs' chains by name, and the holder that keeps their keys.
-struct Pairs<'a> {
-    keys: KeyStore,
-    holder: &'a Holder,
-}
-
-/// The configuration for this ClientHello: the key pair its SNI selects and
-/// the ALPN protocols of that pair, or the alert that refuses it; a
-/// ticketer when `tickets` is given. The ALPN check holds for the hello
-/// after a HelloRetryRequest too: rustls asks the configuration's `vet`,
-/// which refuses through `veto`.
-fn configure(
-    Pairs { keys, holder }: Pairs,
-    alpn: &Arc<Alpn>,
-    hello: &ClientHello,
-    veto: &Veto,
-    provider: Arc<CryptoProvider>,
-    verifier: Option<Arc<dyn ClientCertVerifier>>,
-    tickets: Option<&Tickets>,
-) -> Result<Arc<ServerConfig>, Refusal> {
-    let refuse = |alert, error| Refusal { alert, error };
-    let server_name = hello.server_name();
-    let protocols = alpn
-        .protocols(server_name.and_then(|n| keys.matching_name(n)).as_deref())
-        .clone();
-    check_alpn(alpn, &protocols, hello)?;
-    let vet: tls::Vet = {
-        let (alpn, protocols, veto) = (alpn.clone(), protocols.clone(), veto.clone());
-        Box::new(move |hello| {
-            check_alpn(&alpn, &protocols, hello)
-                .map_err(|refusal| veto.refuse(refusal))
-                .is_ok()
-        })
-    };
-    let key = match keys.choose(server_name) {
-        Some(chosen) => holder.key(chosen),
-        None => {
-            let why = match server_name {
-                Some(name) => format!("no key pair for the server name {name}"),
-                None => "the client sent no server name, and there is no default key pair".into(),
-            };
-            let e = engine::engine_closed(true, why);
-            return Err(refuse(AlertDescription::UnrecognisedName, e));
-        }
-    };
-    let ticketer = tickets.map(|t| {
-        let context = ticket::Context {
-            server_name,
-            client_cert_mode: t.client_cert_mode,
-            anchors: t.anchors,
-        };
-        ticket::ticketer(t.seal.clone(), &context, t.recheck.clone())
-    });
-    tls::server_config(provider, key, verifier, protocols, ticketer, Some(vet))
-        .map_err(|e| refuse(AlertDescription::InternalError, e))
-}
-
-/// Whether the hello's ALPN offer may be served with `protocols`.
-fn check_alpn(alpn: &Alpn, protocols: &Protocols, hello: &ClientHello) -> Result<(), Refusal> {
-    alpn.check(protocols, hello.alpn()).map_err(|why| Refusal {
-        alert: AlertDescription::NoApplicationProtocol,
-        error: engine::engine_closed(true, why),
-    })
-}
-
-/// fds 0 and 1, fdr, fdw and the notification fd, all checked before any is
-/// taken over: a failure closes nothing, so that the message still reaches
-/// stderr even when fd 2 is one of them. When fdr and fdw are one
-/// descriptor, fdw gets its own copy, so that each direction can be shut
-/// down and closed on its own.
-fn take_fds(opts: &Options) -> Result<(Fds, Option<OwnedFd>), Error> {
-    if opts.fdr < 2 || opts.fdw < 2 {
-        return Err(Error::BadUsage("fdr and fdw must not be 0 or 1".into()));
-    }
-    if opts.notif != 0 && [1, opts.fdr, opts.fdw].contains(&opts.notif) {
-        return Err(Error::BadUsage(
-            "notification-fd must differ from 1, fdr and fdw".into(),
-        ));
-    }
-    let notif = (opts.notif != 0).then_some(opts.notif);
-    let mut raw = [0; 5];
-    for (slot, n) in raw
-        .iter_mut()
-        .zip([0, 1, opts.fdr, opts.fdw].into_iter().chain(notif))
-    {
-        *slot = open_fd(n)?;
-    }
-    if opts.fdw == opts.fdr {
-        // SAFETY: duplicating an open descriptor; the copy is ours.
-        raw[3] = unsafe { libc::fcntl(raw[2], libc::F_DUPFD_CLOEXEC, 3) };
-        if raw[3] < 0 {
-            return Err(Error::errno(
-                format!("duplicate fd {}", opts.fdw),
-                Errno::last(),
-            ));
-        }
-    }
-    // SAFETY: every descriptor is open and distinct, and the caller handed
-    // them to us: nothing else in this process refers to them.
-    let take = |fd: i32| unsafe { OwnedFd::from_raw_fd(fd) };
-    let fds = Fds {
-        net_in: take(raw[0]),
-        net_out: take(raw[1]),
-        app_in: take(raw[2]),
-        app_out: take(raw[3]),
-    };
-    Ok((fds, notif.map(|_| take(raw[4]))))
-}
-
-/// The descriptor number, if it is open.
-fn open_fd(n: u32) -> Result<i32, Error> {
-    let raw = i32::try_from(n).map_err(|_| Error::errno(format!("use fd {n}"), Errno::EBADF))?;
-    // SAFETY: F_GETFD only reads the descriptor's flags, and fails cleanly
-    // with EBADF if it is not open.
-    if unsafe { libc::fcntl(raw, libc::F_GETFD) } == -1 {
-        return Err(Error::errno(format!("use fd {n}"), Errno::last()));
-    }
-    Ok(raw)
 }
