@@ -24,34 +24,21 @@ use crate::log::Log;
 /// connection holds stays in it. Before the key holder is forked, so that
 /// both have it.
 pub fn no_dumps() -> Result<(), Error> {
-    let none = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: setrlimit reads a valid rlimit.
-    if unsafe { libc::setrlimit(libc::RLIMIT_CORE, &none) } != 0 {
-        return Err(no_dumps_failed("setrlimit(RLIMIT_CORE)"));
-    }
+    use nix::sys::resource::{setrlimit, Resource};
+    setrlimit(Resource::RLIMIT_CORE, 0, 0)
+        .map_err(|e| no_dumps_failed("setrlimit(RLIMIT_CORE)", e))?;
     undumpable()
 }
 
-/// `call` failed (its errno is the last one).
-fn no_dumps_failed(call: &str) -> Error {
-    Error::errno(
-        format!("forbid core dumps: {call}"),
-        nix::errno::Errno::last(),
-    )
+fn no_dumps_failed(call: &str, errno: nix::errno::Errno) -> Error {
+    Error::errno(format!("forbid core dumps: {call}"), errno)
 }
 
 /// Not dumpable. The kernel makes a process dumpable again (as
 /// fs.suid_dumpable says) whenever its ids change: `drop_ids` says it
 /// again after its change.
 fn undumpable() -> Result<(), Error> {
-    // SAFETY: prctl with integer arguments only.
-    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
-        return Err(no_dumps_failed("prctl(PR_SET_DUMPABLE)"));
-    }
-    Ok(())
+    nix::sys::prctl::set_dumpable(false).map_err(|e| no_dumps_failed("prctl(PR_SET_DUMPABLE)", e))
 }
 
 /// Drops to TLS_GID and TLS_UID, and says the warning at once.

@@ -94,17 +94,12 @@ fn harden(keep: RawFd, engine: libc::pid_t) -> Result<(), &'static str> {
 /// it). If the engine died before the signal was asked for, nothing will
 /// send it: checked after, by the parent's pid.
 fn harden_again(engine: libc::pid_t) -> Result<(), &'static str> {
-    // SAFETY: prctl and getppid with integer arguments only.
-    unsafe {
-        if libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 {
-            return Err("prctl(PR_SET_DUMPABLE)");
-        }
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-            return Err("prctl(PR_SET_PDEATHSIG)");
-        }
-        if libc::getppid() != engine {
-            libc::_exit(0);
-        }
+    use nix::sys::prctl::{set_dumpable, set_pdeathsig};
+    set_dumpable(false).map_err(|_| "prctl(PR_SET_DUMPABLE)")?;
+    set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(|_| "prctl(PR_SET_PDEATHSIG)")?;
+    if nix::unistd::getppid().as_raw() != engine {
+        // SAFETY: ends the process at once; it holds nothing yet.
+        unsafe { libc::_exit(0) }
     }
     Ok(())
 }
