@@ -24,6 +24,7 @@ use rustls::pki_types::{
     CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer,
 };
 
+use rustls::crypto::aws_lc_rs::sign;
 use rustls::sign::{CertifiedKey, SigningKey};
 use rustls::SignatureScheme;
 
@@ -118,14 +119,17 @@ impl KeyPair {
     /// key is built by the provider.
     pub fn load(self) -> Result<Loaded, Error> {
         let built = rsa_pkcs1(&self.key).map(RsaKey::from_pkcs1);
+        let by_provider = |signer: Result<Arc<dyn SigningKey>, rustls::Error>| {
+            signer.map_err(|_| self.key_source.invalid(UNSUPPORTED_KEY))
+        };
         let (signer, unsigned): (Arc<dyn SigningKey>, _) = match built {
             Some(Ok(key)) => (Arc::new(key), FAULTY),
             Some(Err(Refused::Invalid(reason))) => return Err(self.key_source.invalid(reason)),
-            Some(Err(Refused::NotMine)) | None => (
-                rustls::crypto::aws_lc_rs::sign::any_supported_type(&self.key.view())
-                    .map_err(|_| self.key_source.invalid(UNSUPPORTED_KEY))?,
-                "a signature made with the key failed",
+            Some(Err(Refused::NotMine)) => (
+                by_provider(sign::any_supported_type(&self.key.view()))?,
+                SIGNATURE_FAILED,
             ),
+            None => (by_provider(not_rsa(&self.key.view()))?, SIGNATURE_FAILED),
         };
         let unsigned = self.key_source.invalid(unsigned);
         let KeyPair {
@@ -201,6 +205,9 @@ pub fn named_pairs(env: &Env) -> impl Iterator<Item = (String, Result<KeyPair, E
     })
 }
 
+/// A provider's key that would not sign: the key file's error.
+const SIGNATURE_FAILED: &str = "a signature made with the key failed";
+
 /// Why the provider refused a key: it says only that it could not parse it.
 const UNSUPPORTED_KEY: &str = "the private key cannot be decoded (a damaged or incomplete file?), \
 or is of an unsupported type (RSA of 2048 to 8192 bits, ECDSA P-256, P-384 or P-521, Ed25519)";
@@ -230,6 +237,16 @@ fn rsa_pkcs1(key: &Key) -> Option<&[u8]> {
         }
         Encoding::Sec1 => None,
     }
+}
+
+/// The provider's signing key for a key that is not RSA. rustls'
+/// `any_supported_type` tries RSA first, and aws-lc parses a whole PKCS#8
+/// key, checking its public point (a scalar multiplication), before it
+/// says the key is not RSA: for an EC key that was a second parse, a
+/// fifth of the key holder's instructions (callgrind). So ECDSA first,
+/// then rustls' own order for the rest (Ed25519) and for the error.
+fn not_rsa(der: &PrivateKeyDer) -> Result<Arc<dyn SigningKey>, rustls::Error> {
+    sign::any_ecdsa_type(der).or_else(|_| sign::any_supported_type(der))
 }
 
 /// rustls' `CertifiedKey::keys_match`, its answers and all, but for how
