@@ -138,6 +138,10 @@ unsafe impl GlobalAlloc for PageAligned {
 }
 
 /// A block's address for the caller: BLOCK_OFFSET into System's block.
+///
+/// # Safety
+/// `base` is null or a block of System's widened layout, which is longer
+/// than BLOCK_OFFSET.
 unsafe fn offset(base: *mut u8) -> *mut u8 {
     if base.is_null() {
         base
