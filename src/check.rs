@@ -130,23 +130,15 @@ fn key_pairs(report: &mut Report, opts: &Options, env: &Env) -> Vec<String> {
             shown("CERTFILE"),
             shown("KEYFILE")
         );
-        match KeyPair::read_default(env).and_then(KeyPair::load) {
-            Ok(loaded) if signs(report, &what, &loaded) => {
-                key_pair(report, &what, None, &loaded.pair)
-            }
-            Ok(_) => {}
-            Err(e) => report.error(&e),
-        }
+        checked_pair(report, &what, None, KeyPair::read_default(env));
     }
     let mut named = Vec::new();
     if opts.sni_level == 0 {
         // A connection ignores them too, but the operator meant something.
-        let mut unused = env.iter().filter_map(|(var, _)| {
-            let var = var.to_string_lossy().into_owned();
-            var.strip_prefix("KEYFILE:")
-                .is_some_and(|name| !name.is_empty())
-                .then_some(var)
-        });
+        let mut unused = env
+            .iter()
+            .map(|(var, _)| var.to_string_lossy())
+            .filter(|var| keys::pair_name(var).is_some());
         if let Some(first) = unused.next() {
             let more = match unused.count() {
                 0 => String::new(),
@@ -172,13 +164,7 @@ fn key_pairs(report: &mut Report, opts: &Options, env: &Env) -> Vec<String> {
             shown(&format!("CERTFILE:{name}")),
             shown(&format!("KEYFILE:{name}"))
         );
-        match pair.and_then(KeyPair::load) {
-            Ok(loaded) if signs(report, &what, &loaded) => {
-                key_pair(report, &what, Some(&name), &loaded.pair)
-            }
-            Ok(_) => {}
-            Err(e) => report.error(&e),
-        }
+        checked_pair(report, &what, Some(&name), pair);
     }
     if opts.sni_level >= 2 && named.is_empty() {
         report.error(&Error::Config(
@@ -188,7 +174,16 @@ fn key_pairs(report: &mut Report, opts: &Options, env: &Env) -> Vec<String> {
     named
 }
 
-/// `what`: subject, names, key type, chain length, expiry.
+/// A pair read (or why not), loaded and reported: its key signs, then
+/// its certificates' names and dates.
+fn checked_pair(report: &mut Report, what: &str, name: Option<&str>, pair: Result<KeyPair, Error>) {
+    match pair.and_then(KeyPair::load) {
+        Ok(loaded) if signs(report, what, &loaded) => key_pair(report, what, name, &loaded.pair),
+        Ok(_) => {}
+        Err(e) => report.error(&e),
+    }
+}
+
 /// One signature, as the first handshake would make: an RSA key is only
 /// proved consistent as it signs (rsa.rs), so a key whose CRT numbers are
 /// wrong loads, and without this `-t` would pass what every connection
@@ -215,6 +210,7 @@ fn signs(report: &mut Report, what: &str, loaded: &Loaded) -> bool {
     signed.inspect_err(|e| report.error(e)).is_ok()
 }
 
+/// `what`: subject, names, key type, chain length, expiry.
 fn key_pair(report: &mut Report, what: &str, name: Option<&str>, pair: &Arc<CertifiedKey>) {
     let Some(leaf) = pair.cert.first() else {
         return report.config_error(format_args!("{what}: no certificate"));

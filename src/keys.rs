@@ -193,7 +193,7 @@ impl Loaded {
 pub fn named_pairs(env: &Env) -> impl Iterator<Item = (String, Result<KeyPair, Error>)> + '_ {
     env.iter().filter_map(|(var, key_path)| {
         let var = var.to_string_lossy();
-        let name = var.strip_prefix("KEYFILE:").filter(|n| !n.is_empty())?;
+        let name = pair_name(&var)?;
         let cert_var = format!("CERTFILE:{name}");
         let pair = match env.get(&cert_var) {
             Some(cert_path) => KeyPair::read(cert_var, cert_path, var.to_string(), key_path),
@@ -203,6 +203,12 @@ pub fn named_pairs(env: &Env) -> impl Iterator<Item = (String, Result<KeyPair, E
         };
         Some((name.to_string(), pair))
     })
+}
+
+/// The `x` of a variable `KEYFILE:x` (not of a bare `KEYFILE:`): the
+/// variables that name a pair under `-k`.
+pub fn pair_name(var: &str) -> Option<&str> {
+    var.strip_prefix("KEYFILE:").filter(|n| !n.is_empty())
 }
 
 /// A provider's key that would not sign: the key file's error.

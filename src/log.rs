@@ -135,7 +135,7 @@ fn emit(level: &str, context: &str, args: fmt::Arguments) {
         return;
     }
     let sep = if context.is_empty() { "" } else { ": " };
-    let mut line = clean(&format!("{PROG}: {level}: {context}{sep}{args}")).into_owned();
+    let mut line = cleaned(format!("{PROG}: {level}: {context}{sep}{args}"));
     // On a character's boundary: truncate panics elsewhere.
     let mut end = line.len().min(4000);
     while !line.is_char_boundary(end) {
@@ -150,7 +150,7 @@ fn emit(level: &str, context: &str, args: fmt::Arguments) {
 /// cleaned as every line is. Waits for room: nothing else is left to do.
 pub fn fatal(line: &dyn fmt::Display) {
     use std::io::Write;
-    let line = clean(&line.to_string()).into_owned() + "\n";
+    let line = cleaned(line.to_string()) + "\n";
     // Nothing more can be done if stderr itself is gone.
     let _ = std::io::stderr().write_all(line.as_bytes());
 }
@@ -176,6 +176,14 @@ pub fn clean(line: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// `line`, cleaned: the same String when there was nothing to escape.
+fn cleaned(line: String) -> String {
+    match clean(&line) {
+        Cow::Owned(escaped) => escaped,
+        Cow::Borrowed(_) => line,
+    }
 }
 
 fn escaped(c: char) -> bool {

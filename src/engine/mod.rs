@@ -469,7 +469,7 @@ fn poll_timeout(deadline: Option<Instant>) -> Result<nix::poll::PollTimeout, Err
 }
 
 /// Milliseconds left before `t`, rounded up; zero once it has passed.
-fn millis_until(t: Instant) -> nix::poll::PollTimeout {
+pub fn millis_until(t: Instant) -> nix::poll::PollTimeout {
     use nix::poll::PollTimeout;
     let ms = t
         .saturating_duration_since(Instant::now())

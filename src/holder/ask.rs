@@ -16,6 +16,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
 use rustls::pki_types::CertificateDer;
 use rustls::sign::{CertifiedKey, Signer, SigningKey};
 use rustls::{SignatureAlgorithm, SignatureScheme};
@@ -149,20 +152,10 @@ impl Holder {
         }
         if let Some(socket) = socket.filter(|s| holder_left(s.as_fd())) {
             drop(socket);
-            loop {
-                // SAFETY: wait4 on our own child, no status or usage wanted.
-                let r = unsafe {
-                    libc::wait4(
-                        self.0.pid as libc::pid_t,
-                        std::ptr::null_mut(),
-                        0,
-                        std::ptr::null_mut(),
-                    )
-                };
-                if r >= 0 || Errno::last() != Errno::EINTR {
-                    break;
-                }
-            }
+            // glibc's waitpid is wait4(2), the one call for it that the
+            // engine's filter allows (for this pid only).
+            let pid = Pid::from_raw(self.0.pid as libc::pid_t);
+            while let Err(Errno::EINTR) = waitpid(pid, None) {}
         }
         Ok(())
     }
@@ -422,25 +415,12 @@ impl Until {
 
 /// Waits until `fd` is ready for `events`; without `until`, for as long
 /// as it takes.
-fn wait(fd: BorrowedFd, events: libc::c_short, until: Option<Until>) -> Result<(), Error> {
+fn wait(fd: BorrowedFd, events: PollFlags, until: Option<Until>) -> Result<(), Error> {
     loop {
-        let ms = match until {
-            None => -1,
-            Some(u) => {
-                let left = u.at.saturating_duration_since(Instant::now());
-                // Rounded up: poll(2) would wake a little early and spin.
-                left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
-            }
-        };
-        let mut set = [libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events,
-            revents: 0,
-        }];
-        // SAFETY: one valid pollfd, for its length.
-        match unsafe { libc::poll(set.as_mut_ptr(), 1, ms) } {
-            n if n > 0 => return Ok(()),
-            0 => {
+        let timeout = until.map_or(PollTimeout::NONE, |u| crate::engine::millis_until(u.at));
+        match poll(&mut [PollFd::new(fd, events)], timeout) {
+            Ok(n) if n > 0 => return Ok(()),
+            Ok(_) => {
                 return Err(match until {
                     Some(Until {
                         handshake: true, ..
@@ -451,8 +431,8 @@ fn wait(fd: BorrowedFd, events: libc::c_short, until: Option<Until>) -> Result<(
                     )),
                 })
             }
-            _ if Errno::last() == Errno::EINTR => {}
-            _ => return Err(Error::errno("poll", Errno::last())),
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(Error::errno("poll", e)),
         }
     }
 }
@@ -462,7 +442,7 @@ fn send(fd: BorrowedFd, mut bytes: &[u8], until: Until) -> Result<(), Error> {
     while !bytes.is_empty() {
         match nix::unistd::write(fd, bytes) {
             Ok(n) => bytes = &bytes[n..],
-            Err(Errno::EAGAIN) => wait(fd, libc::POLLOUT, Some(until))?,
+            Err(Errno::EAGAIN) => wait(fd, PollFlags::POLLOUT, Some(until))?,
             Err(Errno::EINTR) => {}
             Err(Errno::EPIPE | Errno::ECONNRESET) => return Err(gone()),
             Err(e) => return Err(Error::errno("write to the key holder", e)),
@@ -490,7 +470,7 @@ fn fill(fd: BorrowedFd, mut buf: &mut [u8], until: Option<Until>) -> Result<(), 
         match nix::unistd::read(fd, buf) {
             Ok(0) => return Err(gone()),
             Ok(n) => buf = &mut buf[n..],
-            Err(Errno::EAGAIN) => wait(fd, libc::POLLIN, until)?,
+            Err(Errno::EAGAIN) => wait(fd, PollFlags::POLLIN, until)?,
             Err(Errno::EINTR) => {}
             Err(Errno::ECONNRESET) => return Err(gone()),
             Err(e) => return Err(Error::errno("read from the key holder", e)),
@@ -513,7 +493,7 @@ fn holder_left(fd: BorrowedFd) -> bool {
             // Nothing is expected; whatever it is, its end is awaited.
             Ok(_) | Err(Errno::EINTR) => {}
             Err(Errno::EAGAIN) => {
-                if wait(fd, libc::POLLIN, Some(until)).is_err() {
+                if wait(fd, PollFlags::POLLIN, Some(until)).is_err() {
                     return false;
                 }
             }

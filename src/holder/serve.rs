@@ -75,8 +75,7 @@ fn start(fd: BorrowedFd, env: &Env, sni_level: u32, engine: libc::pid_t) -> Resu
         asked_to_sign: false,
         sealed: 0,
         opens: 0,
-        signed: false,
-        opened: false,
+        authenticated: false,
     })
 }
 
@@ -181,8 +180,7 @@ struct Held {
     opens: usize,
     /// The handshake has authenticated, and may have a ticket sealed: a
     /// signature made, or a ticket opened (a resumption).
-    signed: bool,
-    opened: bool,
+    authenticated: bool,
 }
 
 /// An answer, and whether the holder ends after it.
@@ -288,7 +286,7 @@ impl Held {
         }
         match loaded.sign(scheme, message) {
             Ok(signature) => {
-                self.signed = true;
+                self.authenticated = true;
                 Answer::done(&signature)
             }
             Err(e) => Answer::failed(&e),
@@ -300,7 +298,7 @@ impl Held {
         if self.sealed > tls::TICKETS_SENT {
             return Answer::refused("to seal more tickets than a connection sends");
         }
-        if !(self.signed || self.opened) {
+        if !self.authenticated {
             return Answer::refused("to seal a ticket before the handshake authenticated");
         }
         let (Some(keys), Some((aad, plain))) = (&self.tickets, aad_and_rest(body)) else {
@@ -320,7 +318,7 @@ impl Held {
         };
         match keys.open(aad, ticket) {
             Some(plain) => {
-                self.opened = true;
+                self.authenticated = true;
                 // The opened state holds the session's secret: the engine
                 // gets it (its rustls resumes with it), this copy is wiped
                 // as it is freed.
@@ -463,8 +461,7 @@ mod tests {
             asked_to_sign: false,
             sealed: 0,
             opens: 0,
-            signed: false,
-            opened: false,
+            authenticated: false,
         }
     }
 
