@@ -9,32 +9,12 @@
 
 mod common;
 
-use std::ffi::OsStr;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use common::client::*;
 use common::*;
-
-/// Runs `openssl args...`, which must succeed: its stdout.
-fn openssl<S: AsRef<OsStr>>(args: &[S]) -> Vec<u8> {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => missing("openssl"),
-            _ => panic!("cannot run openssl: {e}"),
-        });
-    assert!(
-        out.status.success(),
-        "openssl {:?}: {}",
-        args.iter().map(|a| a.as_ref()).collect::<Vec<_>>(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
 
 /// A certificate file and its key file.
 struct Pair {
@@ -56,10 +36,7 @@ impl Pair {
     }
 
     fn env(&self) -> Vec<(String, String)> {
-        vec![
-            ("CERTFILE".into(), self.cert.display().to_string()),
-            ("KEYFILE".into(), self.key.display().to_string()),
-        ]
+        pair_env(&self.cert, &self.key)
     }
 }
 

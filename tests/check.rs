@@ -16,6 +16,17 @@ fn var(name: &str, value: impl AsRef<Path>) -> (String, String) {
     (name.into(), value.as_ref().display().to_string())
 }
 
+/// `env` with `name` set to `value` in place of what it was (last).
+fn replaced(
+    mut env: Vec<(String, String)>,
+    name: &str,
+    value: impl AsRef<Path>,
+) -> Vec<(String, String)> {
+    env.retain(|(k, _)| k != name);
+    env.push(var(name, value));
+    env
+}
+
 /// A self-signed pair for `names`, valid from `not_before` to `not_after`.
 fn dated(dir: &Path, tag: &str, names: &[&str], years: (i32, i32)) -> (String, String) {
     let key = rcgen::KeyPair::generate().unwrap();
@@ -76,9 +87,10 @@ fn crl(dir: &Path, year: i32) -> String {
     path.display().to_string()
 }
 
-fn ticket_file(dir: &Path, mode: u32) -> String {
+/// A ticket key file of `len` bytes (32 bytes a key), of `mode`.
+fn ticket_file(dir: &Path, mode: u32, len: usize) -> String {
     let path = dir.join(format!("tickets-{mode:o}"));
-    std::fs::write(&path, [7u8; 64]).unwrap();
+    std::fs::write(&path, vec![7u8; len]).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
     path.display().to_string()
 }
@@ -93,7 +105,7 @@ fn a_good_configuration_is_reported_line_by_line_and_exits_0() {
         var("KEYFILE:a.example", &named.key),
         var("TLS_ALPN", "h2,http/1.1"),
         var("TLS_ALPN:a.example", "imap"),
-        var("TLS_TICKET_KEYFILE", ticket_file(&dir, 0o600)),
+        var("TLS_TICKET_KEYFILE", ticket_file(&dir, 0o600, 64)),
         var("CAFILE", &ca().pem_path),
         var("CRLFILE", crl(&dir, 2099)),
     ]);
@@ -169,7 +181,7 @@ fn every_problem_is_reported_and_the_first_errors_code_is_the_exit_code() {
         var("KEYFILE:d.example", &other_key),
         var("TLS_ALPN", "h2, http/1.1"),
         var("TLS_ALPN:zzz.example", "imap"),
-        var("TLS_TICKET_KEYFILE", ticket_file(&dir, 0o644)),
+        var("TLS_TICKET_KEYFILE", ticket_file(&dir, 0o644, 64)),
         var("CAFILE", &ca().pem_path),
         var("CRLFILE", crl(&dir, 2020)),
     ];
@@ -258,14 +270,6 @@ s6-tlsd-io: error: unable to read TLS_TICKET_KEYFILE file {}: No such file or di
     );
 }
 
-fn is_root() -> bool {
-    if nix::unistd::getuid().is_root() {
-        return true;
-    }
-    eprintln!("not running as root: the privilege drop of -t is not tested");
-    false
-}
-
 /// A CADIR holding the test CA, and `mode` on the directory itself.
 fn cadir(mode: u32) -> std::path::PathBuf {
     let dir = tmpdir("check-cadir").join("clients");
@@ -277,7 +281,7 @@ fn cadir(mode: u32) -> std::path::PathBuf {
 
 #[test]
 fn trust_anchors_are_read_as_tls_uid_as_a_connection_reads_them() {
-    if !is_root() {
+    if !running_as_root("the privilege drop of -t is not tested") {
         return;
     }
     // Keys only root can read (read before the drop), a CADIR only root
@@ -315,8 +319,7 @@ fn trust_anchors_are_read_as_tls_uid_as_a_connection_reads_them() {
     assert!(out.contains(": trust anchors: 1\n"), "{out}");
     // An id that cannot be taken: the connection's error, and a warning
     // that what it would read next is not checked.
-    env.retain(|(k, _)| k != "TLS_UID");
-    env.push(var("TLS_UID", "nobody"));
+    let env = replaced(env, "TLS_UID", "nobody");
     let (code, _, err) = check(&["-y"], &env);
     assert_eq!(code, Some(100), "{err}");
     assert_eq!(
@@ -376,9 +379,7 @@ fn a_fifo_or_dev_zero_stops_neither_a_check_nor_a_connection() {
     // A FIFO with no writer reads as empty (upstream's open_readb), not
     // as an open that waits for ever.
     for var_name in ["CERTFILE", "KEYFILE"] {
-        let mut env = key_env(k);
-        env.retain(|(name, _)| name != var_name);
-        env.push(var(var_name, &fifo));
+        let env = replaced(key_env(k), var_name, &fifo);
         check_and_connection_fail_alike(
             &[],
             &env,
@@ -389,9 +390,7 @@ fn a_fifo_or_dev_zero_stops_neither_a_check_nor_a_connection() {
         );
     }
     // /dev/zero never ends: read up to the bound, then refused.
-    let mut env = key_env(k);
-    env.retain(|(name, _)| name != "CERTFILE");
-    env.push(var("CERTFILE", "/dev/zero"));
+    let env = replaced(key_env(k), "CERTFILE", "/dev/zero");
     check_and_connection_fail_alike(
         &[],
         &env,
@@ -454,9 +453,8 @@ fn times_are_said_in_the_unit_that_fits() {
     env.extend([
         var("CAFILE", &ca.pem_path),
         var("CRLFILE", &crl_path),
-        var("TLS_TICKET_KEYFILE", ticket_file(&dir, 0o600)),
+        var("TLS_TICKET_KEYFILE", ticket_file(&dir, 0o600, 32)),
     ]);
-    std::fs::write(dir.join("tickets-600"), [7u8; 32]).unwrap();
     let (code, out, err) = check(&["-Y"], &env);
     assert_eq!(code, Some(96), "{err}");
     let stale = err

@@ -52,6 +52,16 @@ fn client_cert(ca: &Ca, edit: impl FnOnce(&mut CertificateParams)) -> ClientCert
     }
 }
 
+/// A certificate of the client CA whose subject is `dn`, in that order.
+fn client_cert_with_subject(dn: &[(DnType, &str)]) -> ClientCert {
+    client_cert(client_ca(), |p| {
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        for (ty, value) in dn {
+            p.distinguished_name.push(ty.clone(), *value);
+        }
+    })
+}
+
 fn plain_client_cert() -> ClientCert {
     client_cert(client_ca(), |_| {})
 }
@@ -115,17 +125,15 @@ fn optional_certificate_absent_proceeds_with_bare_fields() {
 
 #[test]
 fn optional_certificate_present_is_verified_and_reported() {
-    let cert = client_cert(client_ca(), |p| {
-        let dn = &mut p.distinguished_name;
-        *dn = rcgen::DistinguishedName::new();
-        // Out of order on purpose: the block has a fixed order.
-        dn.push(DnType::CommonName, "client");
-        dn.push(DnType::OrganizationalUnitName, "Unit");
-        dn.push(DnType::OrganizationName, "Example");
-        dn.push(DnType::LocalityName, "Paris");
-        dn.push(DnType::StateOrProvinceName, "IDF");
-        dn.push(DnType::CountryName, "FR");
-    });
+    // Out of order on purpose: the block has a fixed order.
+    let cert = client_cert_with_subject(&[
+        (DnType::CommonName, "client"),
+        (DnType::OrganizationalUnitName, "Unit"),
+        (DnType::OrganizationName, "Example"),
+        (DnType::LocalityName, "Paris"),
+        (DnType::StateOrProvinceName, "IDF"),
+        (DnType::CountryName, "FR"),
+    ]);
     let block = exchange(cafile().args(&["-Y"]).start(), with_cert(&cert));
     let block = as_map(&block);
     assert_eq!(
@@ -140,13 +148,10 @@ fn optional_certificate_present_is_verified_and_reported() {
 
 #[test]
 fn subject_escapes_special_characters_and_trims_spaces() {
-    let cert = client_cert(client_ca(), |p| {
-        p.distinguished_name = rcgen::DistinguishedName::new();
-        p.distinguished_name
-            .push(DnType::OrganizationName, "  in  side  ");
-        p.distinguished_name
-            .push(DnType::CommonName, " a,b=c+d<e>f#g\\h\ni ");
-    });
+    let cert = client_cert_with_subject(&[
+        (DnType::OrganizationName, "  in  side  "),
+        (DnType::CommonName, " a,b=c+d<e>f#g\\h\ni "),
+    ]);
     let (_e, _tls, raw) = raw_block_under_y(&cert);
     let needle: &[u8] =
         b"\0SSL_PEER_CERT_SUBJECT=O=in  side, CN=a\\,b\\=c\\+d\\<e\\>f\\#g\\\\h\\\ni\0";
@@ -526,19 +531,17 @@ fn a_subject_of_several_kib_gets_through_s6_tlsds_read() {
 /// BearSSL's form, which s6-tlsd and the application read.
 #[test]
 fn a_subject_with_control_characters_cannot_forge_a_log_line() {
-    let cert = client_cert(client_ca(), |p| {
-        let dn = &mut p.distinguished_name;
-        *dn = rcgen::DistinguishedName::new();
-        dn.push(DnType::CountryName, "F\u{7}R");
-        dn.push(DnType::StateOrProvinceName, "a\tb\u{7f}");
-        dn.push(DnType::LocalityName, "l\u{85}\u{2028}\u{202e}x");
-        dn.push(DnType::OrganizationName, "o\r\u{1b}[2Kx");
-        dn.push(DnType::OrganizationalUnitName, "u] resumed \\n");
-        dn.push(
+    let cert = client_cert_with_subject(&[
+        (DnType::CountryName, "F\u{7}R"),
+        (DnType::StateOrProvinceName, "a\tb\u{7f}"),
+        (DnType::LocalityName, "l\u{85}\u{2028}\u{202e}x"),
+        (DnType::OrganizationName, "o\r\u{1b}[2Kx"),
+        (DnType::OrganizationalUnitName, "u] resumed \\n"),
+        (
             DnType::CommonName,
             "alice\ns6-tlsd-io: fatal: forged\r\n\u{1b}[1A",
-        );
-    });
+        ),
+    ]);
     let e = cafile().args(&["-y", "-v", "2"]).start();
     let tls = connect(&e, with_cert(&cert), "localhost");
     let (block, exit) = one_byte_and_block(e, tls);

@@ -315,12 +315,18 @@ fn load(der: &[u8]) -> Result<RsaKey, Refused> {
     RsaKey::from_pkcs1_declassifying(der, memcheck::declassify)
 }
 
-/// Where d, p, q, dp, dq and q⁻¹ mod p lie in `der` (their contents).
-fn secret_ranges(der: &[u8]) -> [Range<usize>; 6] {
+/// The fields of an `RSAPrivateKey`: version, n, e, d, p, q, dp, dq, q⁻¹
+/// mod p (more for more primes).
+fn rsa_private_key(der: &[u8]) -> Vec<(u8, &[u8])> {
     let [(0x30, fields)] = elements(der).unwrap()[..] else {
         panic!("not a SEQUENCE")
     };
-    let ints = elements(fields).unwrap();
+    elements(fields).unwrap()
+}
+
+/// Where d, p, q, dp, dq and q⁻¹ mod p lie in `der` (their contents).
+fn secret_ranges(der: &[u8]) -> [Range<usize>; 6] {
+    let ints = rsa_private_key(der);
     assert_eq!(ints.len(), 9, "not a two-prime RSAPrivateKey");
     let ranges: Vec<_> = ints[3..]
         .iter()
@@ -373,10 +379,7 @@ fn secret_bits(int: &[u8], size: bool) -> Vec<u8> {
 /// what memcheck reports is the arithmetic.
 fn variable_time_check(der: &[u8]) -> bool {
     use aws_lc_sys as sys;
-    let [(0x30, fields)] = elements(der).unwrap()[..] else {
-        panic!("not a SEQUENCE")
-    };
-    let ints = elements(fields).unwrap();
+    let ints = rsa_private_key(der);
     // SAFETY: each BN_bin2bn reads the slice it is given and returns an
     // owned BIGNUM, freed below with the context; BN_mul and BN_cmp take
     // valid BIGNUMs and a context; null results stop the test first.
@@ -414,10 +417,10 @@ mod memcheck {
     const COUNT_ERRORS: usize = 0x1201;
     const CHANGE_ERR_DISABLEMENT: usize = 0x1801;
 
-    /// valgrind.h's VALGRIND_DO_CLIENT_REQUEST_EXPR: `default` outside
-    /// valgrind, the request's answer under it.
+    /// valgrind.h's VALGRIND_DO_CLIENT_REQUEST_EXPR with a default of 0:
+    /// 0 outside valgrind, the request's answer under it.
     #[cfg(target_arch = "x86_64")]
-    fn request(default: usize, request: usize, args: [usize; 5]) -> usize {
+    fn request(request: usize, args: [usize; 5]) -> usize {
         let block = [request, args[0], args[1], args[2], args[3], args[4]];
         let answer;
         // SAFETY: the four rotations of rdi add up to 128 bits, leaving it
@@ -434,7 +437,7 @@ mod memcheck {
                 "rol rdi, 61",
                 "rol rdi, 51",
                 "xchg rbx, rbx",
-                inout("rdx") default => answer,
+                inout("rdx") 0usize => answer,
                 in("rax") block.as_ptr(),
                 options(nostack),
             );
@@ -443,30 +446,29 @@ mod memcheck {
     }
 
     #[cfg(not(target_arch = "x86_64"))]
-    fn request(default: usize, _request: usize, _args: [usize; 5]) -> usize {
-        default
+    fn request(_request: usize, _args: [usize; 5]) -> usize {
+        0
     }
 
     pub fn running() -> bool {
-        request(0, RUNNING_ON_VALGRIND, [0; 5]) > 0
+        request(RUNNING_ON_VALGRIND, [0; 5]) > 0
     }
 
     /// VALGRIND_COUNT_ERRORS: how many memcheck reported so far.
     pub fn errors() -> usize {
-        request(0, COUNT_ERRORS, [0; 5])
+        request(COUNT_ERRORS, [0; 5])
     }
 
     /// VALGRIND_ENABLE_ERROR_REPORTING, VALGRIND_DISABLE_ERROR_REPORTING
     /// (for this thread).
     pub fn report(on: bool) {
         let change = if on { usize::MAX } else { 1 };
-        request(0, CHANGE_ERR_DISABLEMENT, [change, 0, 0, 0, 0]);
+        request(CHANGE_ERR_DISABLEMENT, [change, 0, 0, 0, 0]);
     }
 
     /// VALGRIND_MAKE_MEM_UNDEFINED: secret from here on.
     pub fn undefined(bytes: &[u8]) {
         request(
-            0,
             MAKE_MEM_UNDEFINED,
             [bytes.as_ptr() as usize, bytes.len(), 0, 0, 0],
         );
@@ -475,7 +477,6 @@ mod memcheck {
     /// VALGRIND_MAKE_MEM_DEFINED: public from here on.
     pub fn defined(bytes: &[u8]) {
         request(
-            0,
             MAKE_MEM_DEFINED,
             [bytes.as_ptr() as usize, bytes.len(), 0, 0, 0],
         );
@@ -484,7 +485,6 @@ mod memcheck {
     /// rsa.rs's `declassify` hook: the verdict is public.
     pub fn declassify(verdict: &bool) {
         request(
-            0,
             MAKE_MEM_DEFINED,
             [verdict as *const bool as usize, 1, 0, 0, 0],
         );
@@ -501,7 +501,7 @@ mod memcheck {
             0,
             0,
         ];
-        assert_eq!(request(0, SET_VBITS, args), 1, "VALGRIND_SET_VBITS failed");
+        assert_eq!(request(SET_VBITS, args), 1, "VALGRIND_SET_VBITS failed");
     }
 
     /// VALGRIND_GET_VBITS: memcheck's view of `bytes`, a set bit for each
@@ -515,7 +515,7 @@ mod memcheck {
             0,
             0,
         ];
-        assert_eq!(request(0, GET_VBITS, args), 1, "VALGRIND_GET_VBITS failed");
+        assert_eq!(request(GET_VBITS, args), 1, "VALGRIND_GET_VBITS failed");
         out
     }
 }

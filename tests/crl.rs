@@ -460,6 +460,22 @@ fn s_client_to(spawn: Spawn, extra: &[impl AsRef<str>]) -> Outcome {
     Outcome::In(how, parse_notification(&raw))
 }
 
+/// An engine for carol's CA in `dir` (`carols_ca`): its ticket keys,
+/// `flag` (`-y` or `-Y`), `-S -v 2`, and the CA as `source` says: CAFILE
+/// and CRLFILE for "CRLFILE", else CADIR.
+fn carols_engine(dir: &Path, source: &str, flag: &str) -> Spawn {
+    let path = |name: &str| dir.join(name).display().to_string();
+    let s = spawn()
+        .set("TLS_TICKET_KEYFILE", &path("tickets"))
+        .args(&[flag, "-S", "-v", "2"]);
+    match source {
+        "CRLFILE" => s
+            .set("CAFILE", &path("ca.pem"))
+            .set("CRLFILE", &path("crl.pem")),
+        _ => s.set("CADIR", &path("cadir")),
+    }
+}
+
 /// Issue 19: carol saves her session, resumes it (saving the ticket of the
 /// resumed connection), is revoked, then comes back with that ticket: she
 /// is refused exactly as a full handshake refuses her (alert
@@ -474,17 +490,7 @@ fn a_session_saved_before_its_certificate_was_revoked_does_not_resume() {
             let case = format!("{source} {flag}");
             let dir = carols_ca("carol");
             let path = |name: &str| dir.join(name).display().to_string();
-            let spawn = || {
-                let s = spawn()
-                    .set("TLS_TICKET_KEYFILE", &path("tickets"))
-                    .args(&[flag, "-S", "-v", "2"]);
-                match source {
-                    "CRLFILE" => s
-                        .set("CAFILE", &path("ca.pem"))
-                        .set("CRLFILE", &path("crl.pem")),
-                    _ => s.set("CADIR", &path("cadir")),
-                }
-            };
+            let spawn = || carols_engine(&dir, source, flag);
             let (cert, key) = (path("carol.pem"), path("carol.key"));
             let (first, second) = (path("first.sess"), path("second.sess"));
             let carol = ["-cert", &cert, "-key", &key];
@@ -572,13 +578,7 @@ fn a_ticket_repeated_in_one_hello_costs_one_verification() {
     );
     let dir = carols_ca("copies");
     let path = |name: &str| dir.join(name).display().to_string();
-    let spawn = || {
-        spawn()
-            .set("TLS_TICKET_KEYFILE", &path("tickets"))
-            .set("CAFILE", &path("ca.pem"))
-            .set("CRLFILE", &path("crl.pem"))
-            .args(&["-Y", "-S", "-v", "2"])
-    };
+    let spawn = || carols_engine(&dir, "CRLFILE", "-Y");
     let (listener, port) = listen();
     let args = [
         SCRIPT.to_string(),

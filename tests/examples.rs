@@ -443,16 +443,27 @@ impl Lab {
         }
     }
 
+    /// Up to three tries, each on a free port, to start the server that
+    /// `server` makes for the port, its output to `log` (None: the lab's
+    /// log): the port it listens on.
+    fn try_serve(
+        &mut self,
+        log: Option<&Path>,
+        server: impl Fn(&Lab, u16) -> Command,
+    ) -> Option<u16> {
+        let log = log.map_or_else(|| self.log.clone(), Path::to_path_buf);
+        (0..3).find_map(|_| {
+            let port = free_port();
+            let cmd = server(self, port);
+            self.start_logging_to(cmd, &log).then_some(port)
+        })
+    }
+
     /// Runs a README server example (a shell command) on a free port.
     fn serve(&mut self, name: &str) -> u16 {
         let script = example(name);
-        for _ in 0..3 {
-            let port = free_port();
-            if self.start(self.sh(&script, Some(port))) {
-                return port;
-            }
-        }
-        panic!("example {name} does not listen; log:\n{}", self.log_text())
+        self.try_serve(None, |lab, port| lab.sh(&script, Some(port)))
+            .unwrap_or_else(|| panic!("example {name} does not listen; log:\n{}", self.log_text()))
     }
 
     /// Runs a README client example against the port and compares what it
@@ -1625,12 +1636,11 @@ fn two_back_ends_behind_haproxy() {
     let mut ports = Vec::new();
     for tls in &backends {
         let log = tls.with_extension("log");
-        let port = (0..3)
-            .find_map(|_| {
-                let port = free_port();
+        let port = lab
+            .try_serve(Some(&log), |lab, port| {
                 let mut cmd = lab.sh(&example("backend"), Some(port));
                 cmd.env("TLS", tls);
-                lab.start_logging_to(cmd, &log).then_some(port)
+                cmd
             })
             .unwrap_or_else(|| panic!("a back end does not listen:\n{}", text(&log)));
         ports.push(port);
@@ -1638,9 +1648,8 @@ fn two_back_ends_behind_haproxy() {
     // haproxy in front.
     write_file(&lab.dir.join("haproxy.cfg"), &example("haproxy.cfg"), 0o644);
     let dir = haproxy.parent().unwrap().display().to_string();
-    let front = (0..3)
-        .find_map(|_| {
-            let port = free_port();
+    let front = lab
+        .try_serve(None, |lab, port| {
             let mut cmd = lab.sh(&example("balancer"), Some(port));
             let path = cmd
                 .get_envs()
@@ -1650,7 +1659,7 @@ fn two_back_ends_behind_haproxy() {
             cmd.env("PATH", path)
                 .env("A", format!("127.0.0.1:{}", ports[0]))
                 .env("B", format!("127.0.0.1:{}", ports[1]));
-            lab.start(cmd).then_some(port)
+            cmd
         })
         .unwrap_or_else(|| panic!("haproxy does not listen; log:\n{}", lab.log_text()));
 

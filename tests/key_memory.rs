@@ -26,6 +26,7 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 use common::*;
+use s6_tlsd_io::asn1::elements;
 
 /// A uid and a gid that no account uses (`assert_unused_ids` checks), for TLS_UID
 /// and TLS_GID and for an engine started as someone else than root: what
@@ -38,11 +39,7 @@ const GID: u32 = 64012;
 const BOUND: Duration = Duration::from_secs(20);
 
 fn is_root() -> bool {
-    if nix::unistd::getuid().is_root() {
-        return true;
-    }
-    eprintln!("not running as root: /proc/PID/mem and the ids are out of reach; not tested");
-    false
+    running_as_root("/proc/PID/mem and the ids are out of reach; not tested")
 }
 
 // ------------------------------------------------------------- processes
@@ -234,39 +231,21 @@ fn ready_holder(e: &Engine) -> Holder {
     h
 }
 
+/// An engine started with `args`, its holder once ready, sent `sig`, then
+/// a client that has sent its ClientHello.
+fn holder_signalled(args: &[&str], sig: libc::c_int) -> (Engine, Holder, ClientConnection) {
+    let e = spawn().args(args).start();
+    let h = ready_holder(&e);
+    signal(&h, sig);
+    let client = send_client_hello(&e);
+    (e, h, client)
+}
+
 // --------------------------------------------------------------- secrets
-
-/// One DER element at the start of `der`: its tag, its contents, the rest.
-fn tlv(der: &[u8]) -> (u8, &[u8], &[u8]) {
-    let (tag, first) = (der[0], der[1]);
-    let (len, head) = match first {
-        n if n < 0x80 => (n as usize, 2),
-        n => {
-            let k = (n & 0x7f) as usize;
-            let len = der[2..2 + k]
-                .iter()
-                .fold(0usize, |a, &b| (a << 8) | b as usize);
-            (len, 2 + k)
-        }
-    };
-    (tag, &der[head..head + len], &der[head + len..])
-}
-
-/// The elements of a constructed element's contents.
-fn elements(mut der: &[u8]) -> Vec<(u8, &[u8])> {
-    let mut out = Vec::new();
-    while !der.is_empty() {
-        let (tag, body, rest) = tlv(der);
-        out.push((tag, body));
-        der = rest;
-    }
-    out
-}
 
 /// PKCS#8's privateKey OCTET STRING contents.
 fn pkcs8_private_key(der: &[u8]) -> &[u8] {
-    let (_, info, _) = tlv(der);
-    let fields = elements(info);
+    let fields = elements(elements(der).unwrap()[0].1).unwrap();
     assert_eq!(fields[2].0, 0x04, "PKCS#8 privateKey is an OCTET STRING");
     fields[2].1
 }
@@ -332,8 +311,7 @@ fn private_numbers(label: &str, alg: Alg, key_der: &[u8]) -> Vec<Secret> {
     let private = pkcs8_private_key(key_der);
     match alg {
         Alg::Rsa2048 | Alg::Rsa4096 => {
-            let (_, rsa, _) = tlv(private);
-            let ints = elements(rsa);
+            let ints = elements(elements(private).unwrap()[0].1).unwrap();
             assert_eq!(ints.len(), 9, "a two-prime RSAPrivateKey");
             ["d", "p", "q", "dp", "dq", "qinv"]
                 .iter()
@@ -342,8 +320,7 @@ fn private_numbers(label: &str, alg: Alg, key_der: &[u8]) -> Vec<Secret> {
                 .collect()
         }
         Alg::EcdsaP256 | Alg::EcdsaP384 => {
-            let (_, ec, _) = tlv(private);
-            let fields = elements(ec);
+            let fields = elements(elements(private).unwrap()[0].1).unwrap();
             assert_eq!(fields[1].0, 0x04, "ECPrivateKey privateKey");
             vec![Secret::number(
                 format!("{label} EC private scalar"),
@@ -351,7 +328,7 @@ fn private_numbers(label: &str, alg: Alg, key_der: &[u8]) -> Vec<Secret> {
             )]
         }
         Alg::Ed25519 => {
-            let (tag, seed, _) = tlv(private);
+            let (tag, seed) = elements(private).unwrap()[0];
             assert_eq!((tag, seed.len()), (0x04, 32), "an Ed25519 seed");
             vec![Secret {
                 name: format!("{label} Ed25519 seed"),
@@ -594,20 +571,11 @@ fn scan<'a>(pid: u32, needles: &'a Needles<'a>) -> Found<'a> {
 }
 
 impl Found<'_> {
-    /// The secrets found (their indices), whatever the form.
-    fn secrets(&self) -> Vec<usize> {
-        let mut s: Vec<usize> = self
-            .hits
-            .iter()
-            .map(|h| self.needles.pieces[h.piece].0.secret)
-            .collect();
-        s.sort_unstable();
-        s.dedup();
-        s
-    }
-
+    /// Whether the secret (its index) was found, whatever the form.
     fn holds(&self, secret: usize) -> bool {
-        self.secrets().contains(&secret)
+        self.hits
+            .iter()
+            .any(|h| self.needles.pieces[h.piece].0.secret == secret)
     }
 
     /// One line per (secret, form) found of the secrets `wanted` selects,
@@ -1075,8 +1043,7 @@ fn the_key_holder_is_confined_runs_as_tls_uid_and_is_gone_once_the_relay_runs() 
     finish_and_relay(&mut e, &mut tls);
     assert_childless(&e, "once the relay runs");
     assert!(!h.running(), "{who}: still runs once the relay runs");
-    let exit = close_both(e, tls);
-    assert_eq!((exit.code, exit.stderr.as_str()), (Some(0), ""));
+    finish(e, tls);
 }
 
 /// The limits of /proc/PID/limits' line `Max core file size`: soft, hard.
@@ -1181,10 +1148,7 @@ fn killing_the_key_holder_before_the_client_hello_ends_the_connection_with_111()
     if !is_root() {
         return;
     }
-    let e = spawn().start();
-    let h = ready_holder(&e);
-    signal(&h, libc::SIGKILL);
-    let _client = send_client_hello(&e);
+    let (e, h, _client) = holder_signalled(&[], libc::SIGKILL);
     assert_holder_failure(e, &h, BOUND);
 }
 
@@ -1221,10 +1185,7 @@ fn a_key_holder_that_hangs_ends_the_connection_with_111() {
     if !is_root() {
         return;
     }
-    let e = spawn().start();
-    let h = ready_holder(&e);
-    signal(&h, libc::SIGSTOP);
-    let _client = send_client_hello(&e);
+    let (e, h, _client) = holder_signalled(&[], libc::SIGSTOP);
     assert_holder_failure(e, &h, HANG_BOUND);
 }
 
@@ -1258,8 +1219,7 @@ fn the_key_holder_keeps_no_copy_of_a_key_file_s_text() {
         let text = found.report(&who, |i| i >= numbers.len());
         assert!(text.is_empty(), "{who} keeps its key file's text:\n{text}");
         finish_and_relay(&mut e, &mut tls);
-        let exit = close_both(e, tls);
-        assert_eq!((exit.code, exit.stderr.as_str()), (Some(0), ""));
+        finish(e, tls);
     }
 }
 
@@ -1271,10 +1231,7 @@ fn a_key_holder_that_hangs_under_k_ends_the_handshake_at_its_deadline() {
     if !is_root() {
         return;
     }
-    let mut e = spawn().args(&["-K", "3000"]).start();
-    let h = ready_holder(&e);
-    signal(&h, libc::SIGSTOP);
-    let _client = send_client_hello(&e);
+    let (mut e, h, _client) = holder_signalled(&["-K", "3000"], libc::SIGSTOP);
     let exit = e.wait(BOUND);
     assert_eq!(
         (exit.code, exit.stderr.as_str()),

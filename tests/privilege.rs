@@ -15,11 +15,7 @@ use common::*;
 const NOBODY: &str = "65534";
 
 fn is_root() -> bool {
-    if nix::unistd::getuid().is_root() {
-        return true;
-    }
-    eprintln!("not running as root: privilege tests skipped");
-    false
+    running_as_root("privilege tests skipped")
 }
 
 /// A fresh key pair whose two files only root can read.

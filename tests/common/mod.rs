@@ -159,10 +159,25 @@ pub fn tmpdir(tag: &str) -> PathBuf {
 }
 
 pub fn key_env(keys: &Keys) -> Vec<(String, String)> {
+    pair_env(&keys.cert, &keys.key)
+}
+
+/// CERTFILE and KEYFILE naming `cert` and `key`.
+pub fn pair_env(cert: &Path, key: &Path) -> Vec<(String, String)> {
     vec![
-        ("CERTFILE".into(), keys.cert.display().to_string()),
-        ("KEYFILE".into(), keys.key.display().to_string()),
+        ("CERTFILE".into(), cert.display().to_string()),
+        ("KEYFILE".into(), key.display().to_string()),
     ]
+}
+
+/// Whether the test runs as root (its real uid); if not, says so on
+/// stderr, `untested` saying what goes untested.
+pub fn running_as_root(untested: &str) -> bool {
+    if nix::unistd::getuid().is_root() {
+        return true;
+    }
+    eprintln!("not running as root: {untested}");
+    false
 }
 
 // ---------------------------------------------------------------- engine
@@ -589,21 +604,31 @@ pub fn wait_or_kill(
     }
 }
 
-/// Runs `openssl args...` (files in, files out), at most 60 s.
-pub fn openssl(args: &[&str]) {
+/// Runs `openssl args...`, which must succeed, at most 60 s: its stdout.
+pub fn openssl(args: &[&str]) -> Vec<u8> {
     let mut child = Command::new("openssl")
         .args(args)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("run openssl");
+        .unwrap_or_else(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => client::missing("openssl"),
+            _ => panic!("run openssl: {e:?}"),
+        });
+    let mut stdout = child.stdout.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = stdout.read_to_end(&mut out);
+        out
+    });
     let status = wait_or_kill(&mut child, Duration::from_secs(60), || {
         format!("openssl {args:?} still running after 60 s")
     });
     let mut err = String::new();
     let _ = child.stderr.take().unwrap().read_to_string(&mut err);
     assert!(status.success(), "openssl {args:?}: {err}");
+    out.join().unwrap()
 }
 
 /// The binary with `argv` and only `env`, off the harness's descriptors:

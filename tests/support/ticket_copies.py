@@ -17,32 +17,14 @@ record comes (or "closed" if none does within 5 s), and closes.
 Exit status 2 for a usage error, 1 if the first connection brought no ticket.
 """
 
-import os
 import socket
 import sys
 
 from tlslite.api import HandshakeSettings, TLSConnection, X509CertChain, parsePEMKey
-from tlslite.constants import (
-    CipherSuite,
-    ContentType,
-    GroupName,
-    PskKeyExchangeMode,
-    SignatureScheme,
-)
-from tlslite.extensions import (
-    ClientKeyShareExtension,
-    KeyShareEntry,
-    PreSharedKeyExtension,
-    PskIdentity,
-    PskKeyExchangeModesExtension,
-    SignatureAlgorithmsExtension,
-    SNIExtension,
-    SupportedGroupsExtension,
-    SupportedVersionsExtension,
-)
-from tlslite.messages import ClientHello
-from tlslite.utils.x25519 import X25519_G, x25519
+from tlslite.constants import CipherSuite, ContentType, PskKeyExchangeMode, SignatureScheme
+from tlslite.extensions import PreSharedKeyExtension, PskIdentity, PskKeyExchangeModesExtension
 
+from hostile import fragments, hello13, x25519_share
 from psk_modes import read_to_close
 
 SUITES = [
@@ -79,37 +61,29 @@ def first(port, cert, key):
 def copies_hello(ticket, suite):
     """A TLS 1.3 ClientHello offering `ticket` as often as fits in 60 KiB,
     and `suite` alone; its serialised handshake message."""
-    public = x25519(bytearray(os.urandom(32)), X25519_G)
-    share = KeyShareEntry().create(GroupName.x25519, public)
     # Each copy: its identity (2 + ticket + 4 bytes) and a binder (1 + 32).
     n = (60000 - 400) // (len(ticket) + 39)
     identities = [PskIdentity().create(bytearray(ticket), 0) for _ in range(n)]
     # Never checked: rustls checks a binder only for a ticket it resumes.
     binders = [bytearray(32) for _ in range(n)]
-    exts = [
-        SNIExtension().create(bytearray(b"localhost")),
-        SupportedVersionsExtension().create([(3, 4)]),
-        SupportedGroupsExtension().create([GroupName.x25519]),
-        SignatureAlgorithmsExtension().create(
-            [SignatureScheme.ecdsa_secp256r1_sha256, SignatureScheme.rsa_pss_rsae_sha256]
-        ),
-        ClientKeyShareExtension().create([share]),
-        PskKeyExchangeModesExtension().create([PskKeyExchangeMode.psk_dhe_ke]),
-        PreSharedKeyExtension().create(identities, binders),
-    ]
-    ch = ClientHello().create(
-        (3, 3), bytearray(os.urandom(32)), bytearray(0), [suite], extensions=exts
+    hello = hello13(
+        share=x25519_share()[1],
+        suites=[suite],
+        sigalgs=[SignatureScheme.ecdsa_secp256r1_sha256, SignatureScheme.rsa_pss_rsae_sha256],
+        extra=[
+            PskKeyExchangeModesExtension().create([PskKeyExchangeMode.psk_dhe_ke]),
+            PreSharedKeyExtension().create(identities, binders),
+        ],
     )
-    return n, bytes(ch.write())
+    return n, hello
 
 
 def second(port, ticket, suite):
     n, hello = copies_hello(ticket, suite)
     print("copies", n, flush=True)
     sock = socket.create_connection(("127.0.0.1", port), timeout=20)
-    for i in range(0, len(hello), 16384):
-        part = hello[i:i + 16384]
-        sock.sendall(bytes([ContentType.handshake, 3, 1]) + len(part).to_bytes(2, "big") + part)
+    for rec in fragments(ContentType.handshake, hello, 16384):
+        sock.sendall(rec)
     sock.settimeout(5)
     try:
         print("answered" if sock.recv(5) else "closed", flush=True)
