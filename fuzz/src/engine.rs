@@ -321,18 +321,12 @@ pub fn run(ctl: Control, prefix: &[u8], data: &[u8]) -> Outcome {
     }
 }
 
-/// (content type, length) of each whole record in `stream`.
-pub fn records(mut stream: &[u8]) -> Vec<(u8, usize)> {
-    let mut out = Vec::new();
-    while stream.len() >= 5 {
-        let len = usize::from(u16::from_be_bytes([stream[3], stream[4]]));
-        if stream.len() < 5 + len {
-            break;
-        }
-        out.push((stream[0], len));
-        stream = &stream[5 + len..];
-    }
-    out
+/// (content type, length) of each whole record at the front of `stream`.
+pub fn records(stream: &[u8]) -> Vec<(u8, usize)> {
+    crate::records::whole_records(stream)
+        .iter()
+        .map(|r| (r[0], r.len() - 5))
+        .collect()
 }
 
 /// Whether the last record is an alert: a plaintext one (type 21, two
@@ -526,10 +520,12 @@ mod tests {
     fn fallback_seeds_reach_the_scsv_check() {
         crate::ignore_sigpipe();
         let seeds = crate::seeds::engine(false);
-        let seed = |name: &str| &seeds.iter().find(|(n, _)| n == name).unwrap().1;
+        let run_seed = |name: &str| {
+            let (ctl, rest) = split(&seeds.iter().find(|(n, _)| n == name).unwrap().1);
+            run(ctl, &[], rest)
+        };
         for name in ["fallback-tls12-first", "fallback-tls12-last"] {
-            let (ctl, rest) = split(seed(name));
-            let o = run(ctl, &[], rest);
+            let o = run_seed(name);
             o.check();
             assert!(
                 o.to_client.ends_with(&[0x15, 3, 3, 0, 2, 2, 86]),
@@ -541,8 +537,7 @@ mod tests {
             );
         }
         for name in ["fallback-tls13-first", "fallback-tls13-last"] {
-            let (ctl, rest) = split(seed(name));
-            let o = run(ctl, &[], rest);
+            let o = run_seed(name);
             assert_eq!(
                 records(&o.to_client).first().map(|r| r.0),
                 Some(0x16),
@@ -550,8 +545,7 @@ mod tests {
             );
         }
         for name in ["fallback-tls11-first", "fallback-tls11-records-last"] {
-            let (ctl, rest) = split(seed(name));
-            let o = run(ctl, &[], rest);
+            let o = run_seed(name);
             o.check();
             assert!(ends_with_alert(&o.to_client), "{name}: {o:?}");
         }

@@ -138,12 +138,8 @@ impl Keys {
                 }
                 let mut body = body.to_vec();
                 let n = open(&d.key, nonce(&d.iv, d.seq), &record[..5], &mut body)?;
-                body.truncate(n);
-                // The inner type is the last byte that is not padding.
-                let end = body.iter().rposition(|&b| b != 0).ok_or(Undecryptable)?;
-                let content_type = body[end];
-                body.truncate(end);
-                (content_type, body)
+                let (content_type, plain) = inner_type(&body[..n]).ok_or(Undecryptable)?;
+                (content_type, plain.to_vec())
             }
             Version::Tls12 => {
                 let (nonce, body) = match self.explicit_nonce {
@@ -186,11 +182,19 @@ pub fn as_read(version: Version, content_type: u8, payload: &[u8]) -> (Option<u8
     match version {
         Version::Tls12 => (Some(content_type), payload),
         Version::Tls13 if content_type != 0 => (Some(content_type), payload),
-        Version::Tls13 => match payload.iter().rposition(|&b| b != 0) {
-            Some(i) => (Some(payload[i]), &payload[..i]),
+        Version::Tls13 => match inner_type(payload) {
+            Some((content_type, content)) => (Some(content_type), content),
             None => (None, &[]),
         },
     }
+}
+
+/// TLS 1.3's inner content type (RFC 8446 section 5.4): the last byte of
+/// `plain` that is not zero, and the content before it; None if there is
+/// none.
+fn inner_type(plain: &[u8]) -> Option<(u8, &[u8])> {
+    let i = plain.iter().rposition(|&b| b != 0)?;
+    Some((plain[i], &plain[..i]))
 }
 
 fn less_safe(aead: &'static aead::Algorithm, key: &[u8]) -> LessSafeKey {

@@ -50,7 +50,9 @@ use s6_tlsd_io::notify::Notification;
 
 use crate::engine::{dup, engine_fds, pipe, socketpair, tolerate_known};
 use crate::identity::{identity, SERVER_NAME};
-use crate::records::{self, Keys, Version, ALERT, APPLICATION_DATA, HANDSHAKE, KEY_UPDATE};
+use crate::records::{
+    self, Keys, Version, ALERT, APPLICATION_DATA, CHANGE_CIPHER_SPEC, HANDSHAKE, KEY_UPDATE,
+};
 use std::panic::PanicHookInfo;
 use std::thread::JoinHandle;
 
@@ -304,8 +306,6 @@ pub struct Transcript {
     /// A record from the engine that did not decrypt, and why.
     pub undecryptable: Option<String>,
     pub server_close_notify: bool,
-    /// Other alerts from the engine: (level, description).
-    pub server_alerts: Vec<(u8, u8)>,
     /// What the client read after the handshake, record by record: (type,
     /// length of the plaintext), a run of data records as one; for the
     /// messages of failed checks.
@@ -472,10 +472,7 @@ impl App {
             App::Socket {
                 sock, write_open, ..
             } => {
-                if let Some(s) = sock {
-                    // SAFETY: shutting down our own socket.
-                    unsafe { libc::shutdown(s.as_raw_fd(), libc::SHUT_WR) };
-                }
+                shutdown(sock.as_ref(), libc::SHUT_WR);
                 *write_open = false;
             }
         }
@@ -488,10 +485,7 @@ impl App {
             App::Socket {
                 sock, read_open, ..
             } => {
-                if let Some(s) = sock {
-                    // SAFETY: shutting down our own socket.
-                    unsafe { libc::shutdown(s.as_raw_fd(), libc::SHUT_RD) };
-                }
+                shutdown(sock.as_ref(), libc::SHUT_RD);
                 *read_open = false;
             }
         }
@@ -587,31 +581,57 @@ fn write_some(fd: BorrowedFd, data: &[u8]) -> usize {
     n.max(0) as usize
 }
 
-/// Reads what is there: Some(bytes) (empty at EOF), None when nothing is
-/// (EAGAIN) or the descriptor failed (a reset: EOF enough too, but kept
-/// apart so that a reset is not taken for a clean end).
+/// What `read_some` got.
 enum Read {
+    /// This many bytes.
     Data(usize),
-    Eof,
+    /// EOF, or the descriptor failed (a reset): nothing more comes.
+    Closed,
+    /// Nothing there yet (EAGAIN, EINTR).
     Nothing,
-    Failed,
 }
 
+/// Reads what is there, at most `max` bytes, into `out`.
 fn read_some(fd: BorrowedFd, out: &mut Vec<u8>, max: usize) -> Read {
     let mut buf = [0u8; 65536];
     let want = buf.len().min(max);
     // SAFETY: the buffer is valid for `want` bytes; the fd is open.
     let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), want) };
     match n {
-        0 => Read::Eof,
+        0 => Read::Closed,
         n if n > 0 => {
             out.extend_from_slice(&buf[..n as usize]);
             Read::Data(n as usize)
         }
         _ => match std::io::Error::last_os_error().raw_os_error() {
             Some(libc::EAGAIN) | Some(libc::EINTR) => Read::Nothing,
-            _ => Read::Failed,
+            _ => Read::Closed,
         },
+    }
+}
+
+/// Reads from `fd` (none: nothing to read) into `out` until `max` bytes
+/// or nothing is there: how many, and whether it reached EOF (or a
+/// failure).
+fn read_up_to(fd: Option<BorrowedFd>, out: &mut Vec<u8>, max: usize) -> (usize, bool) {
+    let mut total = 0;
+    if let Some(fd) = fd {
+        while total < max {
+            match read_some(fd, out, max - total) {
+                Read::Data(n) => total += n,
+                Read::Closed => return (total, true),
+                Read::Nothing => break,
+            }
+        }
+    }
+    (total, false)
+}
+
+/// shutdown(2) of our own socket, if it is still open.
+fn shutdown(fd: Option<&OwnedFd>, how: libc::c_int) {
+    if let Some(fd) = fd {
+        // SAFETY: shutting down our own socket.
+        unsafe { libc::shutdown(fd.as_raw_fd(), how) };
     }
 }
 
@@ -664,14 +684,13 @@ struct Driver {
     app_out: Vec<u8>,
     /// EOF on fdr waits for `app_out` to be written.
     app_close: bool,
-    app_write_open: bool,
     t: Transcript,
 }
 
 impl Driver {
     /// The client's bytes, to be written as the socket takes them.
     fn send(&mut self, bytes: Vec<u8>) {
-        if self.client_write_open && !self.client_shutdown {
+        if self.can_send() {
             self.client_out.extend(bytes);
         }
     }
@@ -686,6 +705,13 @@ impl Driver {
         self.client_write_open && !self.client_shutdown
     }
 
+    /// One record of `typ` carrying `payload`, sent under the client's
+    /// keys (nothing without them).
+    fn seal_send(&mut self, typ: u8, payload: &[u8]) {
+        let record = self.keys().map(|k| k.seal(typ, payload));
+        self.send(record.unwrap_or_default());
+    }
+
     /// Writes what each side has pending, as far as it goes: how much.
     fn flush(&mut self) -> usize {
         let mut moved = 0;
@@ -694,13 +720,12 @@ impl Driver {
             self.client_out.drain(..n);
             moved += n;
             if self.client_shutdown && self.client_out.is_empty() {
-                // SAFETY: shutting down our own socket.
-                unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_WR) };
+                shutdown(Some(fd), libc::SHUT_WR);
                 self.client_write_open = false;
                 moved += 1;
             }
         }
-        if let Some(fd) = self.app.writer().filter(|_| self.app_write_open) {
+        if let Some(fd) = self.app.writer() {
             let n = write_some(fd, &self.app_out);
             self.t
                 .app_written
@@ -708,7 +733,6 @@ impl Driver {
             moved += n;
             if self.app_close && self.app_out.is_empty() {
                 self.app.close_write();
-                self.app_write_open = false;
                 moved += 1;
             }
         }
@@ -729,37 +753,18 @@ impl Driver {
 
     /// The client reads up to `max` bytes; how many.
     fn client_read(&mut self, max: usize) -> usize {
-        let mut total = 0;
-        while total < max {
-            let Some(fd) = &self.client else { break };
-            match read_some(fd.as_fd(), &mut self.client_in, max - total) {
-                Read::Data(n) => total += n,
-                Read::Eof | Read::Failed => {
-                    self.t.client_eof = true;
-                    break;
-                }
-                Read::Nothing => break,
-            }
-        }
+        let fd = self.client.as_ref().map(|f| f.as_fd());
+        let (n, eof) = read_up_to(fd, &mut self.client_in, max);
+        self.t.client_eof |= eof;
         self.take_records();
-        total
+        n
     }
 
     /// The application reads up to `max` bytes; how many.
     fn app_read(&mut self, max: usize) -> usize {
-        let mut total = 0;
-        while total < max {
-            let Some(fd) = self.app.reader() else { break };
-            match read_some(fd, &mut self.t.app_got, max - total) {
-                Read::Data(n) => total += n,
-                Read::Eof | Read::Failed => {
-                    self.t.app_eof = true;
-                    break;
-                }
-                Read::Nothing => break,
-            }
-        }
-        total
+        let (n, eof) = read_up_to(self.app.reader(), &mut self.t.app_got, max);
+        self.t.app_eof |= eof;
+        n
     }
 
     /// Whole records from the engine, to rustls during the handshake, to
@@ -775,12 +780,11 @@ impl Driver {
             self.client_in.drain(..record.len());
             match &mut self.tls {
                 Tls::Handshaking(conn) => {
-                    let fed = conn.read_tls(&mut &record[..]);
-                    if let Err(e) = fed.map_err(|e| e.to_string()).and_then(|_| {
-                        conn.process_new_packets()
-                            .map(|_| ())
-                            .map_err(|e| e.to_string())
-                    }) {
+                    let failed = match conn.read_tls(&mut &record[..]) {
+                        Ok(_) => conn.process_new_packets().err().map(|e| e.to_string()),
+                        Err(e) => Some(e.to_string()),
+                    };
+                    if let Some(e) = failed {
                         self.t.handshake = Some(Handshake::Failed(e));
                         self.tls = Tls::Failed;
                         return;
@@ -811,7 +815,8 @@ impl Driver {
         match typ {
             APPLICATION_DATA => self.t.client_got.extend(plain),
             ALERT if plain == [1, 0] => self.t.server_close_notify = true,
-            ALERT if plain.len() == 2 => self.t.server_alerts.push((plain[0], plain[1])),
+            // Other alerts: nothing to note, but no stray record either.
+            ALERT if plain.len() == 2 => {}
             HANDSHAKE => {
                 // TLS 1.3 KeyUpdates: the engine's next records come under
                 // its next keys.
@@ -940,16 +945,9 @@ impl Driver {
                 | Op::KeyUpdate(_)
                 | Op::Corrupt(..)
                 | Op::Truncated(..)
-                | Op::Raw(_)
         );
         if sending && (!self.can_send() || !matches!(self.tls, Tls::Keys(_))) {
             // The client's side is closed, or it has no keys.
-            if let Op::Raw(v) = op {
-                if self.can_send() && !v.is_empty() {
-                    self.fault("raw bytes");
-                    self.send(v.clone());
-                }
-            }
             return self.settle();
         }
         match op {
@@ -963,8 +961,7 @@ impl Driver {
                 let from = self.t.client_sent.len();
                 let plain: Vec<u8> = (from..from + n).map(|i| pattern(CLIENT, i)).collect();
                 for chunk in plain.chunks(1 << 14) {
-                    let record = self.keys().map(|k| k.seal(APPLICATION_DATA, chunk));
-                    self.send(record.unwrap_or_default());
+                    self.seal_send(APPLICATION_DATA, chunk);
                 }
                 self.t.client_sent.extend(plain);
             }
@@ -976,8 +973,7 @@ impl Driver {
                 } else {
                     self.key_updates = 0;
                 }
-                let record = self.keys().map(|k| k.seal(*typ, payload));
-                self.send(record.unwrap_or_default());
+                self.seal_send(*typ, payload);
                 if read_as == Some(APPLICATION_DATA) {
                     self.t.client_sent.extend(content);
                 }
@@ -985,13 +981,11 @@ impl Driver {
             Op::Alert(level, description) => {
                 self.after_close();
                 self.fault(format!("an alert ({level}, {description})"));
-                let record = self.keys().map(|k| k.seal(ALERT, &[*level, *description]));
-                self.send(record.unwrap_or_default());
+                self.seal_send(ALERT, &[*level, *description]);
             }
             Op::CloseNotify => {
                 self.after_close();
-                let record = self.keys().map(|k| k.seal(ALERT, &[1, 0]));
-                self.send(record.unwrap_or_default());
+                self.seal_send(ALERT, &[1, 0]);
                 self.client_closed = true;
                 self.t.client_closed_early = true;
             }
@@ -1003,16 +997,12 @@ impl Driver {
                 } else if self.key_updates > KEY_UPDATES {
                     self.fault("more KeyUpdates in a row than rustls takes");
                 }
-                let message = [KEY_UPDATE, 0, 0, 1, u8::from(*request)];
-                let version = self.setup.version;
-                let record = self.keys().map(|k| {
-                    let record = k.seal(HANDSHAKE, &message);
-                    if version == Version::Tls13 {
-                        k.update_tx();
+                self.seal_send(HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, u8::from(*request)]);
+                if self.setup.version == Version::Tls13 {
+                    if let Some(keys) = self.keys() {
+                        keys.update_tx();
                     }
-                    record
-                });
-                self.send(record.unwrap_or_default());
+                }
             }
             Op::Corrupt(len, at, xor) => {
                 self.fault("a damaged record");
@@ -1032,7 +1022,8 @@ impl Driver {
                 }
             }
             Op::Raw(bytes) => {
-                if !bytes.is_empty() {
+                // Raw bytes need no keys.
+                if self.can_send() && !bytes.is_empty() {
                     self.fault("raw bytes");
                     self.send(bytes.clone());
                 }
@@ -1060,7 +1051,7 @@ impl Driver {
                 self.client_out.clear();
             }
             Op::AppWrite(n) => {
-                if self.app_write_open && !self.app_close {
+                if self.app.writer().is_some() && !self.app_close {
                     let queued = self.t.app_written.len() + self.app_out.len();
                     let n = usize::from(*n).min(MAX_BYTES.saturating_sub(queued));
                     self.app_out
@@ -1083,7 +1074,6 @@ impl Driver {
             Op::AppAbort => {
                 self.t.app_stopped = true;
                 self.app.abort();
-                self.app_write_open = false;
                 self.app_out.clear();
             }
         }
@@ -1222,7 +1212,6 @@ pub fn run(program: &Program) -> Outcome {
         app,
         app_out: Vec::new(),
         app_close: false,
-        app_write_open: true,
         t: Transcript::default(),
     };
 
@@ -1446,7 +1435,7 @@ pub fn seed_programs() -> Vec<(String, Program)> {
             setup,
             vec![
                 Record(23, b"hello".to_vec()),
-                Record(20, vec![1]),
+                Record(CHANGE_CIPHER_SPEC, vec![1]),
                 Record(22, vec![0, 0, 0, 0]),
             ],
         );

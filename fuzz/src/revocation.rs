@@ -135,25 +135,27 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
         SerialNumber,
     };
     let (ca, ca_key) = crate::identity::ca();
-    let crl = |next: (i32, u8, u8), revoked: &[(u8, Option<RevocationReason>)]| {
+    let params = |next: (i32, u8, u8), number: u8, revoked_certs: Vec<RevokedCertParams>| {
         CertificateRevocationListParams {
             this_update: date_time_ymd(2000, 1, 1),
             next_update: date_time_ymd(next.0, next.1, next.2),
-            crl_number: SerialNumber::from_slice(&[1]),
+            crl_number: SerialNumber::from_slice(&[number]),
             issuing_distribution_point: None,
-            revoked_certs: revoked
-                .iter()
-                .map(|&(serial, reason_code)| RevokedCertParams {
-                    serial_number: SerialNumber::from_slice(&[serial]),
-                    revocation_time: date_time_ymd(2001, 2, 3),
-                    reason_code,
-                    invalidity_date: None,
-                })
-                .collect(),
+            revoked_certs,
             key_identifier_method: KeyIdMethod::Sha256,
         }
-        .signed_by(&ca, &ca_key)
-        .expect("a CRL")
+    };
+    let revoked = |serial: u8, reason_code, invalidity_date| RevokedCertParams {
+        serial_number: SerialNumber::from_slice(&[serial]),
+        revocation_time: date_time_ymd(2001, 2, 3),
+        reason_code,
+        invalidity_date,
+    };
+    let crl = |next, certs: &[(u8, Option<RevocationReason>)]| {
+        let certs = certs.iter().map(|&(s, r)| revoked(s, r, None)).collect();
+        params(next, 1, certs)
+            .signed_by(&ca, &ca_key)
+            .expect("a CRL")
     };
     let pem = |c: &rcgen::CertificateRevocationList| c.pem().expect("PEM").into_bytes();
     let client = [(CLIENT_SERIAL, Some(RevocationReason::KeyCompromise))];
@@ -166,26 +168,22 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
     let empty = crl((2050, 1, 1), &[]);
     // With an issuing distribution point: it covers only certificates that
     // name that point, which the test client's does not.
-    let mut params = CertificateRevocationListParams {
-        this_update: date_time_ymd(2000, 1, 1),
-        next_update: date_time_ymd(2030, 1, 1),
-        crl_number: SerialNumber::from_slice(&[2]),
+    let removed = revoked(
+        CLIENT_SERIAL,
+        Some(RevocationReason::RemoveFromCrl),
+        Some(date_time_ymd(2001, 1, 1)),
+    );
+    let idp = CertificateRevocationListParams {
         issuing_distribution_point: Some(CrlIssuingDistributionPoint {
             distribution_point: CrlDistributionPoint {
                 uris: vec!["http://crl.example/ca.crl".into()],
             },
             scope: Some(CrlScope::UserCertsOnly),
         }),
-        revoked_certs: Vec::new(),
-        key_identifier_method: KeyIdMethod::Sha256,
-    };
-    params.revoked_certs.push(RevokedCertParams {
-        serial_number: SerialNumber::from_slice(&[CLIENT_SERIAL]),
-        revocation_time: date_time_ymd(2001, 2, 3),
-        reason_code: Some(RevocationReason::RemoveFromCrl),
-        invalidity_date: Some(date_time_ymd(2001, 1, 1)),
-    });
-    let idp = params.signed_by(&ca, &ca_key).expect("a CRL");
+        ..params((2030, 1, 1), 2, vec![removed])
+    }
+    .signed_by(&ca, &ca_key)
+    .expect("a CRL");
     let mut out = vec![
         ("revoking.der".to_string(), revoking.der().to_vec()),
         ("revoking.pem".into(), pem(&revoking)),
@@ -248,10 +246,9 @@ mod tests {
         let id = identity();
         let (name, der) = seeds().remove(0);
         assert_eq!(name, "revoking.der");
+        let next = asn1::next_update(&der).unwrap().unix_duration().as_secs();
         let crls = vec![rustls::pki_types::CertificateRevocationListDer::from(der)];
         let verifier = tls::client_verifier(id.provider.clone(), id.roots(), crls, true).unwrap();
-        let next = asn1::next_update(&crate::revocation::seeds()[0].1).unwrap();
-        let next = next.unix_duration().as_secs();
         assert_eq!(verdict(&*verifier, next - 1), Verdict::Revoked);
         assert_eq!(verdict(&*verifier, next), Verdict::Stale);
     }
