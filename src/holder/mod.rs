@@ -28,7 +28,6 @@ mod ask;
 mod serve;
 mod wire;
 
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -76,25 +75,15 @@ impl Stage {
 /// Splits the process: the engine goes on with the holder's handle; the
 /// holder never returns from here. `sni_level`: which pairs it reads.
 pub fn start(env: &Env, sni_level: u32) -> Result<Holder, Error> {
-    let mut ends = [0; 2];
-    // SAFETY: socketpair writes two descriptors into `ends`, which is
-    // large enough, and fails cleanly otherwise.
-    let r = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-            0,
-            ends.as_mut_ptr(),
-        )
-    };
-    if r != 0 {
-        return Err(unable_to_start("socketpair", Errno::last()));
-    }
-    // SAFETY: two fresh descriptors, ours alone.
-    let (engine_end, holder_end) =
-        unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) };
-    // SAFETY: getpid has no failure.
-    let engine = unsafe { libc::getpid() };
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    let (engine_end, holder_end) = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| unable_to_start("socketpair", e))?;
+    let engine = nix::unistd::getpid().as_raw();
     // SAFETY: the process has one thread (the engine never starts
     // another), so the child inherits no lock held by a thread that does
     // not exist in it, and may go on running Rust code and malloc.
